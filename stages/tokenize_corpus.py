@@ -1,0 +1,32 @@
+"""tokenize: train SentencePiece on the training split and store the ids of train and valid."""
+
+from pathlib import Path
+
+import click
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tcompress.config import Params
+from tcompress.data.corpora import read_split
+from tcompress.stage import stage
+from tcompress.tokenizer import build_tokenizer
+
+
+@click.command()
+@click.option("--prepared", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@stage
+def main(params: Params, prepared: str, out: str) -> None:
+    train_src, train_tgt = read_split(Path(prepared) / "train.parquet")
+    tok = build_tokenizer(train_src, train_tgt, params.tokenizer, out)
+    for name in ("train", "valid"):
+        src, tgt = read_split(Path(prepared) / f"{name}.parquet")
+        table = pa.table({"src_ids": pa.array(tok.encode_src(src), pa.list_(pa.int32())),
+                          "tgt_ids": pa.array(tok.encode_tgt(tgt), pa.list_(pa.int32()))})
+        pq.write_table(table, Path(out) / f"{name}.ids.parquet")
+    click.echo(f"vocabulary: source {tok.src_vocab_size}, target {tok.tgt_vocab_size} pieces "
+               f"({'joint' if tok.joint else 'separate'})")
+
+
+if __name__ == "__main__":
+    main()

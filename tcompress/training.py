@@ -1,0 +1,227 @@
+"""The one training loop: baseline training, and later quantization-aware training and pruning.
+
+Compression methods never copy this loop; they wrap modules and plug into its ``Hook`` points
+(a pruning schedule updates masks in ``on_step_end``, masks gradients in ``after_backward``; QAT
+needs no hook beyond its wrapped modules). Everything that decides the next step's result is in
+the resumable checkpoint — weights, optimizer, step counters, RNG state, hook state — and the batch
+order is a function of (seed, epoch), so a run killed and restarted reaches the same weights as one
+that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import sacrebleu
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from tcompress.batching import epoch_seed, make_batches, pad
+from tcompress.checkpoint import load_safe, model_payload, save_atomic
+from tcompress.config import TrainConfig
+from tcompress.decode import DecodeOptions, translate_ids
+from tcompress.model import PAD, EncoderDecoder
+
+
+class Hook:
+    """Extension points of the loop; every method is optional. ``state`` is the live ``TrainState``."""
+
+    def on_train_start(self, model: EncoderDecoder, state: "TrainState") -> None: ...
+    def after_backward(self, model: EncoderDecoder, state: "TrainState") -> None: ...
+    def on_step_end(self, model: EncoderDecoder, state: "TrainState") -> None: ...
+    def on_epoch_end(self, model: EncoderDecoder, state: "TrainState", metrics: dict) -> None: ...
+    def state_dict(self) -> dict: return {}
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0              # epochs completed
+    batch_in_epoch: int = 0     # batches of the current epoch already taken
+    step: int = 0               # optimizer steps taken
+    best_score: float = -math.inf
+    best_epoch: int = -1
+    history: list[dict] = field(default_factory=list)
+    train_seconds: float = 0.0     # optimizer steps only
+    wall_seconds: float = 0.0      # steps, validation and checkpoints, summed over resumed runs
+    train_tokens: int = 0
+
+
+@dataclass
+class ParallelData:
+    """Token ids of one split: source ids end in EOS, target ids are BOS … EOS."""
+    src: list[list[int]]
+    tgt: list[list[int]]
+    references: list[str] | None = None  # raw target text, for BLEU
+
+
+def inverse_sqrt_lr(step: int, peak: float, warmup: int) -> float:
+    """Linear warm-up to ``peak`` at ``warmup`` steps, then peak·sqrt(warmup/step) (Vaswani et al. §5.3)."""
+    step = max(step, 1)
+    return peak * min(step / warmup, math.sqrt(warmup / step))
+
+
+def _autocast(cfg: TrainConfig, device: torch.device):
+    if cfg.precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _loss(model: EncoderDecoder, src: torch.Tensor, tgt: torch.Tensor, smoothing: float,
+          cfg: TrainConfig, device: torch.device) -> tuple[torch.Tensor, int]:
+    tgt_in, labels = tgt[:, :-1], tgt[:, 1:]  # teacher forcing: predict token t+1 from tokens ≤ t
+    with _autocast(cfg, device):
+        logits = model(src, tgt_in)
+    loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), labels.reshape(-1),
+                           ignore_index=PAD, label_smoothing=smoothing, reduction="sum")
+    return loss, int((labels != PAD).sum())
+
+
+@torch.no_grad()
+def validate(model: EncoderDecoder, data: ParallelData, cfg: TrainConfig, device: torch.device,
+             decode_tgt: Callable[[list[list[int]]], list[str]] | None) -> dict:
+    """Validation loss per token (no label smoothing) and, with references, greedy BLEU."""
+    model.eval()
+    total, tokens = 0.0, 0
+    for batch in make_batches([len(s) for s in data.src], [len(t) for t in data.tgt], cfg.batch_tokens):
+        loss, n = _loss(model, pad([data.src[i] for i in batch]).to(device),
+                        pad([data.tgt[i] for i in batch]).to(device), 0.0, cfg, device)
+        total, tokens = total + float(loss), tokens + n
+    metrics = {"val_loss": total / max(tokens, 1)}
+    if decode_tgt is not None and data.references is not None:
+        n = cfg.val_bleu_sentences or len(data.src)
+        with _autocast(cfg, device):
+            ids = translate_ids(model, data.src[:n], DecodeOptions(beam_size=1), device, desc="val bleu")
+        metrics["val_bleu"] = sacrebleu.corpus_bleu(decode_tgt(ids), [data.references[:n]]).score
+    return metrics
+
+
+def fingerprint(*parts: Any) -> str:
+    """Identity of a training run: a resume checkpoint from a different config or data is not reused."""
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(json.dumps(part, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def fit(model: EncoderDecoder, train: ParallelData, valid: ParallelData, cfg: TrainConfig, *, seed: int,
+        best_path: str | Path, resume_path: str | Path, run_id: str, hooks: list[Hook] = (),
+        decode_tgt: Callable[[list[list[int]]], list[str]] | None = None,
+        device: torch.device | str = "cpu", progress: bool = True,
+        stop_after_steps: int | None = None) -> TrainState:
+    """Train for ``cfg.epochs`` epochs, keeping the best model (by validation BLEU, else by loss)
+    in ``best_path`` and a resumable checkpoint in ``resume_path``.
+
+    ``stop_after_steps`` ends the call early as an interruption would (tests use it), leaving the
+    resume checkpoint of that moment.
+    """
+    device = torch.device(device)
+    model.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.adam_eps,
+                           weight_decay=cfg.weight_decay)
+    state = TrainState()
+    resume_path = Path(resume_path)
+    if resume_path.exists():
+        ckpt = load_safe(resume_path, device)
+        if ckpt.get("run_id") == run_id:
+            model.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+            state = TrainState(**ckpt["state"])
+            for hook, hs in zip(hooks, ckpt["hooks"]):
+                hook.load_state_dict(hs)
+            _set_rng_state(ckpt["rng"])
+            tqdm.write(f"resuming from {resume_path}: epoch {state.epoch + 1}, step {state.step}")
+        else:
+            tqdm.write(f"ignoring {resume_path}: it belongs to another configuration or data")
+
+    def save_resume() -> None:
+        save_atomic({"run_id": run_id, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                     "state": dataclasses.asdict(state), "hooks": [h.state_dict() for h in hooks],
+                     "rng": _rng_state()}, resume_path)
+
+    for hook in hooks:
+        hook.on_train_start(model, state)
+    src_lens, tgt_lens = [len(s) for s in train.src], [len(t) for t in train.tgt]
+    wall_start, wall_base = time.perf_counter(), state.wall_seconds
+
+    def tick() -> None:
+        state.wall_seconds = wall_base + time.perf_counter() - wall_start
+    while state.epoch < cfg.epochs:
+        batches = make_batches(src_lens, tgt_lens, cfg.batch_tokens, seed=epoch_seed(seed, state.epoch))
+        model.train()
+        bar = tqdm(total=len(batches), initial=state.batch_in_epoch, disable=not progress,
+                   desc=f"epoch {state.epoch + 1}/{cfg.epochs}", unit="batch", mininterval=2.0)
+        epoch_loss, epoch_tokens = 0.0, 0
+        while state.batch_in_epoch < len(batches):
+            t0 = time.perf_counter()
+            batch = batches[state.batch_in_epoch]
+            src = pad([train.src[i] for i in batch]).to(device)
+            tgt = pad([train.tgt[i] for i in batch]).to(device)
+            for group in opt.param_groups:
+                group["lr"] = inverse_sqrt_lr(state.step + 1, cfg.lr, cfg.warmup_steps)
+            loss, n_tokens = _loss(model, src, tgt, cfg.label_smoothing, cfg, device)
+            opt.zero_grad(set_to_none=True)
+            (loss / n_tokens).backward()
+            for hook in hooks:
+                hook.after_backward(model, state)
+            if cfg.clip_norm > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
+            opt.step()
+            state.step += 1
+            state.batch_in_epoch += 1
+            for hook in hooks:
+                hook.on_step_end(model, state)
+            epoch_loss, epoch_tokens = epoch_loss + float(loss.detach()), epoch_tokens + n_tokens
+            state.train_seconds += time.perf_counter() - t0
+            state.train_tokens += n_tokens
+            bar.update(1)
+            bar.set_postfix(loss=f"{float(loss.detach()) / n_tokens:.3f}", lr=f"{opt.param_groups[0]['lr']:.2e}",
+                            tok_s=f"{state.train_tokens / max(state.train_seconds, 1e-9):.0f}")
+            if state.step % cfg.checkpoint_every == 0:
+                tick()
+                save_resume()
+            if stop_after_steps is not None and state.step >= stop_after_steps:
+                bar.close()
+                tick()
+                save_resume()
+                return state
+        bar.close()
+        metrics = {"epoch": state.epoch + 1, "step": state.step,
+                   "train_loss": epoch_loss / max(epoch_tokens, 1) if epoch_tokens else None,
+                   **validate(model, valid, cfg, device, decode_tgt)}
+        state.epoch += 1
+        state.batch_in_epoch = 0
+        state.history.append(metrics)
+        score = metrics.get("val_bleu", -metrics["val_loss"])
+        if score > state.best_score:
+            state.best_score, state.best_epoch = score, state.epoch
+            save_atomic(model_payload(model, epoch=state.epoch, metrics=metrics), best_path)
+        for hook in hooks:
+            hook.on_epoch_end(model, state, metrics)
+        tqdm.write("epoch {epoch}: ".format(**metrics) + ", ".join(
+            f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
+        tick()
+        save_resume()
+    return state
