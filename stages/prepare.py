@@ -6,13 +6,12 @@ import click
 
 from tcompress.config import Params
 from tcompress.data import corpora
+from tcompress.data.synthetic import generate_splits
 from tcompress.stage import stage, write_json
 
 
 def read_corpus(params: Params, download_dir: str) -> dict[str, tuple[list[str], list[str]]]:
     if params.data == "synthetic":
-        from tcompress.data.synthetic import generate_splits
-
         s = params.synthetic
         splits = generate_splits(s.train_size, s.valid_size, s.test_size, s.seed)
         return {name: ([p[0] for p in pairs], [p[1] for p in pairs]) for name, pairs in splits.items()}

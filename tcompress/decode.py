@@ -17,24 +17,29 @@ from tcompress.batching import make_batches, pad
 from tcompress.model import BOS, EOS, PAD, EncoderDecoder
 
 
-def _max_len(src: torch.Tensor, a: float, b: int) -> int:
-    return int(a * src.size(1) + b)
+def length_limits(src: torch.Tensor, a: float, b: int) -> torch.Tensor:
+    """Per-sentence output limit a·|source| + b, so a translation never depends on its batch mates."""
+    return (a * (src != PAD).sum(1).float() + b).long()
 
 
 @torch.no_grad()
-def greedy(model: EncoderDecoder, src: torch.Tensor, max_len: int, use_cache: bool = True) -> list[list[int]]:
-    """Token ids (without BOS/EOS) of the argmax continuation for each row of ``src`` (B, S)."""
+def greedy(model: EncoderDecoder, src: torch.Tensor, max_len: int | torch.Tensor,
+           use_cache: bool = True) -> list[list[int]]:
+    """Token ids (without BOS/EOS) of the argmax continuation for each row of ``src`` (B, S);
+    ``max_len`` is one limit or one per row."""
     memory, src_mask = model.encode(src)
     b = src.size(0)
+    limits = torch.as_tensor(max_len, device=src.device).expand(b)
     ys = torch.full((b, 1), BOS, dtype=torch.long, device=src.device)
     done = torch.zeros(b, dtype=torch.bool, device=src.device)
     caches = [{} for _ in model.decoder.layers] if use_cache else None
-    for step in range(max_len):
+    for step in range(int(limits.max()) + 1):
         if use_cache:
             logits = model.decode_step(ys[:, -1:], step, memory, src_mask, caches)
         else:
             logits = model.generator(model.decode(ys, memory, src_mask))[:, -1]
         nxt = logits.argmax(-1)
+        nxt = torch.where(step >= limits, torch.full_like(nxt, EOS), nxt)
         nxt = torch.where(done, torch.full_like(nxt, PAD), nxt)
         ys = torch.cat([ys, nxt[:, None]], dim=1)
         done |= nxt == EOS
@@ -59,9 +64,10 @@ def _length_penalty(length: torch.Tensor, alpha: float) -> torch.Tensor:
 
 @torch.no_grad()
 def beam_search(model: EncoderDecoder, src: torch.Tensor, beam_size: int, length_penalty: float,
-                max_len: int) -> list[list[int]]:
+                max_len: int | torch.Tensor) -> list[list[int]]:
     """Best hypothesis per row by log-probability / length penalty, over ``beam_size`` beams."""
     b, k = src.size(0), beam_size
+    limits = torch.as_tensor(max_len, device=src.device).expand(b).repeat_interleave(k)
     memory, src_mask = model.encode(src)
     # Each source row is repeated k times: beams live in the batch dimension (B*K, ...).
     memory = memory.repeat_interleave(k, dim=0)
@@ -72,9 +78,12 @@ def beam_search(model: EncoderDecoder, src: torch.Tensor, beam_size: int, length
     scores[:, 1:] = float("-inf")  # all beams start identical: keep only one alive at step 0
     finished = torch.zeros(b * k, dtype=torch.bool, device=src.device)
     lengths = torch.zeros(b * k, dtype=torch.long, device=src.device)
-    for step in range(max_len):
+    for step in range(int(limits.max()) + 1):
         logp = torch.log_softmax(model.decode_step(tokens[:, -1:], step, memory, src_mask, caches).float(), -1)
         vocab = logp.size(-1)
+        at_limit = (step >= limits) & ~finished  # beams in one row share a limit, so `flat` below keeps it valid
+        logp[at_limit] = float("-inf")
+        logp[at_limit, EOS] = 0.0
         # A finished beam may only extend with PAD at no cost, so its score stays fixed.
         logp[finished] = float("-inf")
         logp[finished, PAD] = 0.0
@@ -121,7 +130,7 @@ def translate_ids(model: EncoderDecoder, src_ids: list[list[int]], opts: DecodeO
     out: list[list[int] | None] = [None] * len(src_ids)
     for chunk in tqdm(chunks, desc=desc, disable=not progress, unit="batch", mininterval=2.0):
         src = pad([src_ids[i] for i in chunk]).to(device)
-        max_len = _max_len(src, opts.max_len_a, opts.max_len_b)
+        max_len = length_limits(src, opts.max_len_a, opts.max_len_b)
         if opts.beam_size == 1:
             hyps = greedy(model, src, max_len)
         else:

@@ -1,0 +1,71 @@
+"""``tcompress``: commands for users outside the DVC stages.
+
+``tcompress translate`` scores any checkpoint on any test set (the user's own, not only the
+pipeline's), with the same decoding and sacrebleu scoring the evaluate stage uses.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from tcompress.checkpoint import load_model
+from tcompress.decode import DecodeOptions, translate
+from tcompress.evaluation import score
+from tcompress.layer_groups import group_report
+from tcompress.tokenizer import Tokenizer
+
+
+def _read_lines(path: str) -> list[str]:
+    return Path(path).read_text(encoding="utf-8").rstrip("\n").split("\n")
+
+
+@click.group()
+def main() -> None:
+    """Train, compress and measure Transformer translation models (see README.md)."""
+
+
+@main.command("translate")
+@click.option("--checkpoint", default="data/model/model.pt", show_default=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--tokenizer", "tokenizer_dir", default="data/tokenized", show_default=True,
+              type=click.Path(exists=True, file_okay=False))
+@click.option("--src", "src_file", required=True, type=click.Path(exists=True, dir_okay=False), help="one sentence a line")
+@click.option("--ref", "ref_file", type=click.Path(exists=True, dir_okay=False), help="references to score against")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), help="write translations here (default: stdout)")
+@click.option("--beam-size", default=4, show_default=True, type=click.IntRange(min=1))
+@click.option("--length-penalty", default=0.6, show_default=True, type=click.FloatRange(min=0.0))
+@click.option("--batch-sentences", default=128, show_default=True, type=click.IntRange(min=1))
+@click.option("--device", default="cpu", show_default=True)
+def translate_cmd(checkpoint: str, tokenizer_dir: str, src_file: str, ref_file: str | None, out_file: str | None,
+                  beam_size: int, length_penalty: float, batch_sentences: int, device: str) -> None:
+    """Translate SRC with CHECKPOINT; with --ref, print BLEU and chrF as JSON on stderr."""
+    model, _ = load_model(checkpoint, device)
+    sources = _read_lines(src_file)
+    refs = _read_lines(ref_file) if ref_file else None
+    if refs is not None and len(refs) != len(sources):
+        raise click.UsageError(f"--src has {len(sources)} lines but --ref has {len(refs)}")
+    opts = DecodeOptions(beam_size=beam_size, length_penalty=length_penalty, batch_sentences=batch_sentences)
+    hyps, speed = translate(model, Tokenizer.load(tokenizer_dir), sources, opts, device, progress=True)
+    text = "\n".join(hyps) + "\n"
+    if out_file:
+        Path(out_file).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    if refs is not None:
+        result = {**score(hyps, refs), "sentences": len(sources), "sentences_per_second": round(speed, 2)}
+        click.echo(json.dumps(result, indent=2), err=True)
+
+
+@main.command("groups")
+@click.option("--checkpoint", default="data/model/model.pt", show_default=True, type=click.Path(exists=True, dir_okay=False))
+def groups_cmd(checkpoint: str) -> None:
+    """Parameter count of each layer group of a checkpoint (the n_c of the compression ratio)."""
+    model, _ = load_model(checkpoint)
+    click.echo(json.dumps(group_report(model), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+MULTI30K = REPO.parent / "shared" / "data" / "multi30k"
+
+# The tiny configuration every end-to-end test uses: the real stages on a small synthetic corpus.
+TINY = {
+    "data": "synthetic",
+    "synthetic": {"train_size": 300, "valid_size": 20, "test_size": 20, "seed": 3},
+    "tokenizer": {"vocab_size": 400},
+    "model": {"d_model": 32, "n_layers": 1, "n_heads": 2, "d_ff": 64, "dropout": 0.1},
+    "train": {"epochs": 2, "batch_tokens": 400, "warmup_steps": 10, "checkpoint_every": 5,
+              "precision": "fp32", "threads": 1},
+    "evaluate": {"beam_size": 2, "batch_sentences": 16},
+}
+
+
+def deep_update(base: dict, extra: dict) -> dict:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            deep_update(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def tiny_params(**overrides) -> dict:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    deep_update(params, yaml.safe_load(yaml.safe_dump(TINY)))
+    return deep_update(params, overrides)
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def make_project(dest: Path, params: dict) -> Path:
+    """A git + DVC repository holding this project's pipeline and the given params."""
+    for name in ("dvc.yaml", ".dvcignore"):
+        if (REPO / name).exists():
+            shutil.copy(REPO / name, dest / name)
+    shutil.copytree(REPO / "stages", dest / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "tcompress", dest / "tcompress", ignore=shutil.ignore_patterns("__pycache__"))
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (dest / ".gitignore").write_text("__pycache__/\n/data/resume/\n/data/downloads/\n")
+    run(["git", "init", "-q"], dest)
+    run(["git", "config", "user.email", "t@example.com"], dest)
+    run(["git", "config", "user.name", "test"], dest)
+    run([sys.executable, "-m", "dvc", "init", "-q"], dest)
+    run([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], dest)
+    run(["git", "add", "-A"], dest)
+    run(["git", "commit", "-qm", "init"], dest)
+    return dest
+
+
+def dvc(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    return run([sys.executable, "-m", "dvc", *args], cwd, check)
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory) -> Path:
+    """The tiny pipeline run once through `dvc repro` (shared by the tests that only read its outputs)."""
+    project = make_project(tmp_path_factory.mktemp("tiny"), tiny_params())
+    dvc(["repro"], project)
+    return project
+
+
+@pytest.fixture
+def multi30k_dir() -> Path:
+    if not (MULTI30K / "SHA256SUMS").exists():
+        pytest.skip(f"Multi30k mirror not found at {MULTI30K}")
+    return MULTI30K
