@@ -20,7 +20,9 @@ from tcompress.tokenizer import Tokenizer
 
 
 def _read_lines(path: str) -> list[str]:
-    return Path(path).read_text(encoding="utf-8").rstrip("\n").split("\n")
+    """One entry per line; an empty line (an empty hypothesis, say) is kept, only the final newline goes."""
+    text = Path(path).read_text(encoding="utf-8")
+    return text[:-1].split("\n") if text.endswith("\n") else text.split("\n")
 
 
 @click.group()

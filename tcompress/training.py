@@ -54,6 +54,8 @@ class TrainState:
     train_seconds: float = 0.0     # optimizer steps only
     wall_seconds: float = 0.0      # steps, validation and checkpoints, summed over resumed runs
     train_tokens: int = 0
+    epoch_loss: float = 0.0        # running sums of the current epoch, so a resumed epoch reports the whole epoch
+    epoch_tokens: int = 0
 
 
 @dataclass
@@ -173,7 +175,6 @@ def fit(model: EncoderDecoder, train: ParallelData, valid: ParallelData, cfg: Tr
         model.train()
         bar = tqdm(total=len(batches), initial=state.batch_in_epoch, disable=not progress,
                    desc=f"epoch {state.epoch + 1}/{cfg.epochs}", unit="batch", mininterval=2.0)
-        epoch_loss, epoch_tokens = 0.0, 0
         while state.batch_in_epoch < len(batches):
             t0 = time.perf_counter()
             batch = batches[state.batch_in_epoch]
@@ -193,7 +194,8 @@ def fit(model: EncoderDecoder, train: ParallelData, valid: ParallelData, cfg: Tr
             state.batch_in_epoch += 1
             for hook in hooks:
                 hook.on_step_end(model, state)
-            epoch_loss, epoch_tokens = epoch_loss + float(loss.detach()), epoch_tokens + n_tokens
+            state.epoch_loss += float(loss.detach())
+            state.epoch_tokens += n_tokens
             state.train_seconds += time.perf_counter() - t0
             state.train_tokens += n_tokens
             bar.update(1)
@@ -209,10 +211,10 @@ def fit(model: EncoderDecoder, train: ParallelData, valid: ParallelData, cfg: Tr
                 return state
         bar.close()
         metrics = {"epoch": state.epoch + 1, "step": state.step,
-                   "train_loss": epoch_loss / max(epoch_tokens, 1) if epoch_tokens else None,
+                   "train_loss": state.epoch_loss / max(state.epoch_tokens, 1),
                    **validate(model, valid, cfg, device, decode_tgt)}
         state.epoch += 1
-        state.batch_in_epoch = 0
+        state.batch_in_epoch, state.epoch_loss, state.epoch_tokens = 0, 0.0, 0
         state.history.append(metrics)
         score = metrics.get("val_bleu", -metrics["val_loss"])
         if score > state.best_score:

@@ -125,7 +125,7 @@ def test_killed_train_stage_resumes_to_the_same_result(tiny_pipeline, tmp_path):
             proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         out, err = proc.communicate()
         assert proc.returncode == 0, err.decode()
-        return workdir, err.decode()
+        return workdir, out.decode() + err.decode()
 
     plain, _ = train(tmp_path / "plain")
     killed, log = train(tmp_path / "killed", kill=True)
