@@ -1,5 +1,8 @@
+import os
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -30,8 +33,8 @@ def test_decode_of_encode_is_exact(tmp_path, corpus, joint):
 def test_vocabulary_is_deterministic(tmp_path, corpus):
     src = [p[0] for p in corpus["train"]]
     tgt = [p[1] for p in corpus["train"]]
-    build_tokenizer(src, tgt, TokenizerConfig(vocab_size=300), tmp_path / "a")
-    build_tokenizer(src, tgt, TokenizerConfig(vocab_size=300), tmp_path / "b")
+    build_tokenizer(src, tgt, TokenizerConfig(vocab_size=600), tmp_path / "a")
+    build_tokenizer(src, tgt, TokenizerConfig(vocab_size=600), tmp_path / "b")
     assert (tmp_path / "a/spm.joint.model").read_bytes() == (tmp_path / "b/spm.joint.model").read_bytes()
 
 
@@ -49,10 +52,10 @@ def test_bleu_equals_sacrebleu_cli(tmp_path, corpus):
     hyps = [" ".join(r.split()[:-2]) if i % 3 else refs[(i + 1) % len(refs)] for i, r in enumerate(refs)]
     (tmp_path / "hyp.txt").write_text("\n".join(hyps) + "\n")
     (tmp_path / "ref.txt").write_text("\n".join(refs) + "\n")
-    exe = shutil.which("sacrebleu")
+    exe = shutil.which("sacrebleu", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     assert exe, "sacrebleu command line not on PATH"
     out = subprocess.run([exe, str(tmp_path / "ref.txt"), "-i", str(tmp_path / "hyp.txt"), "-m", "bleu", "chrf",
-                          "-b", "-w", "4"], capture_output=True, text=True, check=True).stdout.split()
+                          "-b", "-w", "4", "-f", "text"], capture_output=True, text=True, check=True).stdout.split()
     ours = score(hyps, refs)
     assert 5 < ours["bleu"] < 95
     assert ours["bleu"] == pytest.approx(float(out[0]), abs=1e-4)
