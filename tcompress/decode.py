@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from tcompress.batching import make_batches, pad
+from tcompress.batching import pad
 from tcompress.model import BOS, EOS, PAD, EncoderDecoder
 
 
@@ -122,10 +122,7 @@ def translate_ids(model: EncoderDecoder, src_ids: list[list[int]], opts: DecodeO
                   device: torch.device | str = "cpu", progress: bool = False, desc: str = "decode") -> list[list[int]]:
     """Output ids for every source, in input order; batches are formed by length to limit padding."""
     model.eval()
-    lens = [len(s) for s in src_ids]
-    batches = make_batches(lens, lens, batch_tokens=10**12, seed=None)
-    # make_batches with an unlimited budget gives one length-sorted batch; cut it by sentence count.
-    order = batches[0] if batches else []
+    order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))  # similar lengths share a batch
     chunks = [order[i: i + opts.batch_sentences] for i in range(0, len(order), opts.batch_sentences)]
     out: list[list[int] | None] = [None] * len(src_ids)
     for chunk in tqdm(chunks, desc=desc, disable=not progress, unit="batch", mininterval=2.0):
