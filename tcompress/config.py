@@ -110,6 +110,32 @@ class EvaluateConfig:
     batch_sentences: int = _f(128, lo=1)
     max_len_a: float = _f(1.5, lo=0.0, doc="output length limit = a * source length + b")
     max_len_b: int = _f(10, lo=0)
+    cell_beam_size: int = _f(1, lo=1, doc="decoding of compressed cells: 1 = greedy (the thesis's), "
+                                           "or evaluate.beam_size")
+
+
+QUANT_MODES = ("sym", "asym")
+METHODS = ("ptq",)
+CLIP_MODES = ("none", "percentile", "std")
+
+
+@dataclass(frozen=True)
+class CatalogConfig:
+    """The values dvc.yaml makes one stage for (its ``matrix``); the grid keys pick among them."""
+    bits: tuple[int, ...] = _f((16, 8, 4, 3), lo=2, hi=16)
+    modes: tuple[str, ...] = _f(QUANT_MODES, choices=QUANT_MODES)
+    groups: tuple[str, ...] = _f(("ff", "att", "emb", "gen", "ff+emb+gen", "full"))
+
+
+@dataclass(frozen=True)
+class PTQParams:
+    calibration_batches: int = _f(8, lo=1, doc="training batches whose activations set the ranges")
+    calibration_batch_tokens: int = _f(3000, lo=16)
+    per_channel: bool = _f(False, doc="one weight range per output channel instead of per tensor")
+    activations: bool = _f(True, doc="also quantize the selected modules' float inputs and outputs")
+    clip: str = _f("none", choices=CLIP_MODES, doc="activation range: min/max, percentiles or mean ± n·std")
+    clip_percentile: float = _f(99.99, lo=50.0, hi=100.0)
+    clip_std: float = _f(3.0, lo=0.0, lo_open=True)
 
 
 @dataclass(frozen=True)
@@ -124,6 +150,12 @@ class Params:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    methods: tuple[str, ...] = _f(METHODS, choices=METHODS)
+    bits: tuple[int, ...] = _f((8, 4), lo=2, hi=16)
+    modes: tuple[str, ...] = _f(QUANT_MODES, choices=QUANT_MODES)
+    groups: tuple[str, ...] = _f(("att", "ff+emb+gen", "full"))
+    catalog: CatalogConfig = field(default_factory=CatalogConfig)
+    ptq: PTQParams = field(default_factory=PTQParams)
 
 
 _PARAM_FIELDS = {f.name: f for f in dataclasses.fields(Params)}
@@ -157,6 +189,15 @@ def _coerce(key: str, value: Any, tp: Any, meta: dict, corpus: str) -> Any:
             raise ConfigError(f"{key}.{corpus}: missing; {key} is given per corpus and data is {corpus!r}")
         return checked[corpus]
     origin = typing.get_origin(tp)
+    if origin is tuple:
+        # A grid key: one value or a list of them (`-S bits=4` or `-S 'bits=[8,4]'`).
+        values = value if isinstance(value, list) else [value]
+        if not values:
+            raise ConfigError(f"{key}: needs at least one value")
+        items = tuple(_coerce(key, v, typing.get_args(tp)[0], meta, corpus) for v in values)
+        if len(set(items)) != len(items):
+            raise ConfigError(f"{key}: {value!r} lists a value twice")
+        return items
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
@@ -211,6 +252,26 @@ def _check_consistency(p: Params) -> None:
             raise ConfigError(f"files.{missing[0]}: required when data is 'files' (a path to a text file)")
     if p.model.share_embeddings and not p.tokenizer.joint:
         raise ConfigError("model.share_embeddings: true needs tokenizer.joint: true (one vocabulary)")
+    if p.evaluate.cell_beam_size not in (1, p.evaluate.beam_size):
+        raise ConfigError(f"evaluate.cell_beam_size: {p.evaluate.cell_beam_size} must be 1 or evaluate.beam_size "
+                          f"({p.evaluate.beam_size}), so every cell has a baseline decoded the same way")
+    _check_grid(p)
+
+
+def _check_grid(p: Params) -> None:
+    from tcompress.layer_groups import parse_group  # torch-free stages never get here
+
+    for key, spec in [("catalog.groups", g) for g in p.catalog.groups] + [("groups", g) for g in p.groups]:
+        try:
+            parse_group(spec)
+        except ValueError as err:
+            raise ConfigError(f"{key}: {err}") from None
+    for key in ("bits", "modes", "groups"):
+        allowed = getattr(p.catalog, key)
+        for value in getattr(p, key):
+            if value not in allowed:
+                raise ConfigError(f"{key}: {value!r} is not in catalog.{key} ({', '.join(map(str, allowed))}); "
+                                  f"dvc.yaml has one stage per catalog value, so add it to catalog.{key} first")
 
 
 def params_from_dict(raw: dict) -> Params:

@@ -1,4 +1,8 @@
-"""What every stage entrypoint shares: strict params, one-line errors, seeding, device choice."""
+"""What every stage entrypoint shares: strict params, one-line errors, seeding, device choice.
+
+Nothing here imports torch at module level: a grid cell that the plan switched off must finish in
+a fraction of a second, and importing torch alone takes longer than that.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,6 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
-
 from tcompress.config import ConfigError, Params, load_params
 
 PARAMS_FILE = "params.yaml"
@@ -20,17 +22,15 @@ class StageError(Exception):
     """A failure the user can act on; printed as one line, exit status 2."""
 
 
-def stage(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a click command body: ``fn(params, **options)`` with params loaded and validated first,
-    so a bad value stops the stage before it writes anything."""
+def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the errors a user can act on into one line on stderr and exit status 2."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from tcompress.data.corpora import CorpusError
 
         try:
-            params = load_params(PARAMS_FILE)
-            return fn(params, *args, **kwargs)
+            return fn(*args, **kwargs)
         except (ConfigError, CorpusError, StageError) as err:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
@@ -38,12 +38,27 @@ def stage(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def stage(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a click command body: ``fn(params, **options)`` with params loaded and validated first,
+    so a bad value stops the stage before it writes anything."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return fn(load_params(PARAMS_FILE), *args, **kwargs)
+
+    return guarded(wrapper)
+
+
 def seed_everything(seed: int) -> None:
+    import torch
+
     random.seed(seed)
     torch.manual_seed(seed)
 
 
-def pick_device(choice: str) -> torch.device:
+def pick_device(choice: str) -> "torch.device":
+    import torch
+
     if choice == "cuda" and not torch.cuda.is_available():
         raise StageError("train.device: 'cuda' was asked for but no CUDA device is available")
     if choice == "auto":

@@ -1,0 +1,36 @@
+"""aggregate: baseline + every cell -> results table (Parquet, CSV), Markdown tables, summary, plot data."""
+
+from pathlib import Path
+
+import click
+
+from tcompress.config import Params
+from tcompress.results import collect, markdown_report, plot_points, summary
+from tcompress.stage import stage, write_json
+
+
+@click.command()
+@click.option("--baseline", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--cells", "cells_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--parquet", required=True, type=click.Path(dir_okay=False))
+@click.option("--csv", "csv_file", required=True, type=click.Path(dir_okay=False))
+@click.option("--tables", required=True, type=click.Path(dir_okay=False))
+@click.option("--summary", "summary_file", required=True, type=click.Path(dir_okay=False))
+@click.option("--plot", "plot_file", required=True, type=click.Path(dir_okay=False))
+@stage
+def main(params: Params, baseline: str, cells_dir: str, parquet: str, csv_file: str, tables: str,
+         summary_file: str, plot_file: str) -> None:
+    frame = collect(baseline, cells_dir)
+    for path in (parquet, csv_file, tables):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(parquet, index=False)
+    frame.to_csv(csv_file, index=False)
+    report = markdown_report(frame, list(params.catalog.groups))
+    Path(tables).write_text(report)
+    write_json(summary_file, summary(frame))
+    write_json(plot_file, plot_points(frame))
+    click.echo(report)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Compressed-model checkpoints: the float model's recipe plus what replaced which module.
+
+Like baseline checkpoints they hold only tensors and plain values, so they load with
+``weights_only=True``; ``load_any`` opens either kind.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from tcompress.checkpoint import load_safe, model_payload, save_atomic
+from tcompress.compress.linear_quant import QuantSpec
+from tcompress.compress.methods import replace_module
+from tcompress.compress.quantized import QuantizedModule
+from tcompress.config import ModelConfig, _build
+from tcompress.model import EncoderDecoder, Vocab, make_model
+
+
+def save_compressed(model: EncoderDecoder, path: str | Path, **extra: Any) -> None:
+    wrapped = {name: m.describe() for name, m in model.named_modules() if isinstance(m, QuantizedModule)}
+    save_atomic(model_payload(model, compression={"quantized": wrapped}, **extra), path)
+
+
+def load_any(path: str | Path, device: str | torch.device = "cpu") -> tuple[EncoderDecoder, dict[str, Any]]:
+    """A baseline or a compressed checkpoint, rebuilt in eval mode on ``device``."""
+    payload = load_safe(path, "cpu")
+    cfg = _build(ModelConfig, payload["model_config"], "model_config")
+    model = make_model(cfg, Vocab(**payload["vocab"]))
+    for name, info in payload.get("compression", {}).get("quantized", {}).items():
+        old = model.get_submodule(name)
+        spec = QuantSpec(info["bits"], info["mode"], info["per_channel"])
+        replace_module(model, old, QuantizedModule(old, spec, tuple(info["sites"])))
+    model.load_state_dict(payload["model"])
+    return model.to(device).eval(), payload
+
+
+def stored_bits(model: nn.Module) -> int:
+    """Bits the model's parameters need as stored: codes at their width, the rest (and every step
+    size and zero point) at 32."""
+    total = 0
+    for module in model.modules():
+        if isinstance(module, QuantizedModule):
+            for pname in module.param_names:
+                total += getattr(module, f"{pname}_q").numel() * module.spec.bits
+                total += 32 * (getattr(module, f"{pname}_scale").numel() + getattr(module, f"{pname}_zero_point").numel())
+        else:
+            total += 32 * sum(p.numel() for p in module.parameters(recurse=False))
+    return total

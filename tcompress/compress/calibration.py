@@ -1,0 +1,100 @@
+"""Activation ranges for post-training quantization, from forward passes over training batches.
+
+Each selected module gets forward hooks that record its float input and output. The range used for
+quantization is chosen by ``clip`` (Distiller's clip modes, seed 000 §3.4.1 and seed 001 §3.3):
+
+- ``none``: the minimum and maximum seen over all calibration batches;
+- ``percentile``: the p-th and (100−p)-th percentiles, computed per batch and averaged over batches
+  (an outlier token then moves the range by 1/batches of its size instead of setting it);
+- ``std``: mean ± n·std over all values, never wider than [min, max].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import torch
+from torch import nn
+
+CLIP_MODES = ("none", "percentile", "std")
+_MAX_QUANTILE_ELEMENTS = 4_000_000  # percentiles of bigger tensors come from a fixed-stride subsample
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    mode: str = "none"
+    percentile: float = 99.99
+    n_std: float = 3.0
+
+
+@dataclass
+class RangeObserver:
+    """Running statistics of one activation tensor site."""
+    clip: ClipConfig
+    lo: float = float("inf")
+    hi: float = float("-inf")
+    total: float = 0.0
+    total_sq: float = 0.0
+    count: int = 0
+    batch_quantiles: list[tuple[float, float]] = field(default_factory=list)
+
+    def observe(self, x: torch.Tensor) -> None:
+        x = x.detach().float().reshape(-1)
+        lo, hi = torch.aminmax(x)
+        self.lo, self.hi = min(self.lo, lo.item()), max(self.hi, hi.item())
+        self.count += x.numel()
+        if self.clip.mode == "std":
+            self.total += x.sum(dtype=torch.float64).item()
+            self.total_sq += torch.dot(x, x).double().item()
+        if self.clip.mode == "percentile":
+            if x.numel() > _MAX_QUANTILE_ELEMENTS:
+                x = x[:: -(-x.numel() // _MAX_QUANTILE_ELEMENTS)]
+            p = self.clip.percentile / 100.0
+            qs = torch.quantile(x, torch.tensor([1.0 - p, p]))
+            self.batch_quantiles.append((qs[0].item(), qs[1].item()))
+
+    def range(self) -> tuple[float, float]:
+        if self.count == 0:
+            raise RuntimeError("no activations were observed; calibration saw no batch through this module")
+        if self.clip.mode == "percentile":
+            n = len(self.batch_quantiles)
+            return (sum(q[0] for q in self.batch_quantiles) / n, sum(q[1] for q in self.batch_quantiles) / n)
+        if self.clip.mode == "std":
+            mean = self.total / self.count
+            std = max(self.total_sq / self.count - mean * mean, 0.0) ** 0.5
+            return max(self.lo, mean - self.clip.n_std * std), min(self.hi, mean + self.clip.n_std * std)
+        return self.lo, self.hi
+
+
+def _is_float(x: object) -> bool:
+    return isinstance(x, torch.Tensor) and x.is_floating_point()
+
+
+@torch.no_grad()
+def calibrate(model: nn.Module, modules: dict[str, nn.Module], batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+              clip: ClipConfig) -> dict[str, dict[str, tuple[float, float]]]:
+    """Run ``model(src, tgt_in)`` over ``batches`` and return each module's input/output ranges.
+
+    Embedding inputs are token ids, so those modules get an output range only.
+    """
+    observers: dict[str, dict[str, RangeObserver]] = {name: {} for name in modules}
+    handles = []
+    for name, module in modules.items():
+        def hook(mod, args, out, name=name):
+            sites = observers[name]
+            if args and _is_float(args[0]):
+                sites.setdefault("input", RangeObserver(clip)).observe(args[0])
+            if _is_float(out):
+                sites.setdefault("output", RangeObserver(clip)).observe(out)
+        handles.append(module.register_forward_hook(hook))
+    was_training = model.training
+    model.eval()
+    try:
+        for src, tgt_in in batches:
+            model(src, tgt_in)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return {name: {site: obs.range() for site, obs in sites.items()} for name, sites in observers.items()}

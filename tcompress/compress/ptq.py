@@ -1,0 +1,37 @@
+"""Post-training quantization (experiment one of the thesis, §3.4.1 and §4.2).
+
+Weights and biases of the selected modules are quantized from their own ranges; their float inputs
+and outputs from ranges observed on calibration batches of the training split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from tcompress.compress.calibration import ClipConfig, calibrate
+from tcompress.compress.linear_quant import QuantSpec
+from tcompress.compress.methods import register, replace_module
+from tcompress.compress.quantized import QuantizedModule
+
+
+@dataclass(frozen=True)
+class PTQConfig:
+    bits: int
+    mode: str = "sym"
+    per_channel: bool = False
+    activations: bool = True
+    clip: ClipConfig = field(default_factory=ClipConfig)
+
+
+@register(PTQConfig)
+def post_training_quantize(model: nn.Module, modules: dict[str, nn.Module], config: PTQConfig,
+                           calibration_batches: Iterable[tuple[torch.Tensor, torch.Tensor]] = ()) -> dict:
+    spec = QuantSpec(config.bits, config.mode, config.per_channel)
+    ranges = calibrate(model, modules, calibration_batches, config.clip) if config.activations else {}
+    for name, module in modules.items():
+        replace_module(model, module, QuantizedModule.from_float(module, spec, ranges.get(name)))
+    return {"modules": len(modules), "activation_ranges": {n: r for n, r in ranges.items()}}

@@ -1,0 +1,89 @@
+"""The quantized form of any module: integer parameters, fake-quantized float activations.
+
+``QuantizedModule`` wraps the original float module (Linear, Embedding, LayerNorm, …) in place.
+Each parameter becomes integer codes plus step size and zero point (``<name>_q``, ``<name>_scale``,
+``<name>_zero_point`` buffers: the artifact), and the wrapped module computes with their
+dequantized values, kept as a non-persistent buffer so decoding does not dequantize every step.
+Float inputs and outputs are quantized with ranges fixed by calibration (PTQ) or tracked during
+training (QAT), so the next layer sees exactly what an integer pipeline would hand it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tcompress.compress.linear_quant import QuantSpec, dequantize, fake_quantize, qparams, quantize_tensor
+
+SITES = ("input", "output")
+
+
+class QuantizedModule(nn.Module):
+    def __init__(self, inner: nn.Module, spec: QuantSpec, sites: tuple[str, ...] = ()):
+        """An empty shell shaped like ``inner``'s quantized form; fill it with ``from_float`` or
+        ``load_state_dict``. ``sites`` are the activations that get quantized."""
+        super().__init__()
+        self.spec = spec
+        self.param_names = tuple(name for name, _ in inner.named_parameters(recurse=False))
+        self.sites = tuple(s for s in SITES if s in sites)
+        for pname in self.param_names:
+            p = getattr(inner, pname)
+            channels = (p.shape[0],) if spec.per_channel and p.dim() > 1 else ()
+            self.register_buffer(f"{pname}_q", torch.zeros(p.shape, dtype=spec.storage_dtype))
+            self.register_buffer(f"{pname}_scale", torch.ones(channels))
+            self.register_buffer(f"{pname}_zero_point", torch.zeros(channels, dtype=torch.int64))
+            # The float module keeps computing; its parameter becomes a derived, unsaved buffer.
+            del inner._parameters[pname]
+            inner.register_buffer(pname, p.detach().clone(), persistent=False)
+        for site in self.sites:
+            self.register_buffer(f"{site}_scale", torch.ones(()))
+            self.register_buffer(f"{site}_zero_point", torch.zeros((), dtype=torch.int64))
+        self.inner = inner
+        self.register_load_state_dict_post_hook(lambda module, _keys: module.refresh())
+
+    @classmethod
+    def from_float(cls, inner: nn.Module, spec: QuantSpec,
+                   act_ranges: dict[str, tuple[float, float]] | None = None) -> "QuantizedModule":
+        """Quantize ``inner``'s parameters from their own ranges and its activations from ``act_ranges``."""
+        act_ranges = act_ranges or {}
+        floats = {name: p.detach().float() for name, p in inner.named_parameters(recurse=False)}
+        module = cls(inner, spec, tuple(act_ranges))
+        with torch.no_grad():
+            for pname, value in floats.items():
+                for key, t in quantize_tensor(value, spec).items():
+                    getattr(module, f"{pname}_{key}").copy_(t)
+            for site in module.sites:
+                scale, zero_point = qparams(*map(torch.tensor, act_ranges[site]), QuantSpec(spec.bits, spec.mode))
+                getattr(module, f"{site}_scale").copy_(scale)
+                getattr(module, f"{site}_zero_point").copy_(zero_point)
+        module.refresh()
+        return module
+
+    def refresh(self) -> None:
+        """Recompute the float view of every parameter from its integer codes."""
+        for pname in self.param_names:
+            value = dequantize(getattr(self, f"{pname}_q"), getattr(self, f"{pname}_scale"),
+                               getattr(self, f"{pname}_zero_point"))
+            setattr(self.inner, pname, value.to(getattr(self.inner, pname).device))
+
+    def _quantize_activation(self, site: str, x: torch.Tensor) -> torch.Tensor:
+        # Activation ranges are one per tensor even when weights are per channel.
+        return fake_quantize(x, getattr(self, f"{site}_scale"), getattr(self, f"{site}_zero_point"),
+                             QuantSpec(self.spec.bits, self.spec.mode))
+
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        if "input" in self.sites and x.is_floating_point():
+            x = self._quantize_activation("input", x)
+        out = self.inner(x, *args, **kwargs)
+        if "output" in self.sites:
+            out = self._quantize_activation("output", out)
+        return out
+
+    def describe(self) -> dict:
+        """What the artifact records to rebuild this shell before loading its state."""
+        return {"bits": self.spec.bits, "mode": self.spec.mode, "per_channel": self.spec.per_channel,
+                "sites": list(self.sites)}
+
+    def extra_repr(self) -> str:
+        return f"bits={self.spec.bits}, mode={self.spec.mode}, per_channel={self.spec.per_channel}, " \
+               f"activations={'+'.join(self.sites) or 'none'}"

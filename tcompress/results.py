@@ -1,0 +1,100 @@
+"""Aggregate: the baseline and every cell's metrics -> one table, thesis-style Markdown, a summary.
+
+The Markdown follows the thesis's Tables 4.1–4.2: a row per bit width and mode, a column per layer
+group, each cell "BLEU / ratio". BLEU of a cell is compared with the baseline decoded the same way
+(greedy for the thesis's setting), never with a differently decoded number.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+COLUMNS = ["cell", "method", "mode", "bits", "group", "bleu", "delta_bleu", "chrf", "compression_ratio",
+           "n_compressed", "n_model", "decoding", "stored_megabytes", "sentences_per_second",
+           "compress_seconds"]
+MODE_NAMES = {"sym": "Sym.", "asym": "Asym."}
+
+
+def baseline_row(baseline: dict, decoding: str) -> dict:
+    scored = baseline["greedy"] if decoding == "greedy" else baseline.get("beam", baseline)
+    n = baseline["parameters"]
+    return {"cell": "baseline", "method": "baseline", "mode": None, "bits": 32, "group": None,
+            "bleu": scored["bleu"], "chrf": scored["chrf"], "compression_ratio": 1.0, "n_compressed": 0,
+            "n_model": n, "decoding": decoding, "stored_megabytes": round(n * 4 / 1e6, 3),
+            "sentences_per_second": scored.get("sentences_per_second")}
+
+
+def collect(baseline_file: str | Path, cells_dir: str | Path) -> pd.DataFrame:
+    """One row per evaluated cell plus the baseline row(s) for the decodings the cells used."""
+    baseline = json.loads(Path(baseline_file).read_text())
+    cells = [json.loads(p.read_text()) for p in sorted(Path(cells_dir).glob("*.json"))]
+    cells = [c for c in cells if c]  # cells the plan switched off have empty metrics
+    decodings = sorted({c["decoding"] for c in cells}) or ["greedy"]
+    rows = [baseline_row(baseline, d) for d in decodings]
+    base_bleu = {r["decoding"]: r["bleu"] for r in rows}
+    for c in cells:
+        rows.append({**{k: c.get(k) for k in COLUMNS}, "stored_megabytes": round(c["stored_bits"] / 8e6, 3)})
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    frame["delta_bleu"] = (frame["bleu"] - frame["decoding"].map(base_bleu)).round(4)
+    return frame
+
+
+def _order(values: list, catalog: list) -> list:
+    return [v for v in catalog if v in values] + sorted(v for v in values if v not in catalog)
+
+
+def thesis_table(frame: pd.DataFrame, method: str, group_order: list[str]) -> str:
+    """Rows "8-bit Asym." … columns groups, each "BLEU / ratio×" (Table 4.1's layout)."""
+    cells = frame[frame["method"] == method]
+    groups = _order(list(cells["group"].unique()), group_order)
+    header = "| | " + " | ".join(g.upper().replace("+", ",") for g in groups) + " |"
+    lines = [header, "|" + "---|" * (len(groups) + 1)]
+    for bits in sorted(cells["bits"].unique(), reverse=True):
+        for mode in ("asym", "sym"):
+            row = cells[(cells["bits"] == bits) & (cells["mode"] == mode)].set_index("group")
+            if row.empty:
+                continue
+            entries = [f"{row.at[g, 'bleu']:.2f} / {row.at[g, 'compression_ratio']:.3f}x" if g in row.index else "–"
+                       for g in groups]
+            lines.append(f"| {bits}-bit {MODE_NAMES[mode]} | " + " | ".join(entries) + " |")
+    return "\n".join(lines)
+
+
+def markdown_report(frame: pd.DataFrame, group_order: list[str]) -> str:
+    base = frame[frame["method"] == "baseline"]
+    parts = ["# Compression results", "",
+             "Each cell: test BLEU / compression ratio r = n_m·32 / (n_c·b + (n_m − n_c)·32).", ""]
+    for _, b in base.iterrows():
+        parts.append(f"Baseline ({b['decoding']}): BLEU {b['bleu']:.2f}, {int(b['n_model']):,} parameters.")
+    for method in [m for m in frame["method"].unique() if m != "baseline"]:
+        parts += ["", f"## {method.upper()}", "", thesis_table(frame, method, group_order)]
+    return "\n".join(parts) + "\n"
+
+
+def summary(frame: pd.DataFrame) -> dict:
+    cells = frame[frame["method"] != "baseline"]
+    base = frame[frame["method"] == "baseline"]
+    out: dict = {"baseline_bleu": float(base["bleu"].iloc[0]) if len(base) else None,
+                 "decoding": base["decoding"].iloc[0] if len(base) else None, "cells": int(len(cells))}
+    for ratio in (4, 8):
+        eligible = cells[cells["compression_ratio"] >= ratio - 1e-6]
+        key = f"best_bleu_at_{ratio}x"
+        if eligible.empty:
+            out[key], out[f"best_cell_at_{ratio}x"] = None, None
+        else:
+            best = eligible.loc[eligible["bleu"].idxmax()]
+            out[key], out[f"best_cell_at_{ratio}x"] = float(best["bleu"]), best["cell"]
+    return out
+
+
+def plot_points(frame: pd.DataFrame) -> list[dict]:
+    """BLEU against ratio, one series per method/mode (the baseline is its own series at 1×)."""
+    points = []
+    for _, r in frame.iterrows():
+        series = "baseline" if r["method"] == "baseline" else f"{r['method']}/{r['mode']}"
+        points.append({"series": series, "cell": r["cell"], "compression_ratio": float(r["compression_ratio"]),
+                       "bleu": float(r["bleu"])})
+    return points
