@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from tcompress.checkpoint import load_model
+from tcompress.compress.artifact import load_any as load_model  # baseline or compressed cell
 from tcompress.decode import DecodeOptions, translate
 from tcompress.evaluation import score
 from tcompress.layer_groups import group_report

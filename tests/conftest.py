@@ -19,6 +19,10 @@ TINY = {
     "train": {"epochs": 2, "batch_tokens": 400, "warmup_steps": 10, "checkpoint_every": 5,
               "precision": "fp32", "threads": 1},
     "evaluate": {"beam_size": 2, "batch_sentences": 16},
+    # A 12-cell catalog (24 grid stages) with 4 cells selected keeps the tiny grid quick.
+    "bits": [8, 4], "modes": ["sym"], "groups": ["ff", "full"],
+    "catalog": {"bits": [8, 4], "modes": ["sym", "asym"], "groups": ["ff", "att", "full"]},
+    "ptq": {"calibration_batches": 2, "calibration_batch_tokens": 400},
 }
 
 
@@ -61,6 +65,7 @@ def make_project(dest: Path, params: dict) -> Path:
     run(["git", "config", "user.name", "test"], dest)
     run([sys.executable, "-m", "dvc", "init", "-q"], dest)
     run([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], dest)
+    shutil.copytree(REPO / ".dvc" / "plots", dest / ".dvc" / "plots")  # the BLEU-vs-ratio plot template
     run(["git", "add", "-A"], dest)
     run(["git", "commit", "-qm", "init"], dest)
     return dest

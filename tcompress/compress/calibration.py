@@ -97,4 +97,9 @@ def calibrate(model: nn.Module, modules: dict[str, nn.Module], batches: Iterable
         for h in handles:
             h.remove()
         model.train(was_training)
+    silent = [name for name, sites in observers.items() if not sites]
+    if silent:
+        # Without this, a module would quietly keep float activations in an "activation-quantized" model.
+        raise ValueError(f"calibration saw no activation of {silent[0]!r} ({len(silent)} module(s)); "
+                         "it needs at least one batch that runs through every selected module")
     return {name: {site: obs.range() for site, obs in sites.items()} for name, sites in observers.items()}

@@ -1,0 +1,153 @@
+"""The compression grid through real DVC commands on the tiny configuration.
+
+One project, trained once; each test changes the grid the way a user would and checks what DVC
+ran: only the affected cells (and the aggregate), never prepare/tokenize/train.
+"""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, dvc, make_project, run, tiny_params
+
+UPSTREAM = ("prepare", "tokenize", "train", "evaluate")
+
+
+def ran(out: str) -> set[str]:
+    return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage '")}
+
+
+def cell_metrics(project, cell: str) -> dict:
+    return json.loads((project / "metrics" / "cells" / f"{cell}.json").read_text())
+
+
+def commit_all(project, message: str) -> None:
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", message], project)
+
+
+@pytest.fixture(scope="module")
+def grid_project(tmp_path_factory):
+    """Trained tiny project whose grid is the four 8-bit cells {sym, asym} x {ff, full}, committed."""
+    project = make_project(tmp_path_factory.mktemp("grid"), tiny_params(bits=8, modes=["sym", "asym"]))
+    dvc(["repro"], project)
+    commit_all(project, "8-bit grid")
+    return project
+
+
+def test_repro_computes_selected_cells_and_aggregates(grid_project):
+    baseline = json.loads((grid_project / "metrics/baseline.json").read_text())
+    n_model = baseline["parameters"]
+    for mode in ("sym", "asym"):
+        for group in ("ff", "full"):
+            m = cell_metrics(grid_project, f"ptq-{mode}-8-{group}")
+            n_c = baseline["group_parameters"][group]
+            assert m["n_compressed"] == n_c
+            assert m["compression_ratio"] == pytest.approx(n_model * 32 / (n_c * 8 + (n_model - n_c) * 32), abs=1e-4)
+            assert 0 <= m["bleu"] <= 100 and m["decoding"] == "greedy"
+    assert cell_metrics(grid_project, "ptq-sym-8-full")["compression_ratio"] == 4.0
+    # Catalog cells outside the grid exist as stages but hold no numbers.
+    assert cell_metrics(grid_project, "ptq-sym-4-ff") == {}
+    assert cell_metrics(grid_project, "ptq-asym-8-att") == {}
+
+    frame = pd.read_parquet(grid_project / "data/results/results.parquet")
+    assert sorted(frame["cell"]) == sorted(["baseline", "ptq-sym-8-ff", "ptq-sym-8-full", "ptq-asym-8-ff", "ptq-asym-8-full"])
+    assert frame.set_index("cell").at["baseline", "bleu"] == baseline["greedy"]["bleu"]
+    assert pd.read_csv(grid_project / "metrics/results.csv").shape[0] == 5
+    summary = json.loads((grid_project / "metrics/summary.json").read_text())
+    assert summary["cells"] == 4 and summary["baseline_bleu"] == baseline["greedy"]["bleu"]
+    full_bleus = [cell_metrics(grid_project, f"ptq-{m}-8-full")["bleu"] for m in ("sym", "asym")]
+    assert summary["best_bleu_at_4x"] == max(full_bleus) and summary["best_bleu_at_8x"] is None
+    tables = (grid_project / "metrics/tables.md").read_text()
+    assert "| 8-bit Asym. |" in tables and "| 8-bit Sym. |" in tables and "| FF | FULL |" in tables
+    points = json.loads((grid_project / "metrics/bleu_vs_ratio.json").read_text())
+    assert {p["series"] for p in points} == {"baseline", "ptq/sym", "ptq/asym"}
+
+
+def test_exp_run_with_scalar_bits_runs_only_those_cells(grid_project):
+    out = dvc(["exp", "run", "-S", "bits=4"], grid_project).stdout
+    stages = ran(out)
+    assert not stages & set(UPSTREAM), out
+    computed = {s for s in stages if s.startswith("compress-ptq@")}
+    assert computed == {f"compress-ptq@{m}-{b}-{g}" for m in ("sym", "asym") for b in (8, 4) for g in ("ff", "full")}
+    assert "aggregate" in stages
+    # 4-bit cells now have numbers; the 8-bit ones were switched off, nothing else was touched.
+    assert cell_metrics(grid_project, "ptq-sym-4-full")["compression_ratio"] == 8.0
+    assert cell_metrics(grid_project, "ptq-sym-8-full") == {}
+    assert not any(s.endswith("-att") for s in stages)
+
+    diff = json.loads(dvc(["metrics", "diff", "--json"], grid_project).stdout)
+    assert "metrics/cells/ptq-sym-4-full.json" in diff and "bleu" in diff["metrics/cells/ptq-sym-4-full.json"]
+    assert diff["metrics/summary.json"]["best_bleu_at_8x"]["old"] is None
+    assert diff["metrics/summary.json"]["best_bleu_at_8x"]["new"] is not None
+
+    # Back to the committed grid: every cell comes back from DVC's run-cache, nothing is recomputed.
+    run(["git", "checkout", "-q", "--", "params.yaml"], grid_project)
+    back = dvc(["repro"], grid_project).stdout
+    assert not ran(back) - {"plan", "aggregate"}, back
+    assert cell_metrics(grid_project, "ptq-sym-8-full")["compression_ratio"] == 4.0
+    run(["git", "checkout", "-q", "--", "."], grid_project)
+
+
+def test_one_new_grid_value_reruns_only_its_cells(grid_project):
+    params = yaml.safe_load((grid_project / "params.yaml").read_text())
+    params["groups"] = ["ff", "att", "full"]
+    (grid_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        stages = ran(dvc(["repro"], grid_project).stdout)
+        assert stages == {"plan", "aggregate", "compress-ptq@sym-8-att", "compress-ptq@asym-8-att",
+                          "evaluate-ptq@sym-8-att", "evaluate-ptq@asym-8-att"}
+        assert cell_metrics(grid_project, "ptq-asym-8-att")["group"] == "att"
+    finally:
+        run(["git", "checkout", "-q", "--", "."], grid_project)
+        dvc(["repro"], grid_project)
+
+
+@pytest.mark.parametrize("key, value, named", [
+    ("groups", ["ff", "convs"], "convs"), ("bits", 0, "bits: 0"), ("bits", 33, "bits: 33"),
+    ("modes", "asymmetric", "asymmetric"), ("bits", 3, "catalog.bits"),
+])
+def test_bad_grid_value_fails_before_any_cell(grid_project, key, value, named):
+    params = yaml.safe_load((grid_project / "params.yaml").read_text())
+    params[key] = value
+    (grid_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        proc = dvc(["repro"], grid_project, check=False)
+        assert proc.returncode != 0
+        assert named in proc.stderr + proc.stdout
+        assert not {s for s in ran(proc.stdout) if "@" in s}, proc.stdout
+    finally:
+        run(["git", "checkout", "-q", "--", "."], grid_project)
+
+
+def test_push_then_fresh_clone_pull_runs_nothing(grid_project, tmp_path):
+    remote = tmp_path / "remote"
+    dvc(["remote", "add", "-d", "team", str(remote)], grid_project)
+    dvc(["push", "--run-cache"], grid_project)
+    commit_all(grid_project, "team remote")
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(grid_project), str(clone)], tmp_path)
+    dvc(["pull", "--run-cache"], clone)
+    out = dvc(["repro"], clone).stdout
+    assert not ran(out), out
+    assert cell_metrics(clone, "ptq-sym-8-full") == cell_metrics(grid_project, "ptq-sym-8-full")
+    assert (clone / "data/cells/ptq-sym-8-full/model.pt").read_bytes() == \
+        (grid_project / "data/cells/ptq-sym-8-full/model.pt").read_bytes()
+
+
+def test_off_cell_never_imports_torch(tmp_path):
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"cell": "ptq-sym-4-ff", "selected": False}))
+    code = ("import sys; sys.argv = ['compress', '--plan', %r, '--baseline', %r, '--tokenized', %r, '--out', %r]\n"
+            "from stages.compress import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n") % (str(plan), str(plan), str(tmp_path),
+                                                                            str(tmp_path / "cell"))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "cell" / "off.json").read_text())["selected"] is False
