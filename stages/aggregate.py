@@ -25,7 +25,8 @@ def main(params: Params, baseline: str, cells_dir: str, parquet: str, csv_file: 
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(parquet, index=False)
     frame.to_csv(csv_file, index=False)
-    report = markdown_report(frame, list(params.catalog.groups))
+    c = params.catalog
+    report = markdown_report(frame, {"ptq": c.groups, "qat": c.groups, "agp": c.pruning_groups, "imp": c.pruning_groups})
     Path(tables).write_text(report)
     write_json(summary_file, summary(frame))
     write_json(plot_file, plot_points(frame))

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import click
 
+from tcompress.config import load_params
 from tcompress.grid import is_off
-from tcompress.stage import guarded, load_params, PARAMS_FILE, write_json
+from tcompress.stage import PARAMS_FILE, guarded, write_json
 
 
 @click.command()

@@ -115,8 +115,9 @@ class EvaluateConfig:
 
 
 QUANT_MODES = ("sym", "asym")
-METHODS = ("ptq",)
+METHODS = ("ptq", "qat", "agp", "imp")
 CLIP_MODES = ("none", "percentile", "std")
+THESIS_SCHEDULES = ("10-70-1", "45-70-3", "90-100-1")  # initial % - final % - frequency (seed 000 §4.3)
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,47 @@ class CatalogConfig:
     bits: tuple[int, ...] = _f((16, 8, 4, 3), lo=2, hi=16)
     modes: tuple[str, ...] = _f(QUANT_MODES, choices=QUANT_MODES)
     groups: tuple[str, ...] = _f(("ff", "att", "emb", "gen", "ff+emb+gen", "full"))
+    schedules: tuple[str, ...] = _f(THESIS_SCHEDULES, doc="AGP schedules, 'initial%-final%-frequency'")
+    pruning_groups: tuple[str, ...] = _f(("ff", "att", "emb", "gen", "ff+att", "full"))
+
+
+@dataclass(frozen=True)
+class FinetuneParams:
+    """The fine-tuning budget of a training-based method; the rest comes from ``train``."""
+    epochs: int = _f(1, lo=1)
+    train_sentences: int = _f(0, lo=0, doc="a seeded random subset of the training split; 0 = all of it")
+    lr: float = _f(2e-4, lo=0.0, lo_open=True, doc="peak learning rate (inverse-sqrt schedule)")
+    warmup_steps: int = _f(50, lo=1)
+    from_scratch: bool = _f(False, doc="train a fresh model instead of fine-tuning the baseline")
+
+
+@dataclass(frozen=True)
+class QATParams(FinetuneParams):
+    bits: Optional[tuple[int, ...]] = _f(None, lo=2, hi=16, doc="null: the top-level bits")
+    modes: Optional[tuple[str, ...]] = _f(None, choices=QUANT_MODES, doc="null: the top-level modes")
+    groups: Optional[tuple[str, ...]] = _f(None, doc="null: the top-level groups")
+    per_channel: bool = _f(False)
+    activations: bool = _f(True)
+    ema_momentum: float = _f(0.9, lo=0.0, hi=1.0, doc="activation ranges: exponential moving average")
+    start_step: int = _f(0, lo=0, doc="delayed start: float forward (ranges tracked) before this step")
+
+
+@dataclass(frozen=True)
+class AGPParams(FinetuneParams):
+    schedules: tuple[str, ...] = _f(THESIS_SCHEDULES, doc="grid key: 'initial%-final%-frequency'")
+    groups: tuple[str, ...] = _f(("ff", "att", "emb", "gen", "ff+att", "full"), doc="grid key")
+    unit: str = _f("steps", choices=("steps", "epochs"), doc="unit of start, end and the frequency")
+    start: int = _f(0, lo=0)
+    end: int = _f(60, lo=1)
+
+
+@dataclass(frozen=True)
+class IMPParams(FinetuneParams):
+    groups: tuple[str, ...] = _f(("full",), doc="grid key")
+    fraction: float = _f(0.2, lo=0.0, hi=1.0, lo_open=True, doc="of the remaining weights, per round")
+    threshold: Optional[float] = _f(None, lo=0.0, doc="prune |w| below this instead of a fraction")
+    rounds: int = _f(3, lo=1)
+    steps_per_round: int = _f(60, lo=1)
 
 
 @dataclass(frozen=True)
@@ -156,6 +198,9 @@ class Params:
     groups: tuple[str, ...] = _f(("att", "ff+emb+gen", "full"))
     catalog: CatalogConfig = field(default_factory=CatalogConfig)
     ptq: PTQParams = field(default_factory=PTQParams)
+    qat: QATParams = field(default_factory=QATParams)
+    agp: AGPParams = field(default_factory=AGPParams)
+    imp: IMPParams = field(default_factory=IMPParams)
 
 
 _PARAM_FIELDS = {f.name: f for f in dataclasses.fields(Params)}
@@ -258,20 +303,48 @@ def _check_consistency(p: Params) -> None:
     _check_grid(p)
 
 
+def parse_schedule(spec: str) -> tuple[float, float, int]:
+    """``"10-70-1"`` -> (0.10, 0.70, 1): initial and final sparsity, pruning frequency."""
+    parts = spec.split("-")
+    try:
+        initial, final, frequency = (int(x) for x in parts)
+    except ValueError:
+        raise ValueError(f"{spec!r} is not 'initial%-final%-frequency', e.g. 10-70-1") from None
+    if not 0 <= initial <= final <= 100 or frequency < 1:
+        raise ValueError(f"{spec!r}: need 0 <= initial <= final <= 100 and frequency >= 1")
+    return initial / 100, final / 100, frequency
+
+
+def _grid_lists(p: Params) -> list[tuple[str, tuple, str]]:
+    """(key, values, catalog key) of every grid key, method overrides resolved."""
+    return [("bits", p.bits, "bits"), ("modes", p.modes, "modes"), ("groups", p.groups, "groups"),
+            ("qat.bits", p.qat.bits or (), "bits"), ("qat.modes", p.qat.modes or (), "modes"),
+            ("qat.groups", p.qat.groups or (), "groups"), ("agp.schedules", p.agp.schedules, "schedules"),
+            ("agp.groups", p.agp.groups, "pruning_groups"), ("imp.groups", p.imp.groups, "pruning_groups")]
+
+
 def _check_grid(p: Params) -> None:
     from tcompress.layer_groups import parse_group  # torch-free stages never get here
 
-    for key, spec in [("catalog.groups", g) for g in p.catalog.groups] + [("groups", g) for g in p.groups]:
-        try:
-            parse_group(spec)
-        except ValueError as err:
-            raise ConfigError(f"{key}: {err}") from None
-    for key in ("bits", "modes", "groups"):
-        allowed = getattr(p.catalog, key)
-        for value in getattr(p, key):
+    for key, values, cat in [(f"catalog.{c}", getattr(p.catalog, c), c) for c in ("groups", "pruning_groups")] + \
+            [g for g in _grid_lists(p) if g[2] in ("groups", "pruning_groups")]:
+        for spec in values:
+            try:
+                parse_group(spec)
+            except ValueError as err:
+                raise ConfigError(f"{key}: {err}") from None
+    for key, values in [("catalog.schedules", p.catalog.schedules), ("agp.schedules", p.agp.schedules)]:
+        for spec in values:
+            try:
+                parse_schedule(spec)
+            except ValueError as err:
+                raise ConfigError(f"{key}: {err}") from None
+    for key, values, cat in _grid_lists(p):
+        allowed = getattr(p.catalog, cat)
+        for value in values:
             if value not in allowed:
-                raise ConfigError(f"{key}: {value!r} is not in catalog.{key} ({', '.join(map(str, allowed))}); "
-                                  f"dvc.yaml has one stage per catalog value, so add it to catalog.{key} first")
+                raise ConfigError(f"{key}: {value!r} is not in catalog.{cat} ({', '.join(map(str, allowed))}); "
+                                  f"dvc.yaml has one stage per catalog value, so add it to catalog.{cat} first")
 
 
 def params_from_dict(raw: dict) -> Params:

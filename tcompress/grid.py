@@ -27,41 +27,65 @@ OFF_MARKER = "off.json"
 @dataclass(frozen=True)
 class Cell:
     method: str
-    mode: str
-    bits: int
     group: str
-
-    @property
-    def id(self) -> str:
-        """Also the DVC stage suffix: ``compress-ptq@sym-8-ff+emb+gen`` computes ``ptq-sym-8-ff+emb+gen``."""
-        return f"{self.method}-{self.mode}-{self.bits}-{self.group}"
+    mode: str | None = None       # quantization cells
+    bits: int | None = None
+    schedule: str | None = None   # AGP cells
 
     @property
     def stem(self) -> str:
-        return f"{self.mode}-{self.bits}-{self.group}"
+        """The DVC stage suffix: ``compress-ptq@sym-8-ff+emb+gen``, ``compress-agp@10-70-1-full``."""
+        return "-".join(str(v) for v in (self.mode, self.bits, self.schedule, self.group) if v is not None)
+
+    @property
+    def id(self) -> str:
+        return f"{self.method}-{self.stem}"
 
 
 def catalog_cells(params: Params, method: str) -> list[Cell]:
+    """Every cell dvc.yaml has stages for, in its matrix order."""
     c = params.catalog
-    return [Cell(method, m, b, g) for m in c.modes for b in c.bits for g in c.groups]
+    if method in ("ptq", "qat"):
+        return [Cell(method, g, m, b) for m in c.modes for b in c.bits for g in c.groups]
+    if method == "agp":
+        return [Cell(method, g, schedule=s) for s in c.schedules for g in c.pruning_groups]
+    return [Cell(method, g) for g in c.pruning_groups]
+
+
+# Grid keys select cells; they are left out of a cell's plan so that adding a value to a list
+# does not change (and rerun) the cells already selected.
+GRID_KEYS = {"ptq": (), "qat": ("bits", "modes", "groups"), "agp": ("schedules", "groups"), "imp": ("groups",)}
 
 
 def is_selected(params: Params, cell: Cell) -> bool:
-    return (cell.method in params.methods and cell.mode in params.modes and cell.bits in params.bits
-            and cell.group in params.groups)
+    if cell.method not in params.methods:
+        return False
+    if cell.method in ("ptq", "qat"):
+        own = params.qat if cell.method == "qat" else None
+        bits = (own and own.bits) or params.bits
+        modes = (own and own.modes) or params.modes
+        groups = (own and own.groups) or params.groups
+        return cell.mode in modes and cell.bits in bits and cell.group in groups
+    section = getattr(params, cell.method)
+    return cell.group in section.groups and (cell.schedule is None or cell.schedule in section.schedules)
 
 
 def plan_entry(params: Params, cell: Cell) -> dict:
     """The complete input of one cell's stages besides the baseline model and the data."""
     if not is_selected(params, cell):
         return {"cell": cell.id, "selected": False}
-    return {"cell": cell.id, "selected": True, **dataclasses.asdict(cell),
-            "config": dataclasses.asdict(getattr(params, cell.method)),
-            "seed": params.seed, "device": params.train.device}
+    config = {k: v for k, v in dataclasses.asdict(getattr(params, cell.method)).items()
+              if k not in GRID_KEYS[cell.method]}
+    entry = {"cell": cell.id, "selected": True, **dataclasses.asdict(cell), "config": config,
+             "seed": params.seed, "device": params.train.device}
+    if cell.method != "ptq":  # trained cells: the baseline's training settings under the method's budget
+        entry["train"] = {**dataclasses.asdict(params.train),
+                          **{k: config[k] for k in ("epochs", "lr", "warmup_steps")}}
+    return entry
 
 
 def write_plan(params: Params, out_dir: str | Path) -> list[dict]:
-    """One ``<method>/<mode>-<bits>-<group>.json`` per catalog cell; returns the entries."""
+    """One ``<method>/<stem>.json`` per catalog cell; returns the entries."""
     entries = []
     for method in METHODS:
         for cell in catalog_cells(params, method):

@@ -1,7 +1,8 @@
 """Aggregate: the baseline and every cell's metrics -> one table, thesis-style Markdown, a summary.
 
-The Markdown follows the thesis's Tables 4.1–4.2: a row per bit width and mode, a column per layer
-group, each cell "BLEU / ratio". BLEU of a cell is compared with the baseline decoded the same way
+The Markdown follows the thesis's tables: for quantization (PTQ, Tables 4.1–4.2; QAT, 4.5–4.6) a row
+per bit width and mode, for AGP (4.3–4.4) a row per schedule, a column per layer group, each cell
+"BLEU / ratio". BLEU of a cell is compared with the baseline decoded the same way
 (greedy for the thesis's setting), never with a differently decoded number.
 """
 
@@ -12,9 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-COLUMNS = ["cell", "method", "mode", "bits", "group", "bleu", "delta_bleu", "chrf", "compression_ratio",
-           "n_compressed", "n_model", "decoding", "stored_megabytes", "sentences_per_second",
-           "compress_seconds"]
+COLUMNS = ["cell", "method", "mode", "bits", "schedule", "group", "bleu", "delta_bleu", "chrf",
+           "compression_ratio", "n_compressed", "n_model", "nonzero", "decoding", "stored_megabytes",
+           "sentences_per_second", "finetune_steps", "finetune_seconds", "compress_seconds"]
 MODE_NAMES = {"sym": "Sym.", "asym": "Asym."}
 
 
@@ -46,31 +47,56 @@ def _order(values: list, catalog: list) -> list:
     return [v for v in catalog if v in values] + sorted(v for v in values if v not in catalog)
 
 
+def _row_label(method: str, key) -> str:
+    if method == "agp":
+        initial, final, freq = key.split("-")
+        return f"{initial}% / {final}% / {freq}"
+    if method == "imp":
+        return "iterative"
+    bits, mode = key
+    return f"{bits}-bit {MODE_NAMES[mode]}"
+
+
 def thesis_table(frame: pd.DataFrame, method: str, group_order: list[str]) -> str:
-    """Rows "8-bit Asym." … columns groups, each "BLEU / ratio×" (Table 4.1's layout)."""
+    """Rows ("8-bit Asym.", "10% / 70% / 1", …) by columns (groups), each "BLEU / ratio×"."""
     cells = frame[frame["method"] == method]
     groups = _order(list(cells["group"].unique()), group_order)
     header = "| | " + " | ".join(g.upper().replace("+", ",") for g in groups) + " |"
     lines = [header, "|" + "---|" * (len(groups) + 1)]
-    for bits in sorted(cells["bits"].unique(), reverse=True):
-        for mode in ("asym", "sym"):
-            row = cells[(cells["bits"] == bits) & (cells["mode"] == mode)].set_index("group")
-            if row.empty:
-                continue
-            entries = [f"{row.at[g, 'bleu']:.2f} / {row.at[g, 'compression_ratio']:.3f}x" if g in row.index else "–"
-                       for g in groups]
-            lines.append(f"| {bits}-bit {MODE_NAMES[mode]} | " + " | ".join(entries) + " |")
+    if method == "agp":
+        keys = sorted(cells["schedule"].unique(), key=lambda k: [int(x) for x in k.split("-")])
+        select = [(k, cells["schedule"] == k) for k in keys]
+    elif method == "imp":
+        select = [(None, cells["group"].notna())]
+    else:
+        select = [((b, m), (cells["bits"] == b) & (cells["mode"] == m))
+                  for b in sorted(cells["bits"].dropna().unique(), reverse=True) for m in ("asym", "sym")]
+    for key, mask in select:
+        row = cells[mask].set_index("group")
+        if row.empty:
+            continue
+        entries = [f"{row.at[g, 'bleu']:.2f} / {row.at[g, 'compression_ratio']:.3f}x" if g in row.index else "–"
+                   for g in groups]
+        bits_key = (int(key[0]), key[1]) if isinstance(key, tuple) else key
+        lines.append(f"| {_row_label(method, bits_key)} | " + " | ".join(entries) + " |")
     return "\n".join(lines)
 
 
-def markdown_report(frame: pd.DataFrame, group_order: list[str]) -> str:
+TITLES = {"ptq": "Post-training quantization", "qat": "Quantization-aware training",
+          "agp": "Automated gradual pruning (initial / final sparsity / frequency)",
+          "imp": "Iterative magnitude pruning"}
+
+
+def markdown_report(frame: pd.DataFrame, group_orders: dict[str, tuple[str, ...]]) -> str:
+    """``group_orders``: the column order of each method's table (the catalog's)."""
     base = frame[frame["method"] == "baseline"]
     parts = ["# Compression results", "",
-             "Each cell: test BLEU / compression ratio r = n_m·32 / (n_c·b + (n_m − n_c)·32).", ""]
+             "Each cell: test BLEU / compression ratio: r = n_m·32 / (n_c·b + (n_m − n_c)·32) for "
+             "quantization, r = n_m / NNZ for pruning (thesis §4.1).", ""]
     for _, b in base.iterrows():
         parts.append(f"Baseline ({b['decoding']}): BLEU {b['bleu']:.2f}, {int(b['n_model']):,} parameters.")
     for method in [m for m in frame["method"].unique() if m != "baseline"]:
-        parts += ["", f"## {method.upper()}", "", thesis_table(frame, method, group_order)]
+        parts += ["", f"## {TITLES.get(method, method)}", "", thesis_table(frame, method, list(group_orders.get(method, ())))]
     return "\n".join(parts) + "\n"
 
 
@@ -94,7 +120,10 @@ def plot_points(frame: pd.DataFrame) -> list[dict]:
     """BLEU against ratio, one series per method/mode (the baseline is its own series at 1×)."""
     points = []
     for _, r in frame.iterrows():
-        series = "baseline" if r["method"] == "baseline" else f"{r['method']}/{r['mode']}"
+        if r["method"] in ("ptq", "qat"):
+            series = f"{r['method']}/{r['mode']}"
+        else:
+            series = r["method"]
         points.append({"series": series, "cell": r["cell"], "compression_ratio": float(r["compression_ratio"]),
                        "bleu": float(r["bleu"])})
     return points

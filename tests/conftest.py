@@ -19,10 +19,14 @@ TINY = {
     "train": {"epochs": 2, "batch_tokens": 400, "warmup_steps": 10, "checkpoint_every": 5,
               "precision": "fp32", "threads": 1},
     "evaluate": {"beam_size": 2, "batch_sentences": 16},
-    # A 12-cell catalog (24 grid stages) with 4 cells selected keeps the tiny grid quick.
+    # A small catalog (12 PTQ, 12 QAT, 4 AGP, 2 IMP cells) with few cells selected keeps the grid quick.
     "bits": [8, 4], "modes": ["sym"], "groups": ["ff", "full"],
-    "catalog": {"bits": [8, 4], "modes": ["sym", "asym"], "groups": ["ff", "att", "full"]},
+    "catalog": {"bits": [8, 4], "modes": ["sym", "asym"], "groups": ["ff", "att", "full"],
+                "schedules": ["10-70-1", "45-70-3"], "pruning_groups": ["ff", "full"]},
     "ptq": {"calibration_batches": 2, "calibration_batch_tokens": 400},
+    "qat": {"bits": [4], "modes": ["sym"], "groups": ["full"], "epochs": 1, "warmup_steps": 2, "lr": 1.0e-3},
+    "agp": {"schedules": ["10-70-1"], "groups": ["full"], "epochs": 2, "start": 0, "end": 8, "warmup_steps": 2},
+    "imp": {"groups": ["full"], "rounds": 2, "steps_per_round": 4, "epochs": 1, "warmup_steps": 2},
 }
 
 

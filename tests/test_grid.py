@@ -32,8 +32,8 @@ def commit_all(project, message: str) -> None:
 
 @pytest.fixture(scope="module")
 def grid_project(tmp_path_factory):
-    """Trained tiny project whose grid is the four 8-bit cells {sym, asym} x {ff, full}, committed."""
-    project = make_project(tmp_path_factory.mktemp("grid"), tiny_params(bits=8, modes=["sym", "asym"]))
+    """Trained tiny project whose grid is the four 8-bit PTQ cells {sym, asym} x {ff, full}, committed."""
+    project = make_project(tmp_path_factory.mktemp("grid"), tiny_params(bits=8, modes=["sym", "asym"], methods=["ptq"]))
     dvc(["repro"], project)
     commit_all(project, "8-bit grid")
     return project

@@ -49,7 +49,7 @@ class QuantSpec:
         """Smallest integer dtype holding [qmin, qmax] (sub-8-bit codes are not bit-packed)."""
         if self.bits <= 8:
             return torch.uint8 if self.mode == "asym" else torch.int8
-        return torch.int32 if self.mode == "asym" and self.bits == 16 else torch.int16
+        return torch.uint16 if self.mode == "asym" else torch.int16
 
 
 def qparams(lo: torch.Tensor, hi: torch.Tensor, spec: QuantSpec) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,3 +108,25 @@ def quantize_tensor(x: torch.Tensor, spec: QuantSpec) -> dict[str, torch.Tensor]
     lo, hi = tensor_range(x, per_channel)
     scale, zero_point = qparams(lo, hi, spec)
     return {"q": quantize(x, scale, zero_point, spec), "scale": scale, "zero_point": zero_point}
+
+
+class _FakeQuantizeSTE(torch.autograd.Function):
+    """``fake_quantize`` forward; straight-through backward: the gradient passes where x fell inside
+    the representable range and is zero where the clamp cut it (Bengio et al.; seed 001 §3.2)."""
+
+    @staticmethod
+    def forward(ctx, x, scale, zero_point, qmin: int, qmax: int):  # type: ignore[override]
+        s, z = _broadcast(scale, x), _broadcast(zero_point, x)
+        q = torch.round(x.float() * (1.0 / s)) + z
+        ctx.save_for_backward((q >= qmin) & (q <= qmax))
+        return ((torch.clamp(q, qmin, qmax) - z) * s).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        (inside,) = ctx.saved_tensors
+        return grad * inside, None, None, None, None
+
+
+def fake_quantize_ste(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, spec: QuantSpec) -> torch.Tensor:
+    """``fake_quantize`` with the straight-through gradient, for quantization-aware training."""
+    return _FakeQuantizeSTE.apply(x, scale, zero_point, spec.qmin, spec.qmax)

@@ -1,0 +1,79 @@
+"""QAT, AGP and IMP cells through `dvc repro` on the tiny configuration: one training loop, the
+same artifact, the same evaluation and aggregate as PTQ; an AGP param change reruns only AGP cells."""
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from conftest import dvc, make_project, run, tiny_params
+from tcompress.compress.artifact import load_any
+from tcompress.compress.quantized import QuantizedModule
+from tcompress.layer_groups import select_modules
+
+PRUNED = ("agp-10-70-1-full", "imp-full")
+
+
+def ran(out: str) -> set[str]:
+    return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage '")}
+
+
+def metrics(project, cell: str) -> dict:
+    return json.loads((project / "metrics" / "cells" / f"{cell}.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def trained_project(tmp_path_factory):
+    project = make_project(tmp_path_factory.mktemp("trained"), tiny_params(methods=["qat", "agp", "imp"]))
+    dvc(["repro"], project)
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "trained cells"], project)
+    return project
+
+
+def test_qat_cell_is_a_quantized_model_evaluated_like_ptq(trained_project):
+    m = metrics(trained_project, "qat-sym-4-full")
+    assert m["compression_ratio"] == 8.0 and m["decoding"] == "greedy" and 0 <= m["bleu"] <= 100
+    assert m["finetune_steps"] > 0 and len(m["finetune_curve"]) == 1  # qat.epochs: 1
+    model, _ = load_any(trained_project / "data/cells/qat-sym-4-full/model.pt")
+    wrapped = [mod for mod in model.modules() if isinstance(mod, QuantizedModule)]
+    assert wrapped and all(mod.spec.bits == 4 and mod.spec.mode == "sym" for mod in wrapped)
+    assert not list(model.parameters())  # every parameter is integer codes now
+    # Only the selected cells ran: PTQ is not in `methods`, the other QAT cells are off.
+    assert metrics(trained_project, "ptq-sym-8-full") == {} and metrics(trained_project, "qat-sym-8-full") == {}
+
+
+@pytest.mark.parametrize("cell, sparsity", [("agp-10-70-1-full", 0.7), ("imp-full", 1 - 0.8 ** 2)])
+def test_pruned_cells_reach_their_final_sparsity_per_tensor(trained_project, cell, sparsity):
+    m = metrics(trained_project, cell)
+    model, _ = load_any(trained_project / f"data/cells/{cell}/model.pt")
+    nonzero = sum(int((p != 0).sum()) for p in model.parameters())
+    assert m["nonzero"] == nonzero
+    assert m["compression_ratio"] == pytest.approx(m["n_model"] / nonzero, abs=1e-4)
+    for name, module in select_modules(model, "full").items():
+        weight = getattr(module, "weight", None)
+        if weight is None or weight.dim() < 2:
+            continue  # LayerNorm gains and biases are not pruned
+        zeros = int((weight == 0).sum())
+        assert abs(zeros - round(sparsity * weight.numel())) <= 1, name
+
+
+def test_aggregate_has_the_thesis_tables(trained_project):
+    tables = (trained_project / "metrics/tables.md").read_text()
+    assert "## Quantization-aware training" in tables and "| 4-bit Sym. |" in tables
+    assert "## Automated gradual pruning" in tables and "| 10% / 70% / 1 |" in tables
+    assert "## Iterative magnitude pruning" in tables
+    summary = json.loads((trained_project / "metrics/summary.json").read_text())
+    assert summary["cells"] == 3
+
+
+def test_changing_an_agp_param_reruns_only_agp_cells(trained_project):
+    params = yaml.safe_load((trained_project / "params.yaml").read_text())
+    params["agp"]["lr"] = 5.0e-4
+    (trained_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        stages = ran(dvc(["repro"], trained_project).stdout)
+        assert stages == {"plan", "compress-agp@10-70-1-full", "evaluate-agp@10-70-1-full", "aggregate"}
+    finally:
+        run(["git", "checkout", "-q", "--", "."], trained_project)
