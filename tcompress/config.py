@@ -117,6 +117,7 @@ class EvaluateConfig:
 QUANT_MODES = ("sym", "asym")
 METHODS = ("ptq", "qat", "agp", "imp")
 CLIP_MODES = ("none", "percentile", "std")
+ACTIVATIONS = ("none", "inputs", "both")
 THESIS_SCHEDULES = ("10-70-1", "45-70-3", "90-100-1")  # initial % - final % - frequency (seed 000 §4.3)
 
 
@@ -146,7 +147,8 @@ class QATParams(FinetuneParams):
     modes: Optional[tuple[str, ...]] = _f(None, choices=QUANT_MODES, doc="null: the top-level modes")
     groups: Optional[tuple[str, ...]] = _f(None, doc="null: the top-level groups")
     per_channel: bool = _f(False)
-    activations: bool = _f(True)
+    activations: str = _f("inputs", choices=ACTIVATIONS, doc="quantized float activations of each module: "
+                          "none, inputs (what an integer kernel consumes), or both (inputs and outputs)")
     ema_momentum: float = _f(0.9, lo=0.0, hi=1.0, doc="activation ranges: exponential moving average")
     start_step: int = _f(0, lo=0, doc="delayed start: float forward (ranges tracked) before this step")
 
@@ -174,7 +176,8 @@ class PTQParams:
     calibration_batches: int = _f(8, lo=1, doc="training batches whose activations set the ranges")
     calibration_batch_tokens: int = _f(3000, lo=16)
     per_channel: bool = _f(False, doc="one weight range per output channel instead of per tensor")
-    activations: bool = _f(True, doc="also quantize the selected modules' float inputs and outputs")
+    activations: str = _f("both", choices=ACTIVATIONS, doc="quantized float activations of each module: "
+                          "none, inputs, or both (inputs and outputs, as Distiller's PTQ)")
     clip: str = _f("none", choices=CLIP_MODES, doc="activation range: min/max, percentiles or mean ± n·std")
     clip_percentile: float = _f(99.99, lo=50.0, hi=100.0)
     clip_std: float = _f(3.0, lo=0.0, lo_open=True)

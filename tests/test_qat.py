@@ -28,7 +28,7 @@ def test_ste_passes_gradient_inside_the_range_and_blocks_it_outside():
 
 def test_ema_ranges_track_training_batches_only():
     torch.manual_seed(0)
-    m = FakeQuantModule(nn.Linear(4, 3), QuantSpec(8, "sym"), activations=True, momentum=0.9)
+    m = FakeQuantModule(nn.Linear(4, 3), QuantSpec(8, "sym"), sites=("input", "output"), momentum=0.9)
     a, b = torch.randn(5, 4), 3 * torch.randn(5, 4)
     m.train()
     m(a)
@@ -47,7 +47,7 @@ def test_delayed_start_is_float_then_quantized():
     linear = nn.Linear(4, 3)
     reference = nn.Linear(4, 3)
     reference.load_state_dict(linear.state_dict())
-    m = FakeQuantModule(linear, QuantSpec(3, "sym"), activations=True, momentum=0.9)
+    m = FakeQuantModule(linear, QuantSpec(3, "sym"), sites=("input", "output"), momentum=0.9)
     x = torch.randn(6, 4)
     m.enabled = False
     assert torch.equal(m(x), reference(x))
@@ -75,3 +75,23 @@ def test_shadow_weights_get_gradients_and_export_matches_the_trained_forward():
         assert not any(isinstance(m, FakeQuantModule) for m in model.modules())
         assert torch.equal(model(src, tgt), trained)  # the artifact computes what QAT evaluated
     assert wiring["finalize"] is export_quantized
+
+
+def test_ste_per_channel_forward_equals_fake_quantize():
+    spec = QuantSpec(3, "sym", per_channel=True)
+    w = torch.randn(5, 7, generator=torch.Generator().manual_seed(2))
+    lo, hi = w.amin(dim=1), w.amax(dim=1)
+    scale, zero_point = qparams(lo, hi, spec)
+    assert torch.equal(fake_quantize_ste(w, scale, zero_point, spec), fake_quantize(w, scale, zero_point, spec))
+
+
+def test_activation_choice_sets_the_quantized_sites():
+    for choice, sites in (("none", ()), ("inputs", ("input",)), ("both", ("input", "output"))):
+        model = _tiny()
+        compress_(model, QATConfig(8, "sym", activations=choice), "ff")
+        wrappers = [m for m in model.modules() if isinstance(m, FakeQuantModule)]
+        assert wrappers and all(m.sites == sites for m in wrappers)
+        model.train()
+        model(torch.randint(4, 50, (2, 5)), torch.randint(4, 50, (2, 4)))
+        export_quantized(model)
+        assert all(m.sites == sites for m in model.modules() if isinstance(m, QuantizedModule))

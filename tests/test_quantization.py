@@ -368,4 +368,12 @@ def test_calibrate_percentile_clips_heavy_tails():
 
 def test_ptq_without_calibration_batches_fails_loudly():
     with pytest.raises((RuntimeError, ValueError)):
-        compress_(tiny_model(), PTQConfig(8, activations=True), "ff", calibration_batches=[])
+        compress_(tiny_model(), PTQConfig(8, activations="both"), "ff", calibration_batches=[])
+
+
+def test_ptq_activation_choice_sets_the_quantized_sites():
+    for choice, sites in (("none", ()), ("inputs", ("input",)), ("both", ("input", "output"))):
+        model = tiny_model()
+        compress_(model, PTQConfig(8, activations=choice), "ff", calibration_batches=token_batches())
+        wrapped = [m for m in model.modules() if isinstance(m, QuantizedModule)]
+        assert wrapped and all(m.sites == sites for m in wrapped)

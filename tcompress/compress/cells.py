@@ -88,7 +88,7 @@ def _ptq(entry: dict, model, ctx: Context) -> dict:
     config = PTQConfig(bits=entry["bits"], mode=entry["mode"], per_channel=c["per_channel"],
                        activations=c["activations"], clip=ClipConfig(c["clip"], c["clip_percentile"], c["clip_std"]))
     batches = calibration_batches(ctx.tokenized, c["calibration_batches"], c["calibration_batch_tokens"],
-                                  entry["seed"], ctx.device) if config.activations else []
+                                  entry["seed"], ctx.device) if config.activations != "none" else []
     compress_(model, config, entry["group"], calibration_batches=batches)
     return {"calibration_batches": len(batches)}
 

@@ -15,7 +15,7 @@ from torch import nn
 from tcompress.compress.calibration import ClipConfig, calibrate
 from tcompress.compress.linear_quant import QuantSpec
 from tcompress.compress.methods import register, replace_module
-from tcompress.compress.quantized import QuantizedModule
+from tcompress.compress.quantized import ACTIVATION_SITES, QuantizedModule
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class PTQConfig:
     bits: int
     mode: str = "sym"
     per_channel: bool = False
-    activations: bool = True
+    activations: str = "both"   # none | inputs | both (inputs and outputs, as Distiller's PTQ)
     clip: ClipConfig = field(default_factory=ClipConfig)
 
 
@@ -31,7 +31,9 @@ class PTQConfig:
 def post_training_quantize(model: nn.Module, modules: dict[str, nn.Module], config: PTQConfig,
                            calibration_batches: Iterable[tuple[torch.Tensor, torch.Tensor]] = ()) -> dict:
     spec = QuantSpec(config.bits, config.mode, config.per_channel)
-    ranges = calibrate(model, modules, calibration_batches, config.clip) if config.activations else {}
+    sites = ACTIVATION_SITES[config.activations]
+    ranges = calibrate(model, modules, calibration_batches, config.clip) if sites else {}
+    ranges = {name: {s: r for s, r in found.items() if s in sites} for name, found in ranges.items()}
     for name, module in modules.items():
         replace_module(model, module, QuantizedModule.from_float(module, spec, ranges.get(name)))
     return {"modules": len(modules), "activation_ranges": {n: r for n, r in ranges.items()}}

@@ -18,7 +18,7 @@ from torch.func import functional_call
 
 from tcompress.compress.linear_quant import QuantSpec, fake_quantize_ste, qparams, tensor_range
 from tcompress.compress.methods import register, replace_module
-from tcompress.compress.quantized import SITES, QuantizedModule
+from tcompress.compress.quantized import ACTIVATION_SITES, SITES, QuantizedModule
 from tcompress.training import Hook
 
 
@@ -27,17 +27,17 @@ class QATConfig:
     bits: int
     mode: str = "sym"
     per_channel: bool = False
-    activations: bool = True
+    activations: str = "inputs"  # none | inputs | both; see QATParams in config.py
     ema_momentum: float = 0.9   # FullyQT's value
     start_step: int = 0         # quantize from this optimizer step on; float (ranges tracked) before
 
 
 class FakeQuantModule(nn.Module):
-    def __init__(self, inner: nn.Module, spec: QuantSpec, activations: bool, momentum: float):
+    def __init__(self, inner: nn.Module, spec: QuantSpec, sites: tuple[str, ...], momentum: float):
         super().__init__()
         self.inner, self.spec, self.momentum = inner, spec, momentum
         self.act_spec = QuantSpec(spec.bits, spec.mode)  # activations: one range per tensor
-        self.sites = SITES if activations else ()
+        self.sites = tuple(s for s in SITES if s in sites)
         self.enabled = True
         for site in self.sites:
             self.register_buffer(f"{site}_lo", torch.zeros(()))
@@ -117,7 +117,7 @@ def quantization_aware(model: nn.Module, modules: dict[str, nn.Module], config: 
     spec = QuantSpec(config.bits, config.mode, config.per_channel)
     wrappers = []
     for module in modules.values():
-        wrapper = FakeQuantModule(module, spec, config.activations, config.ema_momentum)
+        wrapper = FakeQuantModule(module, spec, ACTIVATION_SITES[config.activations], config.ema_momentum)
         replace_module(model, module, wrapper)
         wrappers.append(wrapper)
     return {"hooks": [DelayedStart(wrappers, config.start_step)], "finalize": export_quantized}

@@ -16,6 +16,8 @@ from torch import nn
 from tcompress.compress.linear_quant import QuantSpec, dequantize, fake_quantize, qparams, quantize_tensor
 
 SITES = ("input", "output")
+# `activations` of PTQ and QAT: which float activations of a selected module are quantized.
+ACTIVATION_SITES = {"none": (), "inputs": ("input",), "both": SITES}
 
 
 class QuantizedModule(nn.Module):
