@@ -147,7 +147,7 @@ class QATParams(FinetuneParams):
     modes: Optional[tuple[str, ...]] = _f(None, choices=QUANT_MODES, doc="null: the top-level modes")
     groups: Optional[tuple[str, ...]] = _f(None, doc="null: the top-level groups")
     per_channel: bool = _f(False)
-    activations: str = _f("inputs", choices=ACTIVATIONS, doc="quantized float activations of each module: "
+    activations: str = _f("none", choices=ACTIVATIONS, doc="quantized float activations of each module: "
                           "none, inputs (what an integer kernel consumes), or both (inputs and outputs)")
     ema_momentum: float = _f(0.9, lo=0.0, hi=1.0, doc="activation ranges: exponential moving average")
     start_step: int = _f(0, lo=0, doc="delayed start: float forward (ranges tracked) before this step")

@@ -27,7 +27,7 @@ class QATConfig:
     bits: int
     mode: str = "sym"
     per_channel: bool = False
-    activations: str = "inputs"  # none | inputs | both; see QATParams in config.py
+    activations: str = "none"  # none | inputs | both; see QATParams in config.py
     ema_momentum: float = 0.9   # FullyQT's value
     start_step: int = 0         # quantize from this optimizer step on; float (ranges tracked) before
 
