@@ -1,0 +1,42 @@
+"""Which part of 4-bit symmetric quantization costs BLEU: weights (per tensor / per channel) or
+activations, per layer group. PTQ only, greedy decoding of the test split.
+
+    python benchmarks/ptq_4bit_diagnosis.py --data data    # a workspace with a trained model
+
+Output: benchmarks/results/multi30k_trained/ptq_4bit_sym_diagnosis.txt (Multi30k workspace).
+"""
+
+from pathlib import Path
+
+import click
+import torch
+
+from tcompress.compress import PTQConfig, compress_
+from tcompress.compress.artifact import load_any
+from tcompress.compress.cells import calibration_batches
+from tcompress.data.corpora import read_split
+from tcompress.decode import DecodeOptions
+from tcompress.evaluation import evaluate_model
+from tcompress.tokenizer import Tokenizer
+
+CASES = [("full", "none", False), ("full", "none", True), ("full", "inputs", True), ("full", "inputs", False),
+         ("emb", "none", False), ("gen", "none", False), ("ff", "none", False), ("att", "none", False)]
+
+
+@click.command()
+@click.option("--data", "data_dir", default="data", show_default=True, type=click.Path(exists=True, file_okay=False))
+def main(data_dir: str) -> None:
+    d = Path(data_dir)
+    sources, references = read_split(d / "prepared/test.parquet")
+    tok = Tokenizer.load(d / "tokenized")
+    batches = calibration_batches(d / "tokenized", 8, 3000, 1234, torch.device("cpu"))
+    for group, activations, per_channel in CASES:
+        model, _ = load_any(d / "model/model.pt")
+        compress_(model, PTQConfig(4, "sym", per_channel=per_channel, activations=activations), group,
+                  calibration_batches=batches)
+        result = evaluate_model(model, tok, sources, references, DecodeOptions(1, 0.6, 128, 1.5, 10), progress=False)
+        print(group, activations, "per_channel" if per_channel else "per_tensor", result["bleu"], flush=True)
+
+
+if __name__ == "__main__":
+    main()
