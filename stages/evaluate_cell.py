@@ -39,7 +39,12 @@ def main(cell_dir: str, tokenized: str, test_split: str, metrics: str, hypothese
     hyps, speed = translate(model, Tokenizer.load(tokenized), sources, opts, device, progress=True, desc=facts["cell"])
     Path(hypotheses).write_text("\n".join(hyps) + "\n")
     scored = score(hyps, references)
-    write_json(metrics, {**facts, "bleu": scored["bleu"], "chrf": scored["chrf"],
+    # Metrics stay flat scalars for `dvc metrics show/diff`; per-tensor sparsity and the fine-tuning
+    # curve remain in the cell's cell.json.
+    flat = {k: v for k, v in facts.items() if k not in ("finetune_curve", "sparsity")}
+    if "sparsity" in facts:
+        flat["sparsity"] = facts["sparsity"]["total"]["sparsity"]
+    write_json(metrics, {**flat, "bleu": scored["bleu"], "chrf": scored["chrf"],
                          "decoding": "greedy" if e.cell_beam_size == 1 else f"beam{e.cell_beam_size}",
                          "sentences": len(sources), "sentences_per_second": round(speed, 2),
                          "signature": scored["signature"]})

@@ -35,7 +35,10 @@ def trained_project(tmp_path_factory):
 def test_qat_cell_is_a_quantized_model_evaluated_like_ptq(trained_project):
     m = metrics(trained_project, "qat-sym-4-full")
     assert m["compression_ratio"] == 8.0 and m["decoding"] == "greedy" and 0 <= m["bleu"] <= 100
-    assert m["finetune_steps"] > 0 and len(m["finetune_curve"]) == 1  # qat.epochs: 1
+    facts = json.loads((trained_project / "data/cells/qat-sym-4-full/cell.json").read_text())
+    assert m["finetune_steps"] > 0 and len(facts["finetune_curve"]) == 1  # qat.epochs: 1
+    # metrics stay flat scalars so that `dvc metrics show/diff` can tabulate them
+    assert all(not isinstance(v, (dict, list)) for v in m.values())
     model, _ = load_any(trained_project / "data/cells/qat-sym-4-full/model.pt")
     wrapped = [mod for mod in model.modules() if isinstance(mod, QuantizedModule)]
     assert wrapped and all(mod.spec.bits == 4 and mod.spec.mode == "sym" for mod in wrapped)
@@ -47,6 +50,7 @@ def test_qat_cell_is_a_quantized_model_evaluated_like_ptq(trained_project):
 @pytest.mark.parametrize("cell, sparsity", [("agp-10-70-1-full", 0.7), ("imp-full", 1 - 0.8 ** 2)])
 def test_pruned_cells_reach_their_final_sparsity_per_tensor(trained_project, cell, sparsity):
     m = metrics(trained_project, cell)
+    assert m["sparsity"] == pytest.approx(sparsity, abs=1e-3)
     model, _ = load_any(trained_project / f"data/cells/{cell}/model.pt")
     nonzero = sum(int((p != 0).sum()) for p in model.parameters())
     assert m["nonzero"] == nonzero
