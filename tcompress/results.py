@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from tcompress.config import METHODS
+
 COLUMNS = ["cell", "method", "mode", "bits", "schedule", "group", "bleu", "delta_bleu", "chrf",
            "compression_ratio", "n_compressed", "n_model", "nonzero", "decoding", "stored_megabytes",
            "sentences_per_second", "finetune_steps", "finetune_seconds", "compress_seconds"]
@@ -95,7 +97,8 @@ def markdown_report(frame: pd.DataFrame, group_orders: dict[str, tuple[str, ...]
              "quantization, r = n_m / NNZ for pruning (thesis §4.1).", ""]
     for _, b in base.iterrows():
         parts.append(f"Baseline ({b['decoding']}): BLEU {b['bleu']:.2f}, {int(b['n_model']):,} parameters.")
-    for method in [m for m in frame["method"].unique() if m != "baseline"]:
+    present = set(frame["method"].unique())
+    for method in [m for m in METHODS if m in present] + sorted(present - set(METHODS) - {"baseline"}):
         parts += ["", f"## {TITLES.get(method, method)}", "", thesis_table(frame, method, list(group_orders.get(method, ())))]
     return "\n".join(parts) + "\n"
 
