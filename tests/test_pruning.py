@@ -5,7 +5,8 @@ from torch import nn
 from tcompress.batching import pad
 from tcompress.checkpoint import load_safe, save_atomic
 from tcompress.compress import compress_
-from tcompress.compress.pruning import AGPConfig, IMPConfig, MagnitudePruner, agp_sparsity, nonzero_parameters
+from tcompress.compress.pruning import (AGPConfig, IMPConfig, MagnitudePruner, agp_sparsity, magnitude_mask,
+                                        nonzero_parameters)
 from tcompress.compress.ratio import pruning_ratio
 from tcompress.config import ModelConfig, TrainConfig
 from tcompress.layer_groups import select_modules
@@ -112,6 +113,25 @@ def test_mask_keeps_the_largest_magnitudes_breaks_ties_by_index_and_never_unprun
     assert (lin.weight.flatten() == 0).nonzero().flatten().tolist() == zeros
     pruner.prune_to(0.5)                               # a lower target un-prunes nothing
     assert (~pruner.masks["lin"]).flatten().nonzero().flatten().tolist() == zeros
+
+
+def _mask_by_stable_sort(weight, mask, sparsity):
+    """The definition: old zeros first, then |w| ascending, ties by flat index; the first round(s·n) go."""
+    target = round(sparsity * weight.numel())
+    score = weight.abs().flatten().masked_fill(~mask.flatten(), -1.0)
+    keep = torch.ones(weight.numel(), dtype=torch.bool)
+    keep[torch.sort(score, stable=True).indices[:target]] = False
+    return keep.view_as(mask) & mask
+
+
+def test_mask_equals_a_stable_sort_of_magnitudes_on_tie_heavy_tensors():
+    g = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        shape = tuple(torch.randint(1, 30, (2,), generator=g).tolist())
+        weight = torch.randint(-3, 4, shape, generator=g).float() * 0.5    # few distinct magnitudes
+        mask = torch.rand(shape, generator=g) > 0.3
+        sparsity = float(torch.rand(1, generator=g))
+        assert torch.equal(magnitude_mask(weight, mask, sparsity), _mask_by_stable_sort(weight, mask, sparsity))
 
 
 def test_imp_threshold_mode_prunes_below_the_threshold_and_keeps_old_zeros():
