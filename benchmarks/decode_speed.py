@@ -14,7 +14,7 @@ import click
 import torch
 
 from tcompress.batching import pad
-from tcompress.checkpoint import load_model
+from tcompress.compress.artifact import load_model
 from tcompress.data.corpora import read_split
 from tcompress.decode import greedy, length_limits
 from tcompress.evaluation import score

@@ -12,7 +12,7 @@ import click
 import torch
 
 from tcompress.compress import PTQConfig, compress_
-from tcompress.compress.artifact import load_any
+from tcompress.compress.artifact import load_model
 from tcompress.compress.cells import calibration_batches
 from tcompress.data.corpora import read_split
 from tcompress.decode import DecodeOptions
@@ -31,7 +31,7 @@ def main(data_dir: str) -> None:
     tok = Tokenizer.load(d / "tokenized")
     batches = calibration_batches(d / "tokenized", 8, 3000, 1234, torch.device("cpu"))
     for group, activations, per_channel in CASES:
-        model, _ = load_any(d / "model/model.pt")
+        model, _ = load_model(d / "model/model.pt")
         compress_(model, PTQConfig(4, "sym", per_channel=per_channel, activations=activations), group,
                   calibration_batches=batches)
         result = evaluate_model(model, tok, sources, references, DecodeOptions(1, 0.6, 128, 1.5, 10), progress=False)

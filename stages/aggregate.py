@@ -4,12 +4,13 @@ from pathlib import Path
 
 import click
 
-from tcompress.config import Params
 from tcompress.results import collect, markdown_report, plot_points, summary
-from tcompress.stage import stage, write_json
+from tcompress.stage import guarded, read_config, write_json
 
 
 @click.command()
+@click.option("--config", "config_file", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="the resolved grid (data/config/cells.json): each method's table layout")
 @click.option("--baseline", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--cells", "cells_dir", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--parquet", required=True, type=click.Path(dir_okay=False))
@@ -17,16 +18,15 @@ from tcompress.stage import stage, write_json
 @click.option("--tables", required=True, type=click.Path(dir_okay=False))
 @click.option("--summary", "summary_file", required=True, type=click.Path(dir_okay=False))
 @click.option("--plot", "plot_file", required=True, type=click.Path(dir_okay=False))
-@stage
-def main(params: Params, baseline: str, cells_dir: str, parquet: str, csv_file: str, tables: str,
+@guarded
+def main(config_file: str, baseline: str, cells_dir: str, parquet: str, csv_file: str, tables: str,
          summary_file: str, plot_file: str) -> None:
     frame = collect(baseline, cells_dir)
     for path in (parquet, csv_file, tables):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(parquet, index=False)
     frame.to_csv(csv_file, index=False)
-    c = params.catalog
-    report = markdown_report(frame, {"ptq": c.groups, "qat": c.groups, "agp": c.pruning_groups, "imp": c.pruning_groups})
+    report = markdown_report(frame, read_config(config_file)["layout"])
     Path(tables).write_text(report)
     write_json(summary_file, summary(frame))
     write_json(plot_file, plot_points(frame))

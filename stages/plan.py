@@ -1,19 +1,25 @@
-"""plan: validate the grid in params.yaml and write one plan file per catalog cell."""
+"""plan: one compress and one evaluate plan per catalog cell, holding its inputs' and code's hashes."""
+
+from pathlib import Path
 
 import click
 
-from tcompress.config import Params
-from tcompress.grid import write_plan
-from tcompress.stage import stage
+from tcompress.plan import write_plan
+from tcompress.stage import guarded, read_config
 
 
 @click.command()
+@click.option("--config", "config_file", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--baseline", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--tokenized", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--valid", "valid_split", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--test", "test_split", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", required=True, type=click.Path(file_okay=False))
-@stage
-def main(params: Params, out: str) -> None:
-    entries = write_plan(params, out)
-    selected = [e["cell"] for e in entries if e["selected"]]
-    click.echo(f"{len(selected)} of {len(entries)} catalog cells selected: {', '.join(selected)}")
+@guarded
+def main(config_file: str, baseline: str, tokenized: str, valid_split: str, test_split: str, out: str) -> None:
+    selected = write_plan(read_config(config_file), Path(baseline), Path(tokenized), Path(valid_split),
+                          Path(test_split), Path(out))
+    click.echo(f"planned {len(selected)} selected cells")
 
 
 if __name__ == "__main__":

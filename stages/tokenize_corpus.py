@@ -6,19 +6,22 @@ import click
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tcompress.config import Params
+from tcompress.config import TokenizerConfig
 from tcompress.data.corpora import read_split
-from tcompress.stage import stage
+from tcompress.schema import build
+from tcompress.stage import guarded, read_config
 from tcompress.tokenizer import build_tokenizer
 
 
 @click.command()
+@click.option("--config", "config_file", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--prepared", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--out", required=True, type=click.Path(file_okay=False))
-@stage
-def main(params: Params, prepared: str, out: str) -> None:
+@guarded
+def main(config_file: str, prepared: str, out: str) -> None:
+    cfg = build(TokenizerConfig, read_config(config_file)["tokenizer"], "tokenizer")
     train_src, train_tgt = read_split(Path(prepared) / "train.parquet")
-    tok = build_tokenizer(train_src, train_tgt, params.tokenizer, out)
+    tok = build_tokenizer(train_src, train_tgt, cfg, out)
     for name in ("train", "valid"):
         src, tgt = read_split(Path(prepared) / f"{name}.parquet")
         table = pa.table({"src_ids": pa.array(tok.encode_src(src), pa.list_(pa.int32())),

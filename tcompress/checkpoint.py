@@ -3,7 +3,8 @@
 A checkpoint pulled from a shared DVC remote is data, not code: it holds only tensors and plain
 Python values (config dicts, numbers, strings), never pickled objects, so loading it cannot run
 anything. Writes are atomic (temporary file, then rename) so a run killed mid-write leaves the
-previous checkpoint intact.
+previous checkpoint intact. Reading a model back (baseline or compressed) is
+``tcompress.compress.artifact.load_model``.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import Any
 
 import torch
 
-from tcompress.config import ModelConfig, _build
-from tcompress.model import EncoderDecoder, Vocab, make_model
+from tcompress.model import EncoderDecoder
+from tcompress.schema import plain
 
 
 def save_atomic(obj: dict, path: str | Path) -> None:
@@ -32,20 +33,9 @@ def load_safe(path: str | Path, map_location: str | torch.device = "cpu") -> dic
 
 def model_payload(model: EncoderDecoder, **extra: Any) -> dict[str, Any]:
     """What a model checkpoint holds: weights, the model config and the vocabulary sizes."""
-    import dataclasses
-
     return {
         "model": model.state_dict(),
-        "model_config": dataclasses.asdict(model.cfg),
+        "model_config": plain(model.cfg),
         "vocab": {"src_size": model.vocab.src_size, "tgt_size": model.vocab.tgt_size},
         **extra,
     }
-
-
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[EncoderDecoder, dict[str, Any]]:
-    """Rebuild the model from a checkpoint alone; returns it (eval mode) and the raw payload."""
-    payload = load_safe(path, device)
-    cfg = _build(ModelConfig, payload["model_config"], "model_config")
-    model = make_model(cfg, Vocab(**payload["vocab"]))
-    model.load_state_dict(payload["model"])
-    return model.to(device).eval(), payload

@@ -1,7 +1,9 @@
 """``tcompress``: commands for users outside the DVC stages.
 
 ``tcompress translate`` scores any checkpoint on any test set (the user's own, not only the
-pipeline's), with the same decoding and sacrebleu scoring the evaluate stage uses.
+pipeline's), with the same decoding and sacrebleu scoring the evaluate stage uses;
+``tcompress catalog`` rewrites the stage list dvc.yaml expands; ``tcompress groups`` counts the
+parameters of each layer group.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from pathlib import Path
 
 import click
 
-from tcompress.compress.artifact import load_any as load_model  # baseline or compressed cell
+from tcompress.compress.artifact import load_model  # a baseline or a compressed cell
 from tcompress.decode import DecodeOptions, translate
 from tcompress.evaluation import score
+from tcompress.grid import CELLS_FILE, cells_file_text
 from tcompress.layer_groups import group_report
 from tcompress.tokenizer import Tokenizer
 
@@ -59,6 +62,26 @@ def translate_cmd(checkpoint: str, tokenizer_dir: str, src_file: str, ref_file: 
     if refs is not None:
         result = {**score(hyps, refs), "sentences": len(sources), "sentences_per_second": round(speed, 2)}
         click.echo(json.dumps(result, indent=2), err=True)
+
+
+@main.command("catalog")
+@click.option("--params", "params_file", default="params.yaml", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--out", "out_file", default=str(CELLS_FILE), show_default=True, type=click.Path(dir_okay=False))
+def catalog_cmd(params_file: str, out_file: str) -> None:
+    """Rewrite the stage list dvc.yaml expands (every catalog cell of every registered method).
+
+    Run it after adding a method file or changing params.yaml's catalog."""
+    from tcompress.params import ConfigError, load_params
+
+    try:
+        params = load_params(params_file)
+    except ConfigError as err:
+        raise click.ClickException(str(err)) from None
+    text = cells_file_text(params)
+    changed = not Path(out_file).exists() or Path(out_file).read_text() != text
+    Path(out_file).write_text(text)
+    n = text.count("\n- ")
+    click.echo(f"{out_file}: {n} catalog cells" + ("" if changed else " (unchanged)"))
 
 
 @main.command("groups")

@@ -1,114 +1,101 @@
-"""The compression grid as files: one small plan file per cell of the catalog.
+"""The compression grid: which cells exist (the catalog) and which are selected, for any method.
 
-dvc.yaml expands one stage per catalog combination (a ``matrix`` over ``catalog.*``, which are
-always lists), and each such stage depends on nothing from params.yaml but its own plan file.
-The plan stage writes every file: a selected cell's file holds everything its computation uses,
-an unselected cell's file says only that it is off. Hence:
+Each registered method names its axes; a cell is one value per axis. The values an axis takes come
+from the method's section (``agp.schedules``) or, for a shared axis left null there, from the
+top-level key (``bits``). The catalog is what dvc.yaml has stages for (``stages/cells.yaml``,
+written by ``tcompress catalog``); a selected value outside it fails here, before any cell runs,
+with the key's name and the catalog's values.
 
-- ``dvc exp run -S bits=4`` works although ``bits`` is now a scalar (the matrix never sees it);
-- a changed grid value changes exactly the files of the cells it affects, so DVC reruns only those;
-- a cell that comes back gets its old file back, so DVC's run-cache restores its outputs.
-
-This module must not import torch: an unselected cell reads its plan and exits in milliseconds.
+Torch-free: resolve, plan and ``tcompress plan`` import it.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-from dataclasses import dataclass
+import itertools
 from pathlib import Path
+from typing import Any
 
-from tcompress.config import METHODS, Params
+import yaml
 
-OFF_MARKER = "off.json"
+from tcompress.methods import Cell, Method, registered
+from tcompress.schema import ConfigError
 
-
-@dataclass(frozen=True)
-class Cell:
-    method: str
-    group: str
-    mode: str | None = None       # quantization cells
-    bits: int | None = None
-    schedule: str | None = None   # AGP cells
-
-    @property
-    def stem(self) -> str:
-        """The DVC stage suffix: ``compress-ptq@sym-8-ff+emb+gen``, ``compress-agp@10-70-1-full``."""
-        return "-".join(str(v) for v in (self.mode, self.bits, self.schedule, self.group) if v is not None)
-
-    @property
-    def id(self) -> str:
-        return f"{self.method}-{self.stem}"
+CELLS_FILE = Path("stages") / "cells.yaml"
 
 
-def catalog_cells(params: Params, method: str) -> list[Cell]:
-    """Every cell dvc.yaml has stages for, in its matrix order."""
-    c = params.catalog
-    if method in ("ptq", "qat"):
-        return [Cell(method, g, m, b) for m in c.modes for b in c.bits for g in c.groups]
-    if method == "agp":
-        return [Cell(method, g, schedule=s) for s in c.schedules for g in c.pruning_groups]
-    return [Cell(method, g) for g in c.pruning_groups]
+def axis_values(params, method: Method) -> dict[str, tuple]:
+    """The selected values of each axis (by axis name), shared axes resolved."""
+    section = params.method_params(method.name)
+    values = {}
+    for axis in method.axes:
+        own = getattr(section, axis.key, None)
+        if own is None and axis.shared:
+            own, where = getattr(params, axis.key), axis.key
+        else:
+            where = f"{method.name}.{axis.key}"
+        if own is None:
+            raise ConfigError(f"{method.name}.{axis.key}: needs a value (it is not a shared grid key)")
+        values[axis.name] = tuple(axis.validate(where, v) for v in own)
+    return values
 
 
-# Grid keys select cells; they are left out of a cell's plan so that adding a value to a list
-# does not change (and rerun) the cells already selected.
-GRID_KEYS = {"ptq": (), "qat": ("bits", "modes", "groups"), "agp": ("schedules", "groups"), "imp": ("groups",)}
+def _product(method: Method, values: dict[str, tuple]) -> list[Cell]:
+    names = [a.name for a in method.axes]
+    return [Cell(method.name, tuple(zip(names, combo))) for combo in itertools.product(*(values[n] for n in names))]
 
 
-def is_selected(params: Params, cell: Cell) -> bool:
-    if cell.method not in params.methods:
-        return False
-    if cell.method in ("ptq", "qat"):
-        own = params.qat if cell.method == "qat" else None
-        bits = (own and own.bits) or params.bits
-        modes = (own and own.modes) or params.modes
-        groups = (own and own.groups) or params.groups
-        return cell.mode in modes and cell.bits in bits and cell.group in groups
-    section = getattr(params, cell.method)
-    return cell.group in section.groups and (cell.schedule is None or cell.schedule in section.schedules)
+def catalog_cells(params) -> list[Cell]:
+    """Every cell dvc.yaml has stages for, method by method in table order."""
+    cells = []
+    for method in registered():
+        cat = params.catalog[method.name]
+        cells += _product(method, {a.name: cat[a.key] for a in method.axes})
+    return cells
 
 
-def plan_entry(params: Params, cell: Cell) -> dict:
-    """The complete input of one cell's stages besides the baseline model and the data."""
-    if not is_selected(params, cell):
-        return {"cell": cell.id, "selected": False}
-    config = {k: v for k, v in dataclasses.asdict(getattr(params, cell.method)).items()
-              if k not in GRID_KEYS[cell.method]}
-    entry = {"cell": cell.id, "selected": True, **dataclasses.asdict(cell), "config": config,
-             "seed": params.seed, "device": params.train.device}
-    if cell.method != "ptq":  # trained cells: the baseline's training settings under the method's budget
-        entry["train"] = {**dataclasses.asdict(params.train),
-                          **{k: config[k] for k in ("epochs", "lr", "warmup_steps")}}
-    return entry
+def selected_cells(params) -> list[Cell]:
+    """The cells the grid keys select; a value outside the catalog is an error naming the key."""
+    cells = []
+    for method in registered():
+        if method.name not in params.methods:
+            continue
+        values = axis_values(params, method)
+        for axis in method.axes:
+            allowed = params.catalog[method.name][axis.key]
+            for value in values[axis.name]:
+                if value not in allowed:
+                    key = axis.key if getattr(params.method_params(method.name), axis.key, None) is None \
+                        else f"{method.name}.{axis.key}"
+                    raise ConfigError(
+                        f"{key}: {value!r} is not in catalog.{method.name}.{axis.key} "
+                        f"({', '.join(map(str, allowed))}); dvc.yaml has one stage per catalog cell: add it to "
+                        f"catalog.{method.name}.{axis.key} in params.yaml and run `tcompress catalog`")
+        cells += _product(method, values)
+    return cells
 
 
-def write_plan(params: Params, out_dir: str | Path) -> list[dict]:
-    """One ``<method>/<stem>.json`` per catalog cell; returns the entries."""
-    entries = []
-    for method in METHODS:
-        for cell in catalog_cells(params, method):
-            entry = plan_entry(params, cell)
-            path = Path(out_dir) / method / f"{cell.stem}.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(entry, indent=2, sort_keys=True) + "\n")
-            entries.append(entry)
-    return entries
+def cells_file_text(params) -> str:
+    ids = [c.id for c in catalog_cells(params)]
+    return ("# Written by `tcompress catalog` from params.yaml's catalog and the registered methods; do not edit.\n"
+            "# dvc.yaml makes one compress and one evaluate-cell stage per entry.\n"
+            + yaml.safe_dump({"cells": ids}, default_flow_style=False, sort_keys=False))
 
 
-def read_plan(path: str | Path) -> dict:
-    return json.loads(Path(path).read_text())
+def check_cells_file(params, path: str | Path = CELLS_FILE) -> None:
+    """The stage list dvc.yaml expands must be this catalog, or cells would have no stage (or no plan)."""
+    try:
+        listed = (yaml.safe_load(Path(path).read_text()) or {}).get("cells", [])
+    except FileNotFoundError:
+        listed = []
+    expected = [c.id for c in catalog_cells(params)]
+    if listed != expected:
+        missing = sorted(set(expected) - set(listed))
+        extra = sorted(set(listed) - set(expected))
+        what = f"lacks {missing[0]}" if missing else (f"lists {extra[0]}, not in the catalog" if extra else "is out of order")
+        raise ConfigError(f"{path} {what} ({len(expected)} catalog cells): run `tcompress catalog` to rewrite it")
 
 
-def write_off(out_dir: str | Path, entry: dict) -> None:
-    """The output of a cell the plan switched off: a marker, so the stage has its declared output."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in out.iterdir():
-        stale.unlink()
-    (out / OFF_MARKER).write_text(json.dumps({"cell": entry["cell"], "selected": False}) + "\n")
-
-
-def is_off(cell_dir: str | Path) -> bool:
-    return (Path(cell_dir) / OFF_MARKER).exists()
+def table_layout(params) -> dict[str, dict[str, Any]]:
+    """What the aggregate needs to lay out each method's table: title, row axes, group column order."""
+    return {m.name: {"title": m.title, "row_axes": list(m.row_axes),
+                     "columns": list(params.catalog[m.name].get("groups", ()))} for m in registered()}

@@ -1,9 +1,10 @@
 """Aggregate: the baseline and every cell's metrics -> one table, thesis-style Markdown, a summary.
 
-The Markdown follows the thesis's tables: for quantization (PTQ, Tables 4.1–4.2; QAT, 4.5–4.6) a row
-per bit width and mode, for AGP (4.3–4.4) a row per schedule, a column per layer group, each cell
-"BLEU / ratio". BLEU of a cell is compared with the baseline decoded the same way
-(greedy for the thesis's setting), never with a differently decoded number.
+Loops over the method registry: each method's table has a row per combination of its ``row_axes``
+(labelled by its ``row_label``: "8-bit Asym.", "10% / 70% / 1") and a column per layer group in its
+catalog's order, each entry "BLEU / ratio" as in the thesis's Tables 4.1–4.6. A cell's BLEU is
+compared with the baseline decoded the same way (greedy for the thesis's setting), never with a
+differently decoded number.
 """
 
 from __future__ import annotations
@@ -13,21 +14,27 @@ from pathlib import Path
 
 import pandas as pd
 
-from tcompress.config import METHODS
+from tcompress.methods import get, registered
 
-COLUMNS = ["cell", "method", "mode", "bits", "schedule", "group", "bleu", "delta_bleu", "chrf",
-           "compression_ratio", "n_compressed", "n_model", "nonzero", "decoding", "stored_megabytes",
-           "sentences_per_second", "finetune_steps", "finetune_seconds", "compress_seconds"]
-MODE_NAMES = {"sym": "Sym.", "asym": "Asym."}
+METRIC_COLUMNS = ["bleu", "delta_bleu", "chrf", "compression_ratio", "n_compressed", "n_model", "nonzero",
+                  "decoding", "stored_megabytes", "sentences_per_second", "finetune_steps", "finetune_seconds",
+                  "compress_seconds", "precision"]
+
+
+def axis_columns() -> list[str]:
+    names: list[str] = []
+    for method in registered():
+        names += [a.name for a in method.axes if a.name not in names]
+    return names
 
 
 def baseline_row(baseline: dict, decoding: str) -> dict:
     scored = baseline["greedy"] if decoding == "greedy" else baseline.get("beam", baseline)
     n = baseline["parameters"]
-    return {"cell": "baseline", "method": "baseline", "mode": None, "bits": 32, "group": None,
-            "bleu": scored["bleu"], "chrf": scored["chrf"], "compression_ratio": 1.0, "n_compressed": 0,
-            "n_model": n, "decoding": decoding, "stored_megabytes": round(n * 4 / 1e6, 3),
-            "sentences_per_second": scored.get("sentences_per_second")}
+    return {"cell": "baseline", "method": "baseline", "bleu": scored["bleu"], "chrf": scored["chrf"],
+            "compression_ratio": 1.0, "n_compressed": 0, "n_model": n, "decoding": decoding,
+            "stored_megabytes": round(n * 4 / 1e6, 3), "sentences_per_second": scored.get("sentences_per_second"),
+            "precision": baseline.get("precision")}
 
 
 def collect(baseline_file: str | Path, cells_dir: str | Path) -> pd.DataFrame:
@@ -38,9 +45,10 @@ def collect(baseline_file: str | Path, cells_dir: str | Path) -> pd.DataFrame:
     decodings = sorted({c["decoding"] for c in cells}) or ["greedy"]
     rows = [baseline_row(baseline, d) for d in decodings]
     base_bleu = {r["decoding"]: r["bleu"] for r in rows}
+    columns = ["cell", "method", *axis_columns(), *METRIC_COLUMNS]
     for c in cells:
-        rows.append({**{k: c.get(k) for k in COLUMNS}, "stored_megabytes": round(c["stored_bits"] / 8e6, 3)})
-    frame = pd.DataFrame(rows, columns=COLUMNS)
+        rows.append({**{k: c.get(k) for k in columns}, "stored_megabytes": round(c["stored_bits"] / 8e6, 3)})
+    frame = pd.DataFrame(rows, columns=columns)
     frame["delta_bleu"] = (frame["bleu"] - frame["decoding"].map(base_bleu)).round(4)
     return frame
 
@@ -49,48 +57,35 @@ def _order(values: list, catalog: list) -> list:
     return [v for v in catalog if v in values] + sorted(v for v in values if v not in catalog)
 
 
-def _row_label(method: str, key) -> str:
-    if method == "agp":
-        initial, final, freq = key.split("-")
-        return f"{initial}% / {final}% / {freq}"
-    if method == "imp":
-        return "iterative"
-    bits, mode = key
-    return f"{bits}-bit {MODE_NAMES[mode]}"
-
-
-def thesis_table(frame: pd.DataFrame, method: str, group_order: list[str]) -> str:
-    """Rows ("8-bit Asym.", "10% / 70% / 1", …) by columns (groups), each "BLEU / ratio×"."""
-    cells = frame[frame["method"] == method]
-    groups = _order(list(cells["group"].unique()), group_order)
-    header = "| | " + " | ".join(g.upper().replace("+", ",") for g in groups) + " |"
-    lines = [header, "|" + "---|" * (len(groups) + 1)]
-    if method == "agp":
-        keys = sorted(cells["schedule"].unique(), key=lambda k: [int(x) for x in k.split("-")])
-        select = [(k, cells["schedule"] == k) for k in keys]
-    elif method == "imp":
-        select = [(None, cells["group"].notna())]
-    else:
-        select = [((b, m), (cells["bits"] == b) & (cells["mode"] == m))
-                  for b in sorted(cells["bits"].dropna().unique(), reverse=True) for m in ("asym", "sym")]
-    for key, mask in select:
+def method_table(frame: pd.DataFrame, method_name: str, columns: list[str]) -> str:
+    """Rows (one per combination of the method's row axes) by layer groups, each "BLEU / ratio×"."""
+    method = get(method_name)
+    cells = frame[frame["method"] == method_name]
+    groups = _order(list(cells["group"].dropna().unique()), columns) if "group" in cells else []
+    lines = ["| | " + " | ".join(g.upper().replace("+", ",") for g in groups) + " |",
+             "|" + "---|" * (len(groups) + 1)]
+    rows = cells[list(method.row_axes)].drop_duplicates() if method.row_axes else pd.DataFrame([{}])
+    for _, key in rows.iterrows():
+        mask = pd.Series(True, index=cells.index)
+        for axis in method.row_axes:
+            mask &= cells[axis] == key[axis]
         row = cells[mask].set_index("group")
-        if row.empty:
-            continue
+        values = {a: (int(key[a]) if method.axis(a).kind is int else key[a]) for a in method.row_axes}
         entries = [f"{row.at[g, 'bleu']:.2f} / {row.at[g, 'compression_ratio']:.3f}x" if g in row.index else "–"
                    for g in groups]
-        bits_key = (int(key[0]), key[1]) if isinstance(key, tuple) else key
-        lines.append(f"| {_row_label(method, bits_key)} | " + " | ".join(entries) + " |")
+        lines.append(f"| {method.row_label(values)} | " + " | ".join(entries) + " |")
     return "\n".join(lines)
 
 
-TITLES = {"ptq": "Post-training quantization", "qat": "Quantization-aware training",
-          "agp": "Automated gradual pruning (initial / final sparsity / frequency)",
-          "imp": "Iterative magnitude pruning"}
+def _row_sort(frame: pd.DataFrame) -> pd.DataFrame:
+    """Quantization rows from the widest bit width down, as the thesis prints them."""
+    if "bits" in frame:
+        return frame.sort_values(["bits", "mode"], ascending=[False, True], na_position="last", kind="stable")
+    return frame
 
 
-def markdown_report(frame: pd.DataFrame, group_orders: dict[str, tuple[str, ...]]) -> str:
-    """``group_orders``: the column order of each method's table (the catalog's)."""
+def markdown_report(frame: pd.DataFrame, layout: dict[str, dict]) -> str:
+    """``layout``: per method, the column order of its table (the catalog's groups)."""
     base = frame[frame["method"] == "baseline"]
     parts = ["# Compression results", "",
              "Each cell: test BLEU / compression ratio: r = n_m·32 / (n_c·b + (n_m − n_c)·32) for "
@@ -98,8 +93,11 @@ def markdown_report(frame: pd.DataFrame, group_orders: dict[str, tuple[str, ...]
     for _, b in base.iterrows():
         parts.append(f"Baseline ({b['decoding']}): BLEU {b['bleu']:.2f}, {int(b['n_model']):,} parameters.")
     present = set(frame["method"].unique())
-    for method in [m for m in METHODS if m in present] + sorted(present - set(METHODS) - {"baseline"}):
-        parts += ["", f"## {TITLES.get(method, method)}", "", thesis_table(frame, method, list(group_orders.get(method, ())))]
+    for method in registered():
+        if method.name in present:
+            cells = _row_sort(frame[frame["method"] == method.name])
+            parts += ["", f"## {method.title}", "",
+                      method_table(cells, method.name, layout.get(method.name, {}).get("columns", []))]
     return "\n".join(parts) + "\n"
 
 
@@ -120,13 +118,14 @@ def summary(frame: pd.DataFrame) -> dict:
 
 
 def plot_points(frame: pd.DataFrame) -> list[dict]:
-    """BLEU against ratio, one series per method/mode (the baseline is its own series at 1×)."""
+    """BLEU against ratio, one series per method (quantization: per method and mode)."""
     points = []
     for _, r in frame.iterrows():
-        if r["method"] in ("ptq", "qat"):
-            series = f"{r['method']}/{r['mode']}"
+        if r["method"] == "baseline":
+            series = "baseline"
         else:
-            series = r["method"]
+            method = get(r["method"])
+            series = method.series_of({a.name: r[a.name] for a in method.axes})
         points.append({"series": series, "cell": r["cell"], "compression_ratio": float(r["compression_ratio"]),
                        "bleu": float(r["bleu"])})
     return points

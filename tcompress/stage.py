@@ -1,4 +1,8 @@
-"""What every stage entrypoint shares: strict params, one-line errors, seeding, device choice.
+"""What every stage entrypoint shares: one-line errors, resolved configs, runtime settings, seeding.
+
+Only ``resolve`` reads params.yaml's values; every other stage reads the resolved config file it
+depends on (``data/config/<stage>.json`` or a cell's plan), plus ``runtime`` (device, threads,
+checkpoint frequency), which changes how a stage runs and not what it computes.
 
 Nothing here imports torch at module level: a grid cell that the plan switched off must finish in
 a fraction of a second, and importing torch alone takes longer than that.
@@ -13,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from tcompress.config import ConfigError, Params, load_params
+from tcompress.schema import ConfigError
 
 PARAMS_FILE = "params.yaml"
 
@@ -38,15 +42,28 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def stage(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a click command body: ``fn(params, **options)`` with params loaded and validated first,
-    so a bad value stops the stage before it writes anything."""
+def read_config(path: str | Path) -> dict:
+    """A resolved config or plan file written by the resolve or plan stage."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise StageError(f"{path}: not found; run `dvc repro` (the resolve and plan stages write it)") from None
 
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return fn(load_params(PARAMS_FILE), *args, **kwargs)
 
-    return guarded(wrapper)
+def runtime() -> "RuntimeConfig":
+    """params.yaml's ``runtime`` section, checked; not a stage dependency."""
+    from tcompress.config import RuntimeConfig, load_section
+
+    return load_section("runtime", RuntimeConfig, PARAMS_FILE)
+
+
+def setup_torch(rt: "RuntimeConfig") -> "torch.device":
+    """Apply the runtime's thread count and return its device."""
+    import torch
+
+    if rt.threads:
+        torch.set_num_threads(rt.threads)
+    return pick_device(rt.device)
 
 
 def seed_everything(seed: int) -> None:
@@ -60,13 +77,16 @@ def pick_device(choice: str) -> "torch.device":
     import torch
 
     if choice == "cuda" and not torch.cuda.is_available():
-        raise StageError("train.device: 'cuda' was asked for but no CUDA device is available")
+        raise StageError("runtime.device: 'cuda' was asked for but no CUDA device is available")
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(choice)
 
 
 def write_json(path: str | Path, obj: Any) -> None:
+    """Write atomically (temporary file, then rename): an interrupted stage leaves no half file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    tmp.replace(path)

@@ -30,6 +30,7 @@ from tcompress.checkpoint import load_safe, model_payload, save_atomic
 from tcompress.config import TrainConfig
 from tcompress.decode import DecodeOptions, translate_ids
 from tcompress.model import PAD, EncoderDecoder
+from tcompress.precision import resolve_precision
 
 
 class Hook:
@@ -73,7 +74,7 @@ def inverse_sqrt_lr(step: int, peak: float, warmup: int) -> float:
 
 
 def _autocast(cfg: TrainConfig, device: torch.device):
-    if cfg.precision == "bf16":
+    if resolve_precision(cfg.precision, device, quiet=True) == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
@@ -108,11 +109,33 @@ def validate(model: EncoderDecoder, data: ParallelData, cfg: TrainConfig, device
 
 
 def fingerprint(*parts: Any) -> str:
-    """Identity of a training run: a resume checkpoint from a different config or data is not reused."""
+    """A short hash of plain values."""
     h = hashlib.sha256()
     for part in parts:
         h.update(json.dumps(part, sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]
+
+
+def ids_digest(*splits: list[list[int]]) -> str:
+    """Hash of token id lists, every id (a million ids hash in well under a second)."""
+    import numpy as np
+
+    h = hashlib.sha256()
+    for seqs in splits:
+        lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+        h.update(lengths.tobytes())
+        h.update(np.fromiter((i for s in seqs for i in s), dtype=np.int64, count=int(lengths.sum())).tobytes())
+    return h.hexdigest()[:16]
+
+
+def stale_reason(stored: dict | None, identity: dict) -> str | None:
+    """Why a resume checkpoint written for ``stored`` cannot continue the run ``identity``; None if it can."""
+    if stored == identity:
+        return None
+    if not isinstance(stored, dict):
+        return "it was written by an older version"
+    changed = sorted(k for k in set(stored) | set(identity) if stored.get(k) != identity.get(k))
+    return "its " + ", ".join(changed) + (" differs" if len(changed) == 1 else " differ") + " from this run's"
 
 
 def _rng_state() -> dict:
@@ -129,13 +152,15 @@ def _set_rng_state(state: dict) -> None:
 
 
 def fit(model: EncoderDecoder, train: ParallelData, valid: ParallelData, cfg: TrainConfig, *, seed: int,
-        best_path: str | Path, resume_path: str | Path, run_id: str, hooks: list[Hook] = (),
+        best_path: str | Path, resume_path: str | Path, identity: dict, hooks: list[Hook] = (),
         decode_tgt: Callable[[list[list[int]]], list[str]] | None = None,
         device: torch.device | str = "cpu", progress: bool = True,
-        stop_after_steps: int | None = None) -> TrainState:
+        stop_after_steps: int | None = None, checkpoint_every: int = 200) -> TrainState:
     """Train for ``cfg.epochs`` epochs, keeping the best model (by validation BLEU, else by loss)
     in ``best_path`` and a resumable checkpoint in ``resume_path``.
 
+    ``identity`` names what the run is (hashes of its config, data, starting weights): a resume
+    checkpoint with another identity is ignored with one line saying which part differs.
     ``stop_after_steps`` ends the call early as an interruption would (tests use it), leaving the
     resume checkpoint of that moment.
     """
@@ -147,7 +172,8 @@ def fit(model: EncoderDecoder, train: ParallelData, valid: ParallelData, cfg: Tr
     resume_path = Path(resume_path)
     if resume_path.exists():
         ckpt = load_safe(resume_path, device)
-        if ckpt.get("run_id") == run_id:
+        reason = stale_reason(ckpt.get("identity"), identity)
+        if reason is None:
             model.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["optimizer"])
             state = TrainState(**ckpt["state"])
@@ -156,10 +182,10 @@ def fit(model: EncoderDecoder, train: ParallelData, valid: ParallelData, cfg: Tr
             _set_rng_state(ckpt["rng"])
             tqdm.write(f"resuming from {resume_path}: epoch {state.epoch + 1}, step {state.step}")
         else:
-            tqdm.write(f"ignoring {resume_path}: it belongs to another configuration or data")
+            tqdm.write(f"ignoring {resume_path}: {reason}; starting from the beginning")
 
     def save_resume() -> None:
-        save_atomic({"run_id": run_id, "model": model.state_dict(), "optimizer": opt.state_dict(),
+        save_atomic({"identity": identity, "model": model.state_dict(), "optimizer": opt.state_dict(),
                      "state": dataclasses.asdict(state), "hooks": [h.state_dict() for h in hooks],
                      "rng": _rng_state()}, resume_path)
 
@@ -201,7 +227,7 @@ def fit(model: EncoderDecoder, train: ParallelData, valid: ParallelData, cfg: Tr
             bar.update(1)
             bar.set_postfix(loss=f"{float(loss.detach()) / n_tokens:.3f}", lr=f"{opt.param_groups[0]['lr']:.2e}",
                             tok_s=f"{state.train_tokens / max(state.train_seconds, 1e-9):.0f}")
-            if state.step % cfg.checkpoint_every == 0:
+            if state.step % checkpoint_every == 0:
                 tick()
                 save_resume()
             if stop_after_steps is not None and state.step >= stop_after_steps:

@@ -16,13 +16,15 @@ TINY = {
     "synthetic": {"train_size": 300, "valid_size": 20, "test_size": 20, "seed": 3},
     "tokenizer": {"vocab_size": 400},
     "model": {"d_model": 32, "n_layers": 1, "n_heads": 2, "d_ff": 64, "dropout": 0.1},
-    "train": {"epochs": 2, "batch_tokens": 400, "warmup_steps": 10, "checkpoint_every": 5,
-              "precision": "fp32", "threads": 1},
+    "train": {"epochs": 2, "batch_tokens": 400, "warmup_steps": 10, "precision": "fp32"},
+    "runtime": {"threads": 1, "checkpoint_every": 5},
     "evaluate": {"beam_size": 2, "batch_sentences": 16},
     # A small catalog (12 PTQ, 12 QAT, 4 AGP, 2 IMP cells) with few cells selected keeps the grid quick.
     "bits": [8, 4], "modes": ["sym"], "groups": ["ff", "full"],
-    "catalog": {"bits": [8, 4], "modes": ["sym", "asym"], "groups": ["ff", "att", "full"],
-                "schedules": ["10-70-1", "45-70-3"], "pruning_groups": ["ff", "full"]},
+    "catalog": {"ptq": {"bits": [8, 4], "modes": ["sym", "asym"], "groups": ["ff", "att", "full"]},
+                "qat": {"bits": [8, 4], "modes": ["sym", "asym"], "groups": ["ff", "att", "full"]},
+                "agp": {"schedules": ["10-70-1", "45-70-3"], "groups": ["ff", "full"]},
+                "imp": {"groups": ["ff", "full"]}},
     "ptq": {"calibration_batches": 2, "calibration_batch_tokens": 400},
     "qat": {"bits": [4], "modes": ["sym"], "groups": ["full"], "epochs": 1, "warmup_steps": 2, "lr": 1.0e-3},
     "agp": {"schedules": ["10-70-1"], "groups": ["full"], "epochs": 2, "start": 0, "end": 8, "warmup_steps": 2},
@@ -46,8 +48,9 @@ def tiny_params(**overrides) -> dict:
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    # Stage commands say `python`: make it this interpreter, whether or not its venv is activated.
-    env = {**os.environ, "PYTHONPATH": str(REPO),
+    # Stage commands say `python`: make it this interpreter, whether or not its venv is activated;
+    # and import the project's own copy of tcompress (a test may add a method file to it).
+    env = {**os.environ, "PYTHONPATH": str(cwd),
            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     if check and proc.returncode != 0:
@@ -55,8 +58,11 @@ def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedPr
     return proc
 
 
-def make_project(dest: Path, params: dict) -> Path:
-    """A git + DVC repository holding this project's pipeline and the given params."""
+def make_project(dest: Path, params: dict, cache: Path | None = None) -> Path:
+    """A git + DVC repository holding this project's pipeline and the given params.
+
+    Projects made with the same ``cache`` share DVC's cache and run-cache, so a stage another test
+    project already ran with the same inputs (the tiny baseline, say) is restored, not recomputed."""
     for name in ("dvc.yaml", ".dvcignore"):
         if (REPO / name).exists():
             shutil.copy(REPO / name, dest / name)
@@ -69,6 +75,9 @@ def make_project(dest: Path, params: dict) -> Path:
     run(["git", "config", "user.name", "test"], dest)
     run([sys.executable, "-m", "dvc", "init", "-q"], dest)
     run([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], dest)
+    if cache is not None:
+        run([sys.executable, "-m", "dvc", "cache", "dir", str(cache)], dest)
+    run([sys.executable, "-m", "tcompress.cli", "catalog"], dest)  # the stage list for this catalog
     shutil.copytree(REPO / ".dvc" / "plots", dest / ".dvc" / "plots")  # the BLEU-vs-ratio plot template
     run(["git", "add", "-A"], dest)
     run(["git", "commit", "-qm", "init"], dest)
@@ -80,9 +89,15 @@ def dvc(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedP
 
 
 @pytest.fixture(scope="session")
-def tiny_pipeline(tmp_path_factory) -> Path:
+def shared_cache(tmp_path_factory) -> Path:
+    """One DVC cache for every test project: the tiny baseline is trained once per test session."""
+    return tmp_path_factory.mktemp("dvc-cache")
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory, shared_cache) -> Path:
     """The tiny pipeline run once through `dvc repro` (shared by the tests that only read its outputs)."""
-    project = make_project(tmp_path_factory.mktemp("tiny"), tiny_params())
+    project = make_project(tmp_path_factory.mktemp("tiny"), tiny_params(), shared_cache)
     dvc(["repro"], project)
     return project
 

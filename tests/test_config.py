@@ -4,7 +4,8 @@ import sys
 import pytest
 import yaml
 
-from tcompress.config import ConfigError, params_from_dict
+from tcompress.params import ConfigError, params_from_dict
+from tcompress.grid import cells_file_text, check_cells_file
 from conftest import REPO, tiny_params
 
 
@@ -17,13 +18,29 @@ def test_repository_params_load():
     ({"model": {"d_modle": 8}}, "model.d_modle: unknown key; allowed keys here: d_model"),
     ({"train": {"epochs": "ten"}}, "train.epochs: expected int >= 1, got 'ten'"),
     ({"train": {"lr": 0}}, "train.lr: 0.0 is out of range; expected float > 0.0"),
-    ({"train": {"precision": "fp8"}}, "train.precision: 'fp8' is not allowed; expected one of fp32, bf16"),
+    ({"train": {"precision": "fp8"}}, "train.precision: 'fp8' is not allowed; expected one of auto, fp32, bf16"),
     ({"data": "wmt"}, "data: 'wmt' is not allowed; expected one of synthetic, multi30k, files"),
     ({"model": {"dropout": 1.5}}, "model.dropout: 1.5 is out of range; expected float >= 0.0 <= 0.9"),
     ({"model": {"n_heads": 3}}, "model.n_heads: 3 must divide model.d_model"),
     ({"train": {"epochs": {"synthetic": 2, "wmt": 3}}}, "train.epochs.wmt: unknown corpus"),
     ({"data": "files"}, "files.train_source: required when data is 'files'"),
     ({"tokenizer": {"joint": False}}, "model.share_embeddings: true needs tokenizer.joint: true"),
+    # the grid: every method, axis and catalog value is checked before any stage runs
+    ({"methods": ["ptq", "kmeans"]}, "methods: 'kmeans' is not allowed; expected one of ptq, qat, agp, imp"),
+    ({"kmeans": {"bits": 4}}, "kmeans: unknown key; allowed keys: data, seed"),
+    ({"groups": ["ff", "convs"]}, "groups: unknown layer group 'convs'"),
+    ({"bits": 0}, "bits: 0 is out of range"),
+    ({"bits": 1}, "bits: 1 is out of range"),
+    ({"bits": 33}, "bits: 33 is out of range"),
+    ({"bits": "eight"}, "bits: expected int, got 'eight'"),
+    ({"modes": "asymmetric"}, "modes: 'asymmetric' is not allowed; expected one of sym, asym"),
+    ({"bits": 3}, "bits: 3 is not in catalog.ptq.bits (8, 4)"),
+    ({"qat": {"bits": [16]}}, "qat.bits: 16 is not in catalog.qat.bits (8, 4)"),
+    ({"agp": {"schedules": ["70-10-1"]}}, "agp.schedules: '70-10-1': need 0 <= initial <= final <= 100"),
+    ({"agp": {"unit": "hours"}}, "agp.unit: 'hours' is not allowed; expected one of steps, epochs"),
+    ({"catalog": {"ptq": {"bitz": [8]}}}, "catalog.ptq.bitz: unknown axis; ptq has modes, bits, groups"),
+    ({"catalog": {"kmeans": {}}}, "catalog.kmeans: unknown method; registered methods: ptq, qat, agp, imp"),
+    ({"runtime": {"device": "tpu"}}, "runtime.device: 'tpu' is not allowed; expected one of auto, cpu, cuda"),
 ])
 def test_bad_values_name_the_key(patch, message):
     with pytest.raises(ConfigError) as err:
@@ -46,20 +63,21 @@ def test_bool_is_not_an_int():
         params_from_dict(tiny_params(model={"n_layers": True}))
 
 
-@pytest.mark.parametrize("stage", ["prepare.py", "tokenize_corpus.py", "train.py", "evaluate.py"])
-def test_stage_stops_with_one_line_and_writes_nothing(tmp_path, stage):
+def test_resolve_stage_stops_with_one_line_and_writes_nothing(tmp_path):
+    """Only `resolve` reads params.yaml's values, and it runs first: a bad value stops the pipeline there."""
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params(train={"batch_tokens": -5})))
-    (tmp_path / "in").mkdir()
-    (tmp_path / "in" / "f").write_text("x")
-    args = {"prepare.py": ["--out", "out", "--stats", "out/stats.json"],
-            "tokenize_corpus.py": ["--prepared", "in", "--out", "out"],
-            "train.py": ["--tokenized", "in", "--prepared", "in", "--out", "out", "--resume", "out/r.pt",
-                         "--metrics", "out/m.json", "--curve", "out/c.json"],
-            "evaluate.py": ["--checkpoint", "in/f", "--tokenized", "in", "--test", "in/f",
-                            "--metrics", "out/m.json", "--hypotheses", "out"]}[stage]
-    proc = subprocess.run([sys.executable, str(REPO / "stages" / stage), *args], cwd=tmp_path,
-                          capture_output=True, text=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    proc = subprocess.run([sys.executable, str(REPO / "stages" / "resolve.py"), "--out", "out", "--cells",
+                           str(REPO / "stages" / "cells.yaml")], cwd=tmp_path, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert lines == ["error: train.batch_tokens: -5 is out of range; expected int >= 16"]
+    assert proc.stderr.strip().splitlines() == ["error: train.batch_tokens: -5 is out of range; expected int >= 16"]
     assert not (tmp_path / "out").exists()
+
+
+def test_a_stale_stage_list_is_named_with_its_command(tmp_path):
+    params = params_from_dict(tiny_params())
+    (tmp_path / "cells.yaml").write_text(cells_file_text(params))
+    check_cells_file(params, tmp_path / "cells.yaml")
+    wider = params_from_dict(tiny_params(catalog={"imp": {"groups": ["ff", "att", "full"]}}))
+    with pytest.raises(ConfigError, match=r"lacks imp-att .*run `tcompress catalog`"):
+        check_cells_file(wider, tmp_path / "cells.yaml")

@@ -178,7 +178,7 @@ class Recorder(Hook):
 
 
 AGP = AGPConfig(0.2, 0.6, 2, start_step=0, end_step=6)
-CFG = TrainConfig(epochs=3, batch_tokens=80, lr=1e-2, warmup_steps=1, checkpoint_every=1000, precision="fp32")
+CFG = TrainConfig(epochs=3, batch_tokens=80, lr=1e-2, warmup_steps=1, precision="fp32")
 
 
 def _fit(tmp, config=AGP, stop=12, pruner_cls=MagnitudePruner, record=True):
@@ -186,7 +186,8 @@ def _fit(tmp, config=AGP, stop=12, pruner_cls=MagnitudePruner, record=True):
     pruner = pruner_cls(select_modules(model, "ff+att"), config)
     hooks = [pruner] + ([Recorder(pruner)] if record else [])
     fit(model, _data(60, 0), _data(10, 1), CFG, seed=3, best_path=tmp / "best.pt", resume_path=tmp / "resume.pt",
-        run_id="prune", hooks=hooks, progress=False, stop_after_steps=stop)
+        identity={"run": "prune"}, hooks=hooks, progress=False, stop_after_steps=stop,
+        checkpoint_every=1000)
     return model, pruner, hooks[-1]
 
 

@@ -10,7 +10,8 @@ from torch import nn
 
 from tcompress.checkpoint import model_payload, save_atomic
 from tcompress.compress import PTQConfig, compress_
-from tcompress.compress.artifact import load_any, save_compressed, stored_bits
+from tcompress.compress.artifact import load_model
+from tcompress.compress.artifact import save_compressed, stored_bits
 from tcompress.compress.calibration import ClipConfig, calibrate
 from tcompress.compress.linear_quant import QuantSpec, dequantize, fake_quantize, qparams, quantize, tensor_range
 from tcompress.compress.quantized import QuantizedModule
@@ -259,7 +260,7 @@ def test_compressed_artifact_round_trip(tmp_path, group, mode, per_channel):
     model, batches = tiny_model(), token_batches()
     compress_(model, PTQConfig(8, mode, per_channel), group, calibration_batches=batches)
     save_compressed(model, tmp_path / "c.pt")
-    loaded, _ = load_any(tmp_path / "c.pt")  # weights_only=True
+    loaded, _ = load_model(tmp_path / "c.pt")  # weights_only=True
     want, got = model.state_dict(), loaded.state_dict()
     assert want.keys() == got.keys()
     assert all(torch.equal(want[k], got[k]) and want[k].dtype == got[k].dtype for k in want)
@@ -268,10 +269,10 @@ def test_compressed_artifact_round_trip(tmp_path, group, mode, per_channel):
         assert torch.equal(loaded(src, tgt), model.eval()(src, tgt))
 
 
-def test_load_any_reads_a_baseline(tmp_path):
+def test_load_model_reads_a_baseline(tmp_path):
     model = tiny_model()
     save_atomic(model_payload(model), tmp_path / "b.pt")
-    loaded, _ = load_any(tmp_path / "b.pt")
+    loaded, _ = load_model(tmp_path / "b.pt")
     assert not any(isinstance(m, QuantizedModule) for m in loaded.modules())
     want, got = model.state_dict(), loaded.state_dict()
     assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)

@@ -4,14 +4,16 @@ same artifact, the same evaluation and aggregate as PTQ; an AGP param change rer
 import json
 
 import pytest
-import torch
+import sacrebleu
 import yaml
 
 from conftest import dvc, make_project, run, tiny_params
-from tcompress.compress.artifact import load_any
+from tcompress.data.corpora import read_split
+from tcompress.compress.artifact import load_model
 from tcompress.compress.quantized import QuantizedModule
 from tcompress.layer_groups import select_modules
 
+pytestmark = pytest.mark.slow
 PRUNED = ("agp-10-70-1-full", "imp-full")
 
 
@@ -24,8 +26,8 @@ def metrics(project, cell: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def trained_project(tmp_path_factory):
-    project = make_project(tmp_path_factory.mktemp("trained"), tiny_params(methods=["qat", "agp", "imp"]))
+def trained_project(tmp_path_factory, shared_cache):
+    project = make_project(tmp_path_factory.mktemp("trained"), tiny_params(methods=["qat", "agp", "imp"]), shared_cache)
     dvc(["repro"], project)
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-qm", "trained cells"], project)
@@ -34,12 +36,16 @@ def trained_project(tmp_path_factory):
 
 def test_qat_cell_is_a_quantized_model_evaluated_like_ptq(trained_project):
     m = metrics(trained_project, "qat-sym-4-full")
-    assert m["compression_ratio"] == 8.0 and m["decoding"] == "greedy" and 0 <= m["bleu"] <= 100
+    assert m["compression_ratio"] == 8.0 and m["decoding"] == "greedy"
+    hyps = (trained_project / "data/hyps/qat-sym-4-full.txt").read_text().split("\n")[:-1]
+    refs = read_split(trained_project / "data/prepared/test.parquet")[1]
+    assert m["bleu"] == round(sacrebleu.corpus_bleu(hyps, [refs]).score, 4)
+    assert m["precision"] == "fp32"  # the tiny config asks for fp32 explicitly
     facts = json.loads((trained_project / "data/cells/qat-sym-4-full/cell.json").read_text())
     assert m["finetune_steps"] > 0 and len(facts["finetune_curve"]) == 1  # qat.epochs: 1
     # metrics stay flat scalars so that `dvc metrics show/diff` can tabulate them
     assert all(not isinstance(v, (dict, list)) for v in m.values())
-    model, _ = load_any(trained_project / "data/cells/qat-sym-4-full/model.pt")
+    model, _ = load_model(trained_project / "data/cells/qat-sym-4-full/model.pt")
     wrapped = [mod for mod in model.modules() if isinstance(mod, QuantizedModule)]
     assert wrapped and all(mod.spec.bits == 4 and mod.spec.mode == "sym" for mod in wrapped)
     assert not list(model.parameters())  # every parameter is integer codes now
@@ -51,7 +57,7 @@ def test_qat_cell_is_a_quantized_model_evaluated_like_ptq(trained_project):
 def test_pruned_cells_reach_their_final_sparsity_per_tensor(trained_project, cell, sparsity):
     m = metrics(trained_project, cell)
     assert m["sparsity"] == pytest.approx(sparsity, abs=1e-3)
-    model, _ = load_any(trained_project / f"data/cells/{cell}/model.pt")
+    model, _ = load_model(trained_project / f"data/cells/{cell}/model.pt")
     nonzero = sum(int((p != 0).sum()) for p in model.parameters())
     assert m["nonzero"] == nonzero
     assert m["compression_ratio"] == pytest.approx(m["n_model"] / nonzero, abs=1e-4)
@@ -78,6 +84,39 @@ def test_changing_an_agp_param_reruns_only_agp_cells(trained_project):
     (trained_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     try:
         stages = ran(dvc(["repro"], trained_project).stdout)
-        assert stages == {"plan", "compress-agp@10-70-1-full", "evaluate-agp@10-70-1-full", "aggregate"}
+        assert stages == {"resolve", "plan", "compress@agp-10-70-1-full", "evaluate-cell@agp-10-70-1-full", "aggregate"}
     finally:
         run(["git", "checkout", "-q", "--", "."], trained_project)
+        assert ran(dvc(["repro"], trained_project).stdout) <= {"aggregate"}  # the rest from the run-cache
+
+
+def test_a_value_of_another_corpus_reruns_nothing_but_resolve(trained_project):
+    """data is synthetic: a Multi30k-only budget is not a dependency of any stage that computes."""
+    params = yaml.safe_load((trained_project / "params.yaml").read_text())
+    params["qat"]["epochs"] = {"synthetic": params["qat"]["epochs"], "multi30k": 5, "files": 3}
+    params["imp"]["steps_per_round"] = {"synthetic": params["imp"]["steps_per_round"], "multi30k": 99, "files": 99}
+    (trained_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        status = dvc(["status"], trained_project).stdout
+        assert "resolve:" in status and "train:" not in status and "compress@" not in status, status
+        assert ran(dvc(["repro"], trained_project).stdout) == {"resolve"}
+        # the synthetic entry is a dependency: exactly the QAT cell (and the bookkeeping) reruns
+        params["qat"]["epochs"]["synthetic"] += 1
+        (trained_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        stages = ran(dvc(["repro"], trained_project).stdout)
+        assert stages == {"resolve", "plan", "compress@qat-sym-4-full", "evaluate-cell@qat-sym-4-full", "aggregate"}
+        assert metrics(trained_project, "qat-sym-4-full")["finetune_steps"] > 0
+    finally:
+        run(["git", "checkout", "-q", "--", "."], trained_project)
+        dvc(["repro"], trained_project)
+
+
+def test_a_runtime_setting_reruns_nothing(trained_project):
+    params = yaml.safe_load((trained_project / "params.yaml").read_text())
+    params["runtime"] = {"threads": 2, "checkpoint_every": 7, "device": "cpu"}
+    (trained_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        assert ran(dvc(["repro"], trained_project).stdout) == {"resolve"}
+    finally:
+        run(["git", "checkout", "-q", "--", "."], trained_project)
+        dvc(["repro"], trained_project)

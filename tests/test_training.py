@@ -10,10 +10,13 @@ import pytest
 import torch
 import yaml
 
-from tcompress.checkpoint import load_model, model_payload, save_atomic
+from tcompress.checkpoint import model_payload, save_atomic
+from tcompress.compress.artifact import load_model
 from tcompress.config import ModelConfig, TrainConfig
+from tcompress.params import params_from_dict
 from tcompress.model import Vocab, make_model
-from tcompress.training import Hook, ParallelData, fit, inverse_sqrt_lr
+from tcompress.plan import resolve
+from tcompress.training import Hook, ParallelData, fit, ids_digest, inverse_sqrt_lr, stale_reason
 from conftest import REPO, tiny_params
 
 
@@ -52,13 +55,14 @@ class CountingHook(Hook):
         self.steps = state["steps"]
 
 
-def _run(tmp, stop=None, hook=None):
+def _run(tmp, stop=None, hook=None, identity=None):
     torch.manual_seed(0)
     model = make_model(ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=32, dropout=0.3), Vocab(32, 32))
-    cfg = TrainConfig(epochs=3, batch_tokens=80, warmup_steps=5, checkpoint_every=4, precision="fp32")
+    cfg = TrainConfig(epochs=3, batch_tokens=80, warmup_steps=5, precision="fp32")
     data = _toy_data()
     state = fit(model, data, _toy_data(20, 1), cfg, seed=7, best_path=tmp / "best.pt", resume_path=tmp / "resume.pt",
-                run_id="toy", hooks=[hook] if hook else [], progress=False, stop_after_steps=stop)
+                identity=identity or {"run": "toy"}, hooks=[hook] if hook else [], progress=False,
+                stop_after_steps=stop, checkpoint_every=4)
     return model, state
 
 
@@ -75,6 +79,24 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tmp_path):
     assert [h["val_loss"] for h in resumed_state.history] == [h["val_loss"] for h in full_state.history]
     for (name, a), (_, b) in zip(full_model.state_dict().items(), resumed_model.state_dict().items()):
         assert torch.equal(a, b), name
+
+
+def test_a_resume_file_of_another_run_is_ignored_saying_why(tmp_path, capsys):
+    _run(tmp_path, stop=6, identity={"config": "a", "train ids": "x"})
+    _, state = _run(tmp_path, identity={"config": "a", "train ids": "y"})   # the data changed
+    assert state.step > 6 and state.history[0]["epoch"] == 1
+    captured = capsys.readouterr()
+    log = captured.err + captured.out
+    assert "ignoring" in log and "its train ids differs from this run's" in log
+    assert stale_reason({"a": 1, "b": 2}, {"a": 1, "b": 3}) == "its b differs from this run's"
+    assert stale_reason({"a": 1}, {"a": 1}) is None
+
+
+def test_token_id_digest_sees_every_id():
+    a = [[5, 6, 7], [8]]
+    assert ids_digest(a) == ids_digest([[5, 6, 7], [8]])
+    assert ids_digest(a) != ids_digest([[5, 6, 7], [9]])        # one id of a late sentence
+    assert ids_digest(a) != ids_digest([[5, 6], [7, 8]])        # same ids, other boundaries
 
 
 def test_training_lowers_validation_loss(tmp_path):
@@ -103,15 +125,17 @@ def test_checkpoints_load_without_running_code(tmp_path):
 
 def test_killed_train_stage_resumes_to_the_same_result(tiny_pipeline, tmp_path):
     """SIGKILL the real train stage after its first resumable checkpoint, rerun it, compare."""
-    params = tiny_params(train={"epochs": 6, "checkpoint_every": 3})
+    params = tiny_params(train={"epochs": 6}, runtime={"threads": 1, "checkpoint_every": 3})
     data = tiny_pipeline / "data"
 
     def train(workdir, kill=False):
         workdir.mkdir()
         (workdir / "params.yaml").write_text(yaml.safe_dump(params))
-        cmd = [sys.executable, str(REPO / "stages/train.py"), "--tokenized", str(data / "tokenized"),
+        (workdir / "train.json").write_text(json.dumps(resolve(params_from_dict(params))["train"]))
+        cmd = [sys.executable, str(REPO / "stages/train.py"), "--config", "train.json",
+               "--tokenized", str(data / "tokenized"),
                "--prepared", str(data / "prepared"), "--out", "model", "--resume", "resume/train.pt",
-               "--metrics", "train.json", "--curve", "curve.json"]
+               "--metrics", "metrics.json", "--curve", "curve.json"]
         env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
         proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         if kill:
@@ -121,7 +145,7 @@ def test_killed_train_stage_resumes_to_the_same_result(tiny_pipeline, tmp_path):
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             assert proc.returncode == -signal.SIGKILL, "training finished before it could be interrupted"
-            assert not (workdir / "train.json").exists()
+            assert not (workdir / "metrics.json").exists()
             proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         out, err = proc.communicate()
         assert proc.returncode == 0, err.decode()
@@ -131,6 +155,6 @@ def test_killed_train_stage_resumes_to_the_same_result(tiny_pipeline, tmp_path):
     killed, log = train(tmp_path / "killed", kill=True)
     assert "resuming from" in log
     assert json.loads((plain / "curve.json").read_text()) == json.loads((killed / "curve.json").read_text())
-    a, b = (json.loads((d / "train.json").read_text()) for d in (plain, killed))
+    a, b = (json.loads((d / "metrics.json").read_text()) for d in (plain, killed))
     assert a["best_val_bleu"] == b["best_val_bleu"] and a["best_val_loss"] == b["best_val_loss"]
     assert not (killed / "resume/train.pt").exists()

@@ -1,7 +1,7 @@
 """Compressed-model checkpoints: the float model's recipe plus what replaced which module.
 
 Like baseline checkpoints they hold only tensors and plain values, so they load with
-``weights_only=True``; ``load_any`` opens either kind.
+``weights_only=True``; ``load_model`` opens either kind.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from torch import nn
 
 from tcompress.checkpoint import load_safe, model_payload, save_atomic
 from tcompress.compress.linear_quant import QuantSpec
-from tcompress.compress.methods import replace_module
+from tcompress.compress.walker import replace_module
 from tcompress.compress.quantized import QuantizedModule
-from tcompress.config import ModelConfig, _build
+from tcompress.config import ModelConfig
 from tcompress.model import EncoderDecoder, Vocab, make_model
+from tcompress.schema import build
 
 
 def save_compressed(model: EncoderDecoder, path: str | Path, **extra: Any) -> None:
@@ -25,17 +26,25 @@ def save_compressed(model: EncoderDecoder, path: str | Path, **extra: Any) -> No
     save_atomic(model_payload(model, compression={"quantized": wrapped}, **extra), path)
 
 
-def load_any(path: str | Path, device: str | torch.device = "cpu") -> tuple[EncoderDecoder, dict[str, Any]]:
-    """A baseline or a compressed checkpoint, rebuilt in eval mode on ``device``."""
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[EncoderDecoder, dict[str, Any]]:
+    """Rebuild a baseline or a compressed cell's model from its checkpoint alone; returns it (eval
+    mode) and the raw payload. The one loader for every checkpoint the project writes."""
     payload = load_safe(path, "cpu")
-    cfg = _build(ModelConfig, payload["model_config"], "model_config")
+    cfg = build(ModelConfig, payload["model_config"], "model_config")
     model = make_model(cfg, Vocab(**payload["vocab"]))
-    for name, info in payload.get("compression", {}).get("quantized", {}).items():
+    if payload.get("compression"):
+        rebuild_wrappers(model, payload["compression"])
+    model.load_state_dict(payload["model"])
+    return model.to(device).eval(), payload
+
+
+def rebuild_wrappers(model: EncoderDecoder, compression: dict[str, Any]) -> None:
+    """Put the empty quantized shells a compressed checkpoint describes into a fresh float model,
+    so that its state dict loads into them."""
+    for name, info in compression.get("quantized", {}).items():
         old = model.get_submodule(name)
         spec = QuantSpec(info["bits"], info["mode"], info["per_channel"])
         replace_module(model, old, QuantizedModule(old, spec, tuple(info["sites"])))
-    model.load_state_dict(payload["model"])
-    return model.to(device).eval(), payload
 
 
 def stored_bits(model: nn.Module) -> int:

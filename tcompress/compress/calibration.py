@@ -19,9 +19,6 @@ from typing import Iterable
 import torch
 from torch import nn
 
-CLIP_MODES = ("none", "percentile", "std")
-
-
 @dataclass(frozen=True)
 class ClipConfig:
     mode: str = "none"

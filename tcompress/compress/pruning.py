@@ -26,7 +26,7 @@ from typing import Any, Union
 import torch
 from torch import nn
 
-from tcompress.compress.methods import register
+from tcompress.compress.walker import register
 from tcompress.training import Hook, TrainState
 
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from tcompress.compress.calibration import ClipConfig, calibrate
 from tcompress.compress.linear_quant import QuantSpec
-from tcompress.compress.methods import register, replace_module
+from tcompress.compress.walker import register, replace_module
 from tcompress.compress.quantized import ACTIVATION_SITES, QuantizedModule
 
 

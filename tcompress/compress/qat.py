@@ -17,7 +17,7 @@ from torch import nn
 from torch.func import functional_call
 
 from tcompress.compress.linear_quant import QuantSpec, fake_quantize_ste, qparams, tensor_range
-from tcompress.compress.methods import register, replace_module
+from tcompress.compress.walker import register, replace_module
 from tcompress.compress.quantized import ACTIVATION_SITES, SITES, QuantizedModule
 from tcompress.training import Hook
 

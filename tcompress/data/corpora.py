@@ -348,3 +348,9 @@ def read_split(path: str | Path) -> tuple[list[str], list[str]]:
     if ids != list(range(len(ids))):
         raise CorpusError(f"{path}: column 'id' is not 0..{len(ids) - 1} in order")
     return table.column("source").to_pylist(), table.column("target").to_pylist()
+
+
+def read_ids(tokenized: str | Path, split: str) -> tuple[list[list[int]], list[list[int]]]:
+    """Token ids of a split written by the tokenize stage: (source ids, target ids)."""
+    table = pq.read_table(Path(tokenized) / f"{split}.ids.parquet", columns=["src_ids", "tgt_ids"])
+    return table.column("src_ids").to_pylist(), table.column("tgt_ids").to_pylist()

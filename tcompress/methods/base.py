@@ -1,0 +1,185 @@
+"""What a compression method is: one registered ``Method`` object, defined in one file.
+
+A method file in this package (``ptq.py``, ``agp.py``, …) builds one ``Method`` and passes it to
+``register``. The object carries everything the pipeline needs, so the config loader, the grid,
+the cell runner, the results and the aggregate stage loop over the registry and never name a
+method:
+
+- ``params``: a strict dataclass (fields made with ``tcompress.schema.setting``) for the method's
+  section of params.yaml. A subclass of ``FinetuneParams`` marks a method that trains: its cells
+  get the training data, a resume file and the baseline's training settings under the method's
+  budget.
+- ``axes``: the grid axes; a cell is one value per axis, named ``<method>-<v1>-<v2>…`` in axis
+  order (``ptq-sym-8-full``). The method's section holds each axis's values under ``axis.key``; a
+  shared axis left ``null`` there takes the top-level key of that name (``bits``, ``modes``,
+  ``groups``), so ``-S bits=4`` reaches every quantization method.
+- ``catalog``: the axis values dvc.yaml has stages for unless params.yaml's ``catalog`` says
+  otherwise.
+- ``compress(model, cell, params, ctx) -> facts``: turns the baseline (in place) into the cell's
+  compressed model; ``facts`` must hold ``compression_ratio``. ``ctx`` gives calibration batches
+  and the one training loop (``ctx.finetune``), so no method owns a loop.
+- ``check(params, budget)``: cross-key checks, run by the plan stage before any cell.
+- ``row_axes``/``row_label``/``series``: how its cells appear in the tables and the plot.
+
+This module is torch-free: plan and resolve import the registry; a method's ``compress`` imports
+the heavy machinery (``tcompress.compress``) when it runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from tcompress.schema import ConfigError, setting
+
+
+@dataclass(frozen=True)
+class Axis:
+    name: str                 # the cell's field: "bits", "mode", "group", "schedule"
+    key: str                  # the params key listing its values: "bits", "modes", "groups"
+    kind: type                # int or str
+    doc: str = ""
+    check: Callable[[Any], None] | None = None   # raises ValueError with the reason
+    shared: bool = False      # null in the method's section: the top-level key of the same name
+
+    def validate(self, where: str, value: Any) -> Any:
+        if self.kind is int and (isinstance(value, bool) or not isinstance(value, int)) or \
+                self.kind is str and not isinstance(value, str):
+            raise ConfigError(f"{where}: expected {self.kind.__name__}, got {value!r}")
+        if self.check is not None:
+            try:
+                self.check(value)
+            except ValueError as err:
+                raise ConfigError(f"{where}: {err}") from None
+        return value
+
+
+@dataclass(frozen=True)
+class FinetuneParams:
+    """The fine-tuning budget of a training-based method; the rest comes from ``train``."""
+    epochs: int = setting(1, lo=1)
+    train_sentences: int = setting(0, lo=0, doc="a seeded random subset of the training split; 0 = all of it")
+    lr: float = setting(2e-4, lo=0.0, lo_open=True, doc="peak learning rate (inverse-sqrt schedule)")
+    warmup_steps: int = setting(50, lo=1)
+    from_scratch: bool = setting(False, doc="train a fresh model instead of fine-tuning the baseline")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One grid cell: a method and one value per axis, in the method's axis order."""
+    method: str
+    values: tuple[tuple[str, Any], ...]
+
+    @property
+    def id(self) -> str:
+        return "-".join([self.method, *(str(v) for _, v in self.values)])
+
+    def __getitem__(self, axis: str) -> Any:
+        return dict(self.values)[axis]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.values)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What cross-key checks may need to know about the data: optimizer steps per epoch of a
+    trained method's subset (``steps_per_epoch(params)``)."""
+    steps_per_epoch: Callable[[Any], int]
+
+
+def _default_row_label(values: Mapping[str, Any]) -> str:
+    return " / ".join(str(v) for v in values.values()) or "all"
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    title: str
+    params: type
+    axes: tuple[Axis, ...]
+    compress: Callable[..., dict]
+    catalog: Mapping[str, tuple] = field(default_factory=dict)
+    check: Callable[[Any, Budget], None] | None = None
+    row_axes: tuple[str, ...] = ()
+    row_label: Callable[[Mapping[str, Any]], str] = _default_row_label
+    series: Callable[[Mapping[str, Any]], str] | None = None
+    order: int = 100          # position in tables: the thesis's order, new methods after
+
+    @property
+    def trains(self) -> bool:
+        return issubclass(self.params, FinetuneParams)
+
+    def axis(self, name: str) -> Axis:
+        return next(a for a in self.axes if a.name == name)
+
+    def series_of(self, values: Mapping[str, Any]) -> str:
+        return self.series(values) if self.series else self.name
+
+
+_REGISTRY: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    if not method.name.isidentifier() or "-" in method.name:
+        raise ValueError(f"method name {method.name!r} must be an identifier (it names a params section)")
+    if method.name in _REGISTRY and _REGISTRY[method.name] is not method:
+        raise ValueError(f"a method named {method.name!r} is already registered")
+    keys = [a.key for a in method.axes]
+    if len(set(keys)) != len(keys) or len({a.name for a in method.axes}) != len(keys):
+        raise ValueError(f"method {method.name!r}: axis names and keys must be unique")
+    _REGISTRY[method.name] = method
+    return method
+
+
+def load_all() -> None:
+    """Import every module of this package, so that every method file has registered itself."""
+    import tcompress.methods as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name != "base":
+            importlib.import_module(f"{package.__name__}.{info.name}")
+
+
+def registered() -> list[Method]:
+    """Every registered method, in table order."""
+    load_all()
+    return sorted(_REGISTRY.values(), key=lambda m: (m.order, m.name))
+
+
+def get(name: str) -> Method:
+    load_all()
+    if name not in _REGISTRY:
+        known = ", ".join(m.name for m in registered())
+        raise ConfigError(f"unknown method {name!r}; registered methods: {known}")
+    return _REGISTRY[name]
+
+
+# ------------------------------------------------------------------ axes several methods share
+
+def _check_bits(bits: int) -> None:
+    if not 2 <= bits <= 16:
+        raise ValueError(f"{bits} is out of range; expected an int from 2 to 16")
+
+
+def _check_mode(mode: str) -> None:
+    from tcompress.compress.linear_quant import MODES  # imports torch: only when a value is checked
+
+    if mode not in MODES:
+        raise ValueError(f"{mode!r} is not allowed; expected one of {', '.join(MODES)}")
+
+
+def _check_group(spec: str) -> None:
+    from tcompress.layer_groups import parse_group  # imports torch: only when a value is checked
+
+    parse_group(spec)
+
+
+BITS = Axis("bits", "bits", int, "bit width of the integer codes", _check_bits, shared=True)
+MODE = Axis("mode", "modes", str, "sym: zero point 0 | asym: unsigned range [min, max]", _check_mode, shared=True)
+GROUP = Axis("group", "groups", str, "layer group: ff, att, emb, gen, their unions with '+', or full",
+             _check_group, shared=True)
+QUANT_GROUPS = ("ff", "att", "emb", "gen", "ff+emb+gen", "full")     # the thesis's Tables 4.1 and 4.5
+PRUNING_GROUPS = ("ff", "att", "emb", "gen", "ff+att", "full")       # its Table 4.3

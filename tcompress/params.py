@@ -1,0 +1,139 @@
+"""The whole ``params.yaml``: fixed sections, grid keys, the catalog and one section per method.
+
+Every value is checked before any stage computes (the resolve stage loads this first), so a typo
+fails at once with the key's dotted name and what is allowed. The methods' sections and catalog
+come from the registry (``tcompress.methods``): this module names no method.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from tcompress.config import (CleaningConfig, EvaluateConfig, FilesConfig, ModelConfig, Multi30kConfig,
+                              RuntimeConfig, SyntheticConfig, TokenizerConfig, TrainConfig)
+from tcompress import methods as registry
+from tcompress.grid import selected_cells
+from tcompress.schema import CORPORA, ConfigError, build, check_scalar, coerce, field_meta, setting
+
+
+@dataclass(frozen=True)
+class Params:
+    data: str = setting("synthetic", choices=CORPORA)
+    seed: int = setting(1234)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    multi30k: Multi30kConfig = field(default_factory=Multi30kConfig)
+    files: FilesConfig = field(default_factory=FilesConfig)
+    cleaning: CleaningConfig = field(default_factory=CleaningConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    methods: tuple[str, ...] = setting((), doc="the methods whose cells run")
+    # The shared grid keys: a method axis marked `shared` takes these when its own key is null.
+    bits: tuple[int, ...] = setting((8, 4))
+    modes: tuple[str, ...] = setting(("sym", "asym"))
+    groups: tuple[str, ...] = setting(("att", "full"))
+    # Filled from the registry: each method's section, and the catalog dvc.yaml has stages for.
+    sections: Mapping[str, Any] = field(default_factory=dict, init=True)
+    catalog: Mapping[str, Mapping[str, tuple]] = field(default_factory=dict, init=True)
+
+    def method_params(self, name: str) -> Any:
+        return self.sections[name]
+
+
+FIXED = tuple(f.name for f in dataclasses.fields(Params) if f.name not in ("sections", "catalog"))
+SHARED_GRID_KEYS = ("bits", "modes", "groups")
+
+
+def _check_shared_keys(params: Params, methods: list) -> None:
+    for key in SHARED_GRID_KEYS:
+        axis = next((a for m in methods for a in m.axes if a.shared and a.key == key), None)
+        if axis is not None:
+            for value in getattr(params, key):
+                axis.validate(key, value)
+
+
+def _build_catalog(raw: Any, methods: list) -> dict[str, dict[str, tuple]]:
+    """``catalog: {method: {axis key: [values]}}``; a method or axis left out keeps its file's default."""
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"catalog: expected a mapping of method to axis values, got {raw!r}")
+    by_name = {m.name: m for m in methods}
+    unknown = sorted(set(raw) - set(by_name))
+    if unknown:
+        raise ConfigError(f"catalog.{unknown[0]}: unknown method; registered methods: {', '.join(by_name)}")
+    catalog = {}
+    for m in methods:
+        own = raw.get(m.name) or {}
+        if not isinstance(own, dict):
+            raise ConfigError(f"catalog.{m.name}: expected a mapping of axis to values, got {own!r}")
+        keys = [a.key for a in m.axes]
+        extra = sorted(set(own) - set(keys))
+        if extra:
+            raise ConfigError(f"catalog.{m.name}.{extra[0]}: unknown axis; {m.name} has {', '.join(keys)}")
+        catalog[m.name] = {}
+        for axis in m.axes:
+            values = own.get(axis.key, m.catalog.get(axis.key))
+            if values is None:
+                raise ConfigError(f"catalog.{m.name}.{axis.key}: missing and {m.name} has no default catalog")
+            values = list(values) if isinstance(values, (list, tuple)) else [values]
+            catalog[m.name][axis.key] = tuple(axis.validate(f"catalog.{m.name}.{axis.key}", v) for v in values)
+    return catalog
+
+
+def _check_consistency(p: Params) -> None:
+    if p.model.d_model % p.model.n_heads:
+        raise ConfigError(f"model.n_heads: {p.model.n_heads} must divide model.d_model ({p.model.d_model})")
+    if p.multi30k.src_lang == p.multi30k.tgt_lang:
+        raise ConfigError("multi30k.tgt_lang: must differ from multi30k.src_lang")
+    if p.data == "files":
+        missing = [f.name for f in dataclasses.fields(p.files) if getattr(p.files, f.name) is None]
+        if missing:
+            raise ConfigError(f"files.{missing[0]}: required when data is 'files' (a path to a text file)")
+    if p.model.share_embeddings and not p.tokenizer.joint:
+        raise ConfigError("model.share_embeddings: true needs tokenizer.joint: true (one vocabulary)")
+    if p.evaluate.cell_beam_size not in (1, p.evaluate.beam_size):
+        raise ConfigError(f"evaluate.cell_beam_size: {p.evaluate.cell_beam_size} must be 1 or evaluate.beam_size "
+                          f"({p.evaluate.beam_size}), so every cell has a baseline decoded the same way")
+
+
+def params_from_dict(raw: dict) -> Params:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"params: expected a mapping, got {raw!r}")
+    if isinstance(raw.get("data"), dict):
+        raise ConfigError(f"data: expected one of {', '.join(CORPORA)}, got {raw['data']!r}")
+    corpus = check_scalar("data", raw.get("data", "synthetic"), str, field_meta(Params, "data"))
+    methods = registry.registered()
+    names = [m.name for m in methods]
+    unknown = sorted(set(raw) - set(FIXED) - {"catalog"} - set(names))
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown key; allowed keys: {', '.join(FIXED)}, catalog, "
+                          f"and one section per method ({', '.join(names)})")
+    fixed = {k: v for k, v in raw.items() if k in FIXED}
+    selected = fixed.pop("methods", list(names))
+    params = build(Params, fixed, "", corpus)
+    selected = coerce("methods", selected, tuple[str, ...], {"choices": tuple(names)}, corpus)
+    sections = {m.name: build(m.params, raw.get(m.name), m.name, corpus) for m in methods}
+    catalog = _build_catalog(raw.get("catalog"), methods)
+    params = dataclasses.replace(params, methods=selected, sections=sections, catalog=catalog)
+    _check_shared_keys(params, methods)
+    _check_consistency(params)
+    selected_cells(params)  # every grid value valid and in the catalog
+    return params
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    return params_from_dict(raw or {})

@@ -1,0 +1,165 @@
+"""From params.yaml to the files stages depend on: resolved stage configs, then one plan per cell.
+
+Two steps, two stages:
+
+- ``resolve`` (first in the pipeline, torch-free) validates params.yaml and writes, per stage, only
+  the values that stage's result depends on, with per-corpus values resolved for the active corpus
+  (``data/config/<stage>.json``). A stage depends on its file, so editing a value of a corpus not
+  in use, or a ``runtime`` setting, changes no file and reruns nothing but ``resolve``.
+- ``plan`` (after the baseline) writes ``data/plan/{compress,evaluate}/<cell>.json`` for every
+  catalog cell. A selected cell's file holds everything its computation reads: its resolved
+  params, and the hashes of the baseline checkpoint, the token ids, the split it reads and the code
+  it runs (its import closure, its own method's file and no other's). A cell stage depends on that
+  file alone, so it reruns exactly when one of those changed, a cell switched off stays up to date
+  whatever else changes (its file says only ``selected: false``), and DVC's run-cache can restore
+  any cell whose file comes back. Cross-key checks that need the data (a pruning schedule longer
+  than its budget) run here, before any cell.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from tcompress.closure import closure, digest_files, file_digest
+from tcompress.grid import catalog_cells, selected_cells, table_layout
+from tcompress.methods import Budget, get, registered
+from tcompress.schema import ConfigError, plain
+
+REPO = Path(__file__).resolve().parents[1]
+COMPRESS_SCRIPT = Path("stages/compress.py")
+EVALUATE_SCRIPT = Path("stages/evaluate_cell.py")
+
+
+# ------------------------------------------------------------------------------------- resolve
+
+def _cell_entry(params, cell) -> dict:
+    method = get(cell.method)
+    axis_keys = {a.key for a in method.axes}
+    section = {k: v for k, v in plain(params.method_params(cell.method)).items() if k not in axis_keys}
+    entry = {"cell": cell.id, "selected": True, "method": cell.method, "axes": cell.as_dict(),
+             "params": section, "seed": params.seed}
+    if method.trains:  # the baseline's training settings under the method's budget
+        entry["train"] = {**plain(params.train), **{k: section[k] for k in ("epochs", "lr", "warmup_steps")}}
+    return entry
+
+
+def resolve(params) -> dict[str, dict]:
+    """Each stage's resolved config; ``cells`` holds every selected cell's entry."""
+    e = params.evaluate
+    decoding = {"length_penalty": e.length_penalty, "batch_sentences": e.batch_sentences,
+                "max_len_a": e.max_len_a, "max_len_b": e.max_len_b}
+    corpus = plain(getattr(params, params.data))
+    if params.data == "multi30k":  # where the checksummed files come from does not change them
+        corpus = {k: v for k, v in corpus.items() if k not in ("local_dir", "url")}
+    return {
+        "prepare": {"data": params.data, params.data: corpus, "cleaning": plain(params.cleaning)},
+        "tokenize": {"tokenizer": plain(params.tokenizer)},
+        "train": {"seed": params.seed, "model": plain(params.model), "train": plain(params.train)},
+        "evaluate": {**decoding, "beam_size": e.beam_size},
+        "cells": {"catalog": [c.id for c in catalog_cells(params)],
+                  "cells": {c.id: _cell_entry(params, c) for c in selected_cells(params)},
+                  "evaluate": {**decoding, "beam_size": e.cell_beam_size},
+                  "batch_tokens": params.train.batch_tokens, "seed": params.seed,
+                  "layout": table_layout(params)},
+    }
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Keys sorted, so equal content is an equal file (and an equal DVC hash)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+# ---------------------------------------------------------------------------------------- plan
+
+def training_subset(n: int, k: int, seed: int) -> list[int] | None:
+    """The seeded subset of ``k`` of ``n`` training pairs a trained cell fine-tunes on (None: all)."""
+    return sorted(random.Random(seed).sample(range(n), k)) if k and k < n else None
+
+
+def _method_file(method, root: Path) -> Path:
+    return Path(*method.compress.__module__.split(".")).with_suffix(".py")
+
+
+def code_digest(method_name: str, script: Path, root: Path = REPO) -> str:
+    """Hash of the code a cell stage runs: the script's closure with this method's file, no other's."""
+    own = _method_file(get(method_name), root)
+    others = {_method_file(m, root) for m in registered()} - {own}
+    files = closure([root / script], root, exclude=others)
+    files = sorted(set(files) | set(closure([root / own], root, exclude=others)) | {own, script})
+    return digest_files(files, root)
+
+
+def _dir_digest(directory: Path) -> str:
+    return digest_files([p.relative_to(directory) for p in directory.rglob("*") if p.is_file()], directory)
+
+
+def _budget(tokenized: Path, batch_tokens: int, seed: int) -> Budget:
+    import pyarrow.parquet as pq
+
+    from tcompress.batching import make_batches
+
+    table = pq.read_table(tokenized / "train.ids.parquet", columns=["src_ids", "tgt_ids"])
+    src_lens = [len(s) for s in table.column("src_ids").to_pylist()]
+    tgt_lens = [len(t) for t in table.column("tgt_ids").to_pylist()]
+
+    def steps_per_epoch(section) -> int:
+        keep = training_subset(len(src_lens), section.train_sentences, seed)
+        s, t = (src_lens, tgt_lens) if keep is None else ([src_lens[i] for i in keep], [tgt_lens[i] for i in keep])
+        return len(make_batches(s, t, batch_tokens, 0))
+    return Budget(steps_per_epoch)
+
+
+def write_plan(config: dict, baseline: Path, tokenized: Path, valid: Path, test: Path, out: Path,
+               root: Path = REPO) -> list[str]:
+    """Every catalog cell's compress and evaluate plan; returns the selected cells' ids."""
+    from tcompress.schema import build
+
+    inputs = {"baseline": file_digest(baseline), "tokenized": _dir_digest(tokenized)}
+    budget = None
+    for entry in config["cells"].values():
+        method = get(entry["method"])
+        if method.check is not None:
+            budget = budget or _budget(tokenized, config["batch_tokens"], entry["seed"])
+            axes = {a.key: [entry["axes"][a.name]] for a in method.axes}
+            method.check(build(method.params, {**entry["params"], **axes}, method.name), budget)
+    digests: dict[tuple[str, str], str] = {}
+    for cell_id in config["catalog"]:
+        entry = config["cells"].get(cell_id)
+        if entry is None:
+            off = {"cell": cell_id, "selected": False}
+            write_json(out / "compress" / f"{cell_id}.json", off)
+            write_json(out / "evaluate" / f"{cell_id}.json", off)
+            continue
+        name = entry["method"]
+        for script in (COMPRESS_SCRIPT, EVALUATE_SCRIPT):
+            if (name, str(script)) not in digests:
+                digests[name, str(script)] = code_digest(name, script, root)
+        trains = get(name).trains
+        write_json(out / "compress" / f"{cell_id}.json", {
+            **entry, "inputs": {**inputs, **({"valid": file_digest(valid)} if trains else {})},
+            "code": digests[name, str(COMPRESS_SCRIPT)]})
+        write_json(out / "evaluate" / f"{cell_id}.json", {
+            "cell": cell_id, "selected": True, "evaluate": config["evaluate"],
+            "inputs": {"tokenized": inputs["tokenized"], "test": file_digest(test)},
+            "code": digests[name, str(EVALUATE_SCRIPT)]})
+    return list(config["cells"])
+
+
+def verify_inputs(entry: dict, paths: dict[str, Path]) -> None:
+    """Refuse to compute a cell from inputs other than those its plan was written for."""
+    for key, path in paths.items():
+        expected = entry["inputs"].get(key)
+        actual = _dir_digest(path) if path.is_dir() else file_digest(path)
+        if expected is not None and actual != expected:
+            raise ConfigError(f"{path} changed after the plan was written ({key}); run `dvc repro` so the plan "
+                              "stage sees it")
+
+
+def read_plan(path: str | Path) -> dict:
+    return json.loads(Path(path).read_text())
+

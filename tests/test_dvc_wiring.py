@@ -1,0 +1,80 @@
+"""dvc.yaml cannot go stale: each stage lists the code it runs, and each cell's plan hashes its own.
+
+A stage's code is the import closure of its script within tcompress/ (tcompress.closure, lazy
+imports included). The plan stage hashes the closure of the cell stages into each cell's plan file,
+with that cell's own method file and no other method's.
+"""
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+from tcompress.closure import closure
+from tcompress.plan import COMPRESS_SCRIPT, EVALUATE_SCRIPT, code_digest
+
+STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+PLAIN = {name: s for name, s in STAGES.items() if "foreach" not in s}
+
+
+def _script(cmd: str) -> Path:
+    words = cmd.split()
+    return Path(words[words.index("python") + 1])
+
+
+def _covered(path: Path, deps: list[str]) -> bool:
+    return any(path == Path(d) or Path(d) in path.parents for d in deps)
+
+
+@pytest.mark.parametrize("name", sorted(PLAIN))
+def test_every_stage_depends_on_the_code_it_imports(name):
+    stage = PLAIN[name]
+    script = _script(stage["cmd"])
+    deps = [d if isinstance(d, str) else next(iter(d)) for d in stage["deps"]]
+    assert _covered(script, deps), f"{name}: its script {script} is not a dependency"
+    missing = [str(f) for f in closure([REPO / script], REPO) if not _covered(f, deps)]
+    assert not missing, f"dvc.yaml stage {name!r} imports but does not depend on: {', '.join(missing)}"
+
+
+def test_cell_stages_depend_on_their_plan_file_alone():
+    compress, evaluate = STAGES["compress"]["do"], STAGES["evaluate-cell"]["do"]
+    assert compress["deps"] == ["data/plan/compress/${item}.json"]
+    assert evaluate["deps"] == ["data/plan/evaluate/${item}.json", "data/cells/${item}"]
+    assert "params" not in compress and "params" not in evaluate
+
+
+def test_closure_follows_lazy_imports_and_the_method_registry():
+    files = {str(f) for f in closure([REPO / COMPRESS_SCRIPT], REPO)}
+    # imported inside main() only, after the off-cell early return
+    assert {"tcompress/compress/cells.py", "tcompress/training.py", "tcompress/compress/linear_quant.py",
+            "tcompress/tokenizer.py", "tcompress/model.py"} <= files
+    # tcompress.methods loads every module of its package
+    assert {"tcompress/methods/ptq.py", "tcompress/methods/agp.py"} <= files
+    assert "tcompress/results.py" not in files
+
+
+def test_a_cells_code_hash_changes_with_its_code_only(tmp_path):
+    for part in ("tcompress", "stages"):
+        shutil.copytree(REPO / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
+
+    def digests():
+        return {(m, str(s)): code_digest(m, s, tmp_path) for m in ("ptq", "agp") for s in (COMPRESS_SCRIPT, EVALUATE_SCRIPT)}
+
+    before = digests()
+    with open(tmp_path / "tcompress/methods/agp.py", "a") as f:
+        f.write("\n# an edit\n")
+    after = digests()
+    assert after[("agp", str(COMPRESS_SCRIPT))] != before[("agp", str(COMPRESS_SCRIPT))]
+    assert after[("ptq", str(COMPRESS_SCRIPT))] == before[("ptq", str(COMPRESS_SCRIPT))]   # another method's file
+    with open(tmp_path / "tcompress/compress/linear_quant.py", "a") as f:
+        f.write("\n# an edit\n")
+    assert digests()[("ptq", str(COMPRESS_SCRIPT))] != after[("ptq", str(COMPRESS_SCRIPT))]
+    with open(tmp_path / "tcompress/results.py", "a") as f:   # the aggregate's code, not a cell's
+        f.write("\n# an edit\n")
+    assert digests() == digests()
+    unchanged = digests()
+    with open(tmp_path / "tcompress/results.py", "a") as f:
+        f.write("\n# another edit\n")
+    assert digests() == unchanged
