@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from tcompress.results import collect, markdown_report, plot_points, summary
+from tcompress.results import collect, markdown_report, markdown_summary, plot_points, summary
 from tcompress.stage import guarded, read_config, write_json
 
 
@@ -13,24 +13,35 @@ from tcompress.stage import guarded, read_config, write_json
               help="the resolved grid (data/config/cells.json): each method's table layout")
 @click.option("--baseline", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--cells", "cells_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--hyps", "hyps_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="each cell's translations of the test split")
+@click.option("--baseline-hyps", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--test", "test_split", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--parquet", required=True, type=click.Path(dir_okay=False))
 @click.option("--csv", "csv_file", required=True, type=click.Path(dir_okay=False))
 @click.option("--tables", required=True, type=click.Path(dir_okay=False))
 @click.option("--summary", "summary_file", required=True, type=click.Path(dir_okay=False))
+@click.option("--summary-md", "summary_md", required=True, type=click.Path(dir_okay=False),
+              help="the best cell of each method, as a Markdown table")
 @click.option("--plot", "plot_file", required=True, type=click.Path(dir_okay=False))
 @guarded
-def main(config_file: str, baseline: str, cells_dir: str, parquet: str, csv_file: str, tables: str,
-         summary_file: str, plot_file: str) -> None:
-    frame = collect(baseline, cells_dir)
+def main(config_file: str, baseline: str, cells_dir: str, hyps_dir: str, baseline_hyps: str, test_split: str,
+         parquet: str, csv_file: str, tables: str,
+         summary_file: str, summary_md: str, plot_file: str) -> None:
+    from tcompress.data.corpora import read_split
+
+    frame = collect(baseline, cells_dir, hyps_dir, baseline_hyps, read_split(test_split)[1])
     for path in (parquet, csv_file, tables):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(parquet, index=False)
     frame.to_csv(csv_file, index=False)
     report = markdown_report(frame, read_config(config_file)["layout"])
     Path(tables).write_text(report)
-    write_json(summary_file, summary(frame))
+    facts = summary(frame)
+    write_json(summary_file, facts)
+    Path(summary_md).write_text(markdown_summary(facts))
     write_json(plot_file, plot_points(frame))
-    click.echo(report)
+    click.echo(markdown_summary(facts))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from tcompress.checkpoint import CheckpointError
 from tcompress.compress.artifact import load_model  # a baseline or a compressed cell
 from tcompress.decode import DecodeOptions, translate
 from tcompress.evaluation import score
@@ -46,8 +47,13 @@ def main() -> None:
 @click.option("--device", default="cpu", show_default=True)
 def translate_cmd(checkpoint: str, tokenizer_dir: str, src_file: str, ref_file: str | None, out_file: str | None,
                   beam_size: int, length_penalty: float, batch_sentences: int, device: str) -> None:
-    """Translate SRC with CHECKPOINT; with --ref, print BLEU and chrF as JSON on stderr."""
-    model, _ = load_model(checkpoint, device)
+    """Translate SRC with CHECKPOINT; with --ref, print BLEU and chrF as JSON on stderr.
+
+    A cell's metrics are greedy (--beam-size 1, the thesis's decoding, evaluate.cell_beam_size)."""
+    try:
+        model, _ = load_model(checkpoint, device)
+    except CheckpointError as err:
+        raise click.ClickException(str(err)) from None
     sources = _read_lines(src_file)
     refs = _read_lines(ref_file) if ref_file else None
     if refs is not None and len(refs) != len(sources):
@@ -60,7 +66,8 @@ def translate_cmd(checkpoint: str, tokenizer_dir: str, src_file: str, ref_file: 
     else:
         sys.stdout.write(text)
     if refs is not None:
-        result = {**score(hyps, refs), "sentences": len(sources), "sentences_per_second": round(speed, 2)}
+        result = {**score(hyps, refs), "sentences": len(sources), "sentences_per_second": round(speed, 2),
+                  "decoding": "greedy" if beam_size == 1 else f"beam{beam_size}", "length_penalty": length_penalty}
         click.echo(json.dumps(result, indent=2), err=True)
 
 

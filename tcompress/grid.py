@@ -44,12 +44,17 @@ def _product(method: Method, values: dict[str, tuple]) -> list[Cell]:
     return [Cell(method.name, tuple(zip(names, combo))) for combo in itertools.product(*(values[n] for n in names))]
 
 
+def _control(method: Method) -> list[Cell]:
+    return [Cell(method.name, (), control=True)] if method.trains else []
+
+
 def catalog_cells(params) -> list[Cell]:
-    """Every cell dvc.yaml has stages for, method by method in table order."""
+    """Every cell dvc.yaml has stages for, method by method in table order (a trained method's
+    control first)."""
     cells = []
     for method in registered():
         cat = params.catalog[method.name]
-        cells += _product(method, {a.name: cat[a.key] for a in method.axes})
+        cells += _control(method) + _product(method, {a.name: cat[a.key] for a in method.axes})
     return cells
 
 
@@ -70,7 +75,7 @@ def selected_cells(params) -> list[Cell]:
                         f"{key}: {value!r} is not in catalog.{method.name}.{axis.key} "
                         f"({', '.join(map(str, allowed))}); dvc.yaml has one stage per catalog cell: add it to "
                         f"catalog.{method.name}.{axis.key} in params.yaml and run `tcompress catalog`")
-        cells += _product(method, values)
+        cells += _control(method) + _product(method, values)
     return cells
 
 

@@ -40,7 +40,7 @@ def _cell_entry(params, cell) -> dict:
     axis_keys = {a.key for a in method.axes}
     section = {k: v for k, v in plain(params.method_params(cell.method)).items() if k not in axis_keys}
     entry = {"cell": cell.id, "selected": True, "method": cell.method, "axes": cell.as_dict(),
-             "params": section, "seed": params.seed}
+             "control": cell.control, "params": section, "seed": params.seed}
     if method.trains:  # the baseline's training settings under the method's budget
         entry["train"] = {**plain(params.train), **{k: section[k] for k in ("epochs", "lr", "warmup_steps")}}
     return entry
@@ -123,7 +123,7 @@ def write_plan(config: dict, baseline: Path, tokenized: Path, valid: Path, test:
     budget = None
     for entry in config["cells"].values():
         method = get(entry["method"])
-        if method.check is not None:
+        if method.check is not None and not entry["control"]:
             budget = budget or _budget(tokenized, config["batch_tokens"], entry["seed"])
             axes = {a.key: [entry["axes"][a.name]] for a in method.axes}
             method.check(build(method.params, {**entry["params"], **axes}, method.name), budget)

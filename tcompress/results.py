@@ -16,9 +16,10 @@ import pandas as pd
 
 from tcompress.methods import get, registered
 
-METRIC_COLUMNS = ["bleu", "delta_bleu", "chrf", "compression_ratio", "n_compressed", "n_model", "nonzero",
-                  "decoding", "stored_megabytes", "sentences_per_second", "finetune_steps", "finetune_seconds",
-                  "compress_seconds", "precision"]
+METRIC_COLUMNS = ["bleu", "delta_bleu", "delta_ci_low", "delta_ci_high", "p_value", "delta_control",
+                  "delta_control_ci_low", "delta_control_ci_high", "p_value_control", "delta_ref", "significant",
+                  "chrf", "compression_ratio", "n_compressed", "n_model", "nonzero", "decoding", "stored_megabytes",
+                  "sentences_per_second", "finetune_steps", "finetune_seconds", "compress_seconds", "precision"]
 
 
 def axis_columns() -> list[str]:
@@ -37,19 +38,70 @@ def baseline_row(baseline: dict, decoding: str) -> dict:
             "precision": baseline.get("precision")}
 
 
-def collect(baseline_file: str | Path, cells_dir: str | Path) -> pd.DataFrame:
-    """One row per evaluated cell plus the baseline row(s) for the decodings the cells used."""
+def _read_lines(path: Path) -> list[str]:
+    text = path.read_text(encoding="utf-8")
+    return text[:-1].split("\n") if text.endswith("\n") else text.split("\n")
+
+
+def _significance(frame: pd.DataFrame, hyps_dir: Path, baseline_hyps: Path, references: list[str]) -> pd.DataFrame:
+    """Paired bootstrap of every cell against the baseline decoded the same way, and of every
+    trained cell against its method's control (tcompress.significance)."""
+    from tcompress.significance import ALPHA, paired_bootstrap
+
+    frame = frame.copy()
+    cells = frame[frame["method"] != "baseline"]
+    hyps = {c: _read_lines(hyps_dir / f"{c}.txt") for c in cells["cell"]}
+    for decoding in cells["decoding"].unique():
+        base = _read_lines(baseline_hyps / f"baseline.{'greedy' if decoding == 'greedy' else 'beam'}.txt")
+        names = cells[cells["decoding"] == decoding]["cell"]
+        for cell, r in paired_bootstrap(base, {c: hyps[c] for c in names}, references).items():
+            i = frame.index[frame["cell"] == cell][0]
+            frame.loc[i, ["delta_ci_low", "delta_ci_high", "p_value"]] = [r["ci_low"], r["ci_high"], r["p_value"]]
+    for _, control in cells[cells["control"] == True].iterrows():  # noqa: E712 (a column of objects)
+        trained = cells[(cells["method"] == control["method"]) & (cells["control"] != True)]  # noqa: E712
+        for cell, r in paired_bootstrap(hyps[control["cell"]], {c: hyps[c] for c in trained["cell"]},
+                                        references).items():
+            i = frame.index[frame["cell"] == cell][0]
+            frame.loc[i, ["delta_control", "delta_control_ci_low", "delta_control_ci_high", "p_value_control"]] = \
+                [r["delta"], r["ci_low"], r["ci_high"], r["p_value"]]
+    # Against its control where it has one; an interval containing 0 is not significant (sacrebleu
+    # gives identical systems p = 0.001 by design, their interval is [0, 0]).
+    use_control = frame["delta_control"].notna()
+    low = frame["delta_control_ci_low"].where(use_control, frame["delta_ci_low"])
+    high = frame["delta_control_ci_high"].where(use_control, frame["delta_ci_high"])
+    p = frame["p_value_control"].where(use_control, frame["p_value"])
+    is_cell = frame["method"] != "baseline"
+    frame["significant"] = ((p < ALPHA) & ((low > 0) | (high < 0))).astype(object).where(is_cell, None)
+    return frame
+
+
+def collect(baseline_file: str | Path, cells_dir: str | Path, hyps_dir: str | Path | None = None,
+            baseline_hyps: str | Path | None = None, references: list[str] | None = None) -> pd.DataFrame:
+    """One row per evaluated cell plus the baseline row(s) for the decodings the cells used.
+
+    ``delta_bleu`` is against the baseline decoded the same way; a trained cell's ``delta_control``
+    against its method's control (the same fine-tuning, no compression); ``delta_ref`` is the
+    control's where there is one, else the baseline's: the one to rank cells by. With the
+    hypotheses and references, each Δ gets its paired-bootstrap 95 % interval and p-value."""
     baseline = json.loads(Path(baseline_file).read_text())
     cells = [json.loads(p.read_text()) for p in sorted(Path(cells_dir).glob("*.json"))]
     cells = [c for c in cells if c]  # cells the plan switched off have empty metrics
     decodings = sorted({c["decoding"] for c in cells}) or ["greedy"]
     rows = [baseline_row(baseline, d) for d in decodings]
     base_bleu = {r["decoding"]: r["bleu"] for r in rows}
-    columns = ["cell", "method", *axis_columns(), *METRIC_COLUMNS]
+    columns = ["cell", "method", "control", *axis_columns(), *METRIC_COLUMNS]
     for c in cells:
-        rows.append({**{k: c.get(k) for k in columns}, "stored_megabytes": round(c["stored_bits"] / 8e6, 3)})
+        rows.append({**{k: c.get(k) for k in columns}, "control": bool(c.get("control")),
+                     "stored_megabytes": round(c["stored_bits"] / 8e6, 3)})
     frame = pd.DataFrame(rows, columns=columns)
+    frame["control"] = frame["control"].fillna(False).astype(bool)
     frame["delta_bleu"] = (frame["bleu"] - frame["decoding"].map(base_bleu)).round(4)
+    control_bleu = {r["method"]: r["bleu"] for _, r in frame[frame["control"]].iterrows()}
+    reference = frame["method"].map(lambda m: control_bleu.get(m, float("nan"))).astype(float)
+    frame["delta_control"] = (frame["bleu"].astype(float) - reference).round(4).where(~frame["control"])
+    if hyps_dir is not None and len(cells):
+        frame = _significance(frame, Path(hyps_dir), Path(baseline_hyps), references)
+    frame["delta_ref"] = frame["delta_control"].where(frame["delta_control"].notna(), frame["delta_bleu"])
     return frame
 
 
@@ -60,7 +112,7 @@ def _order(values: list, catalog: list) -> list:
 def method_table(frame: pd.DataFrame, method_name: str, columns: list[str]) -> str:
     """Rows (one per combination of the method's row axes) by layer groups, each "BLEU / ratio×"."""
     method = get(method_name)
-    cells = frame[frame["method"] == method_name]
+    cells = frame[(frame["method"] == method_name) & ~frame["control"]]
     groups = _order(list(cells["group"].dropna().unique()), columns) if "group" in cells else []
     lines = ["| | " + " | ".join(g.upper().replace("+", ",") for g in groups) + " |",
              "|" + "---|" * (len(groups) + 1)]
@@ -71,10 +123,17 @@ def method_table(frame: pd.DataFrame, method_name: str, columns: list[str]) -> s
             mask &= cells[axis] == key[axis]
         row = cells[mask].set_index("group")
         values = {a: (int(key[a]) if method.axis(a).kind is int else key[a]) for a in method.row_axes}
-        entries = [f"{row.at[g, 'bleu']:.2f} / {row.at[g, 'compression_ratio']:.3f}x" if g in row.index else "–"
-                   for g in groups]
+        entries = [_entry(row.loc[g]) if g in row.index else "–" for g in groups]
         lines.append(f"| {method.row_label(values)} | " + " | ".join(entries) + " |")
     return "\n".join(lines)
+
+
+def _entry(cell: pd.Series) -> str:
+    """``36.65 (+0.41) / 4.000x``: BLEU, Δ against its reference (control or baseline), ratio; ``ns``
+    where the paired bootstrap finds the difference not significant at p < 0.05."""
+    text = f"{cell['bleu']:.2f} ({cell['delta_ref']:+.2f}) / {cell['compression_ratio']:.3f}x"
+    significant = cell.get("significant")
+    return text + (" ns" if significant is not None and not pd.isna(significant) and not significant else "")
 
 
 def _row_sort(frame: pd.DataFrame) -> pd.DataFrame:
@@ -88,8 +147,11 @@ def markdown_report(frame: pd.DataFrame, layout: dict[str, dict]) -> str:
     """``layout``: per method, the column order of its table (the catalog's groups)."""
     base = frame[frame["method"] == "baseline"]
     parts = ["# Compression results", "",
-             "Each cell: test BLEU / compression ratio: r = n_m·32 / (n_c·b + (n_m − n_c)·32) for "
-             "quantization, r = n_m / NNZ for pruning (thesis §4.1).", ""]
+             "Each cell: test BLEU (ΔBLEU) / compression ratio: r = n_m·32 / (n_c·b + (n_m − n_c)·32) for "
+             "quantization, r = n_m / NNZ for pruning (thesis §4.1). Δ is against the baseline decoded the "
+             "same way, or, for a method that fine-tunes, against its control (the same fine-tuning with no "
+             "compression). `ns`: not significant at p < 0.05 (sacrebleu's paired bootstrap, 1,000 resamples; "
+             "95 % intervals in results.csv).", ""]
     for _, b in base.iterrows():
         parts.append(f"Baseline ({b['decoding']}): BLEU {b['bleu']:.2f}, {int(b['n_model']):,} parameters.")
     present = set(frame["method"].unique())
@@ -98,23 +160,73 @@ def markdown_report(frame: pd.DataFrame, layout: dict[str, dict]) -> str:
             cells = _row_sort(frame[frame["method"] == method.name])
             parts += ["", f"## {method.title}", "",
                       method_table(cells, method.name, layout.get(method.name, {}).get("columns", []))]
+            for _, c in cells[cells["control"]].iterrows():
+                ci = "" if pd.isna(c["delta_ci_low"]) else f", 95 % CI [{c['delta_ci_low']:+.2f}, {c['delta_ci_high']:+.2f}]"
+                parts += ["", f"Control `{c['cell']}` (the same fine-tuning, nothing compressed): BLEU {c['bleu']:.2f}, "
+                              f"{c['delta_bleu']:+.2f} against the baseline{ci}."]
     return "\n".join(parts) + "\n"
 
 
+SUMMARY_RATIOS = (4, 8)
+
+
+def _best(cells: pd.DataFrame, ratio: float) -> pd.Series | None:
+    """The cell with the highest Δ against its reference (its control, else the baseline)."""
+    eligible = cells[(cells["compression_ratio"] >= ratio - 1e-6) & ~cells["control"]]
+    return None if eligible.empty else eligible.loc[eligible["delta_ref"].idxmax()]
+
+
 def summary(frame: pd.DataFrame) -> dict:
+    """Baseline BLEU, cell count, and the best cell at ≥4× and ≥8×: overall and per method."""
     cells = frame[frame["method"] != "baseline"]
     base = frame[frame["method"] == "baseline"]
     out: dict = {"baseline_bleu": float(base["bleu"].iloc[0]) if len(base) else None,
                  "decoding": base["decoding"].iloc[0] if len(base) else None, "cells": int(len(cells))}
-    for ratio in (4, 8):
-        eligible = cells[cells["compression_ratio"] >= ratio - 1e-6]
-        key = f"best_bleu_at_{ratio}x"
-        if eligible.empty:
-            out[key], out[f"best_cell_at_{ratio}x"] = None, None
-        else:
-            best = eligible.loc[eligible["bleu"].idxmax()]
-            out[key], out[f"best_cell_at_{ratio}x"] = float(best["bleu"]), best["cell"]
+    for ratio in SUMMARY_RATIOS:
+        best = _best(cells, ratio)
+        out[f"best_delta_at_{ratio}x"] = None if best is None else float(best["delta_ref"])
+        out[f"best_bleu_at_{ratio}x"] = None if best is None else float(best["bleu"])
+        out[f"best_cell_at_{ratio}x"] = None if best is None else best["cell"]
+    out["by_method"] = {}
+    for method in registered():
+        own = cells[cells["method"] == method.name]
+        if own.empty:
+            continue
+        entry = {}
+        for ratio in SUMMARY_RATIOS:
+            best = _best(own, ratio)
+            entry[f"{ratio}x"] = None if best is None else {
+                "cell": best["cell"], "bleu": float(best["bleu"]), "delta_bleu": float(best["delta_bleu"]),
+                "delta_ref": float(best["delta_ref"]), "reference": "control" if pd.notna(best["delta_control"])
+                else "baseline", "compression_ratio": float(best["compression_ratio"]),
+                **({} if pd.isna(best["delta_ci_low"]) else {
+                    "ci_low": float(best["delta_control_ci_low"] if pd.notna(best["delta_control"]) else best["delta_ci_low"]),
+                    "ci_high": float(best["delta_control_ci_high"] if pd.notna(best["delta_control"]) else best["delta_ci_high"]),
+                    "significant": bool(best["significant"])})}
+        out["by_method"][method.name] = entry
     return out
+
+
+def markdown_summary(summary_: dict) -> str:
+    """The first thing to read after a grid: the best cell of each method at ≥4× and ≥8×."""
+    lines = ["# Summary", "",
+             f"Baseline BLEU {summary_['baseline_bleu']:.2f} ({summary_['decoding']}); {summary_['cells']} cells. "
+             "Best cell of each method at a compression ratio of at least 4× and 8×, ranked by ΔBLEU against "
+             "its reference (a fine-tuning method's control, else the baseline decoded the same way), with the "
+             "paired-bootstrap 95 % interval; ns: not significant at p < 0.05. Every cell: tables.md.", "",
+             "| method | best at ≥ 4× | best at ≥ 8× |", "|---|---|---|"]
+    for name, entry in summary_["by_method"].items():
+        cols = []
+        for ratio in SUMMARY_RATIOS:
+            b = entry[f"{ratio}x"]
+            if b is None:
+                cols.append("–")
+                continue
+            ci = f" [{b['ci_low']:+.2f}, {b['ci_high']:+.2f}]{'' if b['significant'] else ' ns'}" if "ci_low" in b else ""
+            cols.append(f"`{b['cell']}`: {b['bleu']:.2f}, Δ {b['delta_ref']:+.2f} vs "
+                        f"{b['reference']}{ci}, {b['compression_ratio']:.2f}×")
+        lines.append(f"| {get(name).title} | " + " | ".join(cols) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def plot_points(frame: pd.DataFrame) -> list[dict]:
@@ -123,6 +235,8 @@ def plot_points(frame: pd.DataFrame) -> list[dict]:
     for _, r in frame.iterrows():
         if r["method"] == "baseline":
             series = "baseline"
+        elif r["control"]:
+            series = "control (fine-tuned, uncompressed)"
         else:
             method = get(r["method"])
             series = method.series_of({a.name: r[a.name] for a in method.axes})

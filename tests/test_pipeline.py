@@ -66,3 +66,22 @@ def test_translate_command_scores_a_users_files(tiny_pipeline, tmp_path):
     baseline = json.loads((tiny_pipeline / "metrics/baseline.json").read_text())
     assert result["bleu"] == pytest.approx(baseline["beam"]["bleu"])
     assert (tmp_path / "hyp.txt").read_text() == (tiny_pipeline / "data/eval/baseline.beam.txt").read_text()
+
+
+def test_translate_reproduces_a_cells_number(tiny_pipeline, tmp_path):
+    """The README's recipe: a cell's BLEU is greedy decoding of its own checkpoint."""
+    from tcompress.data.corpora import read_split
+
+    src, ref = read_split(tiny_pipeline / "data/prepared/test.parquet")
+    (tmp_path / "src.txt").write_text("\n".join(src) + "\n")
+    (tmp_path / "ref.txt").write_text("\n".join(ref) + "\n")
+    proc = subprocess.run([sys.executable, "-m", "tcompress.cli", "translate", "--checkpoint",
+                           "data/cells/ptq-sym-8-full/model.pt", "--src", str(tmp_path / "src.txt"),
+                           "--ref", str(tmp_path / "ref.txt"), "--beam-size", "1", "--out", str(tmp_path / "hyp.txt")],
+                          cwd=tiny_pipeline, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stderr[proc.stderr.index("{"):])
+    cell = json.loads((tiny_pipeline / "metrics/cells/ptq-sym-8-full.json").read_text())
+    assert result["decoding"] == "greedy" and result["bleu"] == cell["bleu"]
+    assert (tmp_path / "hyp.txt").read_text() == (tiny_pipeline / "data/hyps/ptq-sym-8-full.txt").read_text()

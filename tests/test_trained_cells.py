@@ -75,7 +75,15 @@ def test_aggregate_has_the_thesis_tables(trained_project):
     assert "## Automated gradual pruning" in tables and "| 10% / 70% / 1 |" in tables
     assert "## Iterative magnitude pruning" in tables
     summary = json.loads((trained_project / "metrics/summary.json").read_text())
-    assert summary["cells"] == 3
+    assert summary["cells"] == 6   # three trained cells and their methods' controls
+    assert "Control `qat-control` (the same fine-tuning, nothing compressed)" in tables
+
+
+def test_a_control_fine_tunes_like_its_method_and_compresses_nothing(trained_project):
+    control, cell = metrics(trained_project, "qat-control"), metrics(trained_project, "qat-sym-4-full")
+    assert control["control"] is True and control["compression_ratio"] == 1.0 and control["n_compressed"] == 0
+    for key in ("finetune_steps", "finetune_sentences"):
+        assert control[key] == cell[key] > 0
 
 
 def test_changing_an_agp_param_reruns_only_agp_cells(trained_project):
@@ -84,7 +92,8 @@ def test_changing_an_agp_param_reruns_only_agp_cells(trained_project):
     (trained_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     try:
         stages = ran(dvc(["repro"], trained_project).stdout)
-        assert stages == {"resolve", "plan", "compress@agp-10-70-1-full", "evaluate-cell@agp-10-70-1-full", "aggregate"}
+        assert stages == {"resolve", "plan", "compress@agp-10-70-1-full", "evaluate-cell@agp-10-70-1-full",
+                          "compress@agp-control", "evaluate-cell@agp-control", "aggregate"}   # the budget changed
     finally:
         run(["git", "checkout", "-q", "--", "."], trained_project)
         assert ran(dvc(["repro"], trained_project).stdout) <= {"aggregate"}  # the rest from the run-cache
@@ -100,11 +109,12 @@ def test_a_value_of_another_corpus_reruns_nothing_but_resolve(trained_project):
         status = dvc(["status"], trained_project).stdout
         assert "resolve:" in status and "train:" not in status and "compress@" not in status, status
         assert ran(dvc(["repro"], trained_project).stdout) == {"resolve"}
-        # the synthetic entry is a dependency: exactly the QAT cell (and the bookkeeping) reruns
+        # the synthetic entry is a dependency: exactly the QAT cell and its control (and the bookkeeping) rerun
         params["qat"]["epochs"]["synthetic"] += 1
         (trained_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         stages = ran(dvc(["repro"], trained_project).stdout)
-        assert stages == {"resolve", "plan", "compress@qat-sym-4-full", "evaluate-cell@qat-sym-4-full", "aggregate"}
+        assert stages == {"resolve", "plan", "compress@qat-sym-4-full", "evaluate-cell@qat-sym-4-full",
+                          "compress@qat-control", "evaluate-cell@qat-control", "aggregate"}
         assert metrics(trained_project, "qat-sym-4-full")["finetune_steps"] > 0
     finally:
         run(["git", "checkout", "-q", "--", "."], trained_project)
@@ -117,6 +127,20 @@ def test_a_runtime_setting_reruns_nothing(trained_project):
     (trained_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     try:
         assert ran(dvc(["repro"], trained_project).stdout) == {"resolve"}
+    finally:
+        run(["git", "checkout", "-q", "--", "."], trained_project)
+        dvc(["repro"], trained_project)
+
+
+def test_a_schedule_longer_than_its_budget_fails_in_plan_before_any_cell(trained_project):
+    params = yaml.safe_load((trained_project / "params.yaml").read_text())
+    params["agp"]["end"] = 100   # the tiny budget is 2 epochs of a few steps
+    (trained_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        proc = dvc(["repro"], trained_project, check=False)
+        assert proc.returncode != 0
+        assert "agp.end: the schedule prunes until step 100 but the fine-tuning budget is" in proc.stderr + proc.stdout
+        assert ran(proc.stdout) <= {"resolve", "plan"}, proc.stdout
     finally:
         run(["git", "checkout", "-q", "--", "."], trained_project)
         dvc(["repro"], trained_project)

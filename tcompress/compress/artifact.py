@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tcompress.checkpoint import load_safe, model_payload, save_atomic
+from tcompress.checkpoint import CheckpointError, load_safe, model_payload, save_atomic
 from tcompress.compress.linear_quant import QuantSpec
 from tcompress.compress.walker import replace_module
 from tcompress.compress.quantized import QuantizedModule
@@ -30,6 +30,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[En
     """Rebuild a baseline or a compressed cell's model from its checkpoint alone; returns it (eval
     mode) and the raw payload. The one loader for every checkpoint the project writes."""
     payload = load_safe(path, "cpu")
+    if "model" not in payload or "model_config" not in payload:
+        raise CheckpointError(f"{path}: not a model checkpoint (no weights and model config in it)")
     cfg = build(ModelConfig, payload["model_config"], "model_config")
     model = make_model(cfg, Vocab(**payload["vocab"]))
     if payload.get("compression"):

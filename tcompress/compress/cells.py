@@ -21,7 +21,7 @@ from tcompress.compress.artifact import save_compressed, stored_bits
 from tcompress.config import TrainConfig
 from tcompress.data.corpora import read_ids, read_split
 from tcompress.methods import Cell, get
-from tcompress.model import make_model
+from tcompress.model import count_parameters, make_model
 from tcompress.plan import training_subset
 from tcompress.precision import resolve_precision
 from tcompress.schema import build
@@ -78,16 +78,22 @@ class CellContext:
 def compress_cell(entry: dict, baseline: str | Path, out_dir: str | Path, ctx: CellContext) -> dict:
     start = time.perf_counter()
     method = get(entry["method"])
-    cell = Cell(method.name, tuple((a.name, entry["axes"][a.name]) for a in method.axes))
-    params = build(method.params, {**entry["params"], **{a.key: [entry["axes"][a.name]] for a in method.axes}},
-                   method.name)
+    cell = Cell(method.name, tuple((a.name, entry["axes"][a.name]) for a in method.axes if a.name in entry["axes"]),
+                control=entry["control"])
+    axes = {a.key: [entry["axes"][a.name]] for a in method.axes if a.name in entry["axes"]}
+    params = build(method.params, {**entry["params"], **axes}, method.name)
     model, _ = load_model(baseline, ctx.device)
     if getattr(params, "from_scratch", False):
         model = make_model(model.cfg, model.vocab).to(ctx.device)
-    details = method.compress(model, cell, params, ctx)
+    if cell.control:  # the method's budget through the same loop, nothing compressed
+        details = {**ctx.finetune(model, []), "n_model": count_parameters(model), "n_compressed": 0,
+                   "compression_ratio": 1.0}
+    else:
+        details = method.compress(model, cell, params, ctx)
     if "compression_ratio" not in details:
         raise ValueError(f"method {method.name}: compress() must return compression_ratio")
-    facts = {"cell": cell.id, "method": method.name, **cell.as_dict(), **details, "stored_bits": stored_bits(model)}
+    facts = {"cell": cell.id, "method": method.name, "control": cell.control, **cell.as_dict(), **details,
+             "stored_bits": stored_bits(model)}
     out = Path(out_dir)
     save_compressed(model.cpu(), out / "model.pt", cell={k: v for k, v in facts.items() if k != "finetune_curve"})
     facts["checkpoint_bytes"] = (out / "model.pt").stat().st_size

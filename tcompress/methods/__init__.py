@@ -8,7 +8,8 @@ new method is a new file here plus its section in params.yaml; nothing else name
 LOADS_ALL_SUBMODULES = True
 
 from tcompress.methods.base import (  # noqa: E402
-    Axis, Budget, Cell, FinetuneParams, Method, get, load_all, register, registered,
+    CONTROL, Axis, Budget, Cell, FinetuneParams, Method, get, load_all, register, registered,
 )
 
-__all__ = ["Axis", "Budget", "Cell", "FinetuneParams", "Method", "get", "load_all", "register", "registered"]
+__all__ = ["CONTROL", "Axis", "Budget", "Cell", "FinetuneParams", "Method", "get", "load_all", "register",
+           "registered"]

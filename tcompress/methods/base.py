@@ -8,7 +8,7 @@ method:
 - ``params``: a strict dataclass (fields made with ``tcompress.schema.setting``) for the method's
   section of params.yaml. A subclass of ``FinetuneParams`` marks a method that trains: its cells
   get the training data, a resume file and the baseline's training settings under the method's
-  budget.
+  budget, and the grid adds its control cell (``<method>-control``: the same budget, uncompressed).
 - ``axes``: the grid axes; a cell is one value per axis, named ``<method>-<v1>-<v2>…`` in axis
   order (``ptq-sym-8-full``). The method's section holds each axis's values under ``axis.key``; a
   shared axis left ``null`` there takes the top-level key of that name (``bits``, ``modes``,
@@ -66,15 +66,23 @@ class FinetuneParams:
     from_scratch: bool = setting(False, doc="train a fresh model instead of fine-tuning the baseline")
 
 
+CONTROL = "control"
+
+
 @dataclass(frozen=True)
 class Cell:
-    """One grid cell: a method and one value per axis, in the method's axis order."""
+    """One grid cell: a method and one value per axis, in the method's axis order.
+
+    A trained method also has one **control** cell (``qat-control``): the same fine-tuning budget,
+    data subset, learning rate and seed, with no compression, so that a trained cell's ΔBLEU says
+    what compression cost rather than what extra fine-tuning gained."""
     method: str
     values: tuple[tuple[str, Any], ...]
+    control: bool = False
 
     @property
     def id(self) -> str:
-        return "-".join([self.method, *(str(v) for _, v in self.values)])
+        return f"{self.method}-{CONTROL}" if self.control else "-".join([self.method, *(str(v) for _, v in self.values)])
 
     def __getitem__(self, axis: str) -> Any:
         return dict(self.values)[axis]

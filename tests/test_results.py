@@ -1,0 +1,80 @@
+"""The aggregate's numbers: Δ against the right reference, intervals, and the best-cell picks."""
+
+import json
+import random
+
+import pandas as pd
+import pytest
+import sacrebleu
+
+from tcompress.results import collect, markdown_report, markdown_summary, summary
+
+
+def _noisy(refs, rate, rng, words):
+    return [" ".join(w if rng.random() > rate else rng.choice(words) for w in r.split()) for r in refs]
+
+
+@pytest.fixture
+def grid(tmp_path):
+    """A baseline, a PTQ cell, and a QAT cell whose control gained more from fine-tuning than the cell."""
+    rng = random.Random(1)
+    words = "a b c d e f g h the cat sat on mat dog".split()
+    refs = [" ".join(rng.choice(words) for _ in range(12)) for _ in range(300)]
+    hyps = {"baseline": _noisy(refs, 0.30, rng, words), "ptq-sym-8-full": _noisy(refs, 0.31, rng, words),
+            "qat-control": _noisy(refs, 0.20, rng, words), "qat-sym-4-full": _noisy(refs, 0.24, rng, words)}
+    bleu = {k: round(sacrebleu.corpus_bleu(v, [refs]).score, 4) for k, v in hyps.items()}
+    (tmp_path / "eval").mkdir(), (tmp_path / "hyps").mkdir(), (tmp_path / "cells").mkdir()
+    (tmp_path / "eval/baseline.greedy.txt").write_text("\n".join(hyps["baseline"]) + "\n")
+    (tmp_path / "baseline.json").write_text(json.dumps({"parameters": 1000, "greedy": {"bleu": bleu["baseline"],
+                                                                                       "chrf": 50.0}}))
+    cells = {"ptq-sym-8-full": dict(method="ptq", mode="sym", bits=8, group="full", compression_ratio=4.0),
+             "qat-control": dict(method="qat", control=True, compression_ratio=1.0),
+             "qat-sym-4-full": dict(method="qat", mode="sym", bits=4, group="full", compression_ratio=8.0)}
+    for name, facts in cells.items():
+        (tmp_path / f"hyps/{name}.txt").write_text("\n".join(hyps[name]) + "\n")
+        (tmp_path / f"cells/{name}.json").write_text(json.dumps(
+            {"cell": name, **facts, "bleu": bleu[name], "chrf": 50.0, "decoding": "greedy", "stored_bits": 8000}))
+    (tmp_path / "cells/ptq-asym-4-ff.json").write_text("{}")  # an unselected cell
+    frame = collect(tmp_path / "baseline.json", tmp_path / "cells", tmp_path / "hyps", tmp_path / "eval", refs)
+    return frame.set_index("cell"), bleu
+
+
+def test_each_cell_is_compared_with_its_reference(grid):
+    frame, bleu = grid
+    assert list(frame.index) == ["baseline", "ptq-sym-8-full", "qat-control", "qat-sym-4-full"]
+    qat = frame.loc["qat-sym-4-full"]
+    assert qat["delta_bleu"] == pytest.approx(bleu["qat-sym-4-full"] - bleu["baseline"], abs=1e-4)
+    assert qat["delta_control"] == pytest.approx(bleu["qat-sym-4-full"] - bleu["qat-control"], abs=1e-4)
+    assert qat["delta_ref"] == qat["delta_control"] < 0 < qat["delta_bleu"]   # fine-tuning, not compression, gained
+    ptq = frame.loc["ptq-sym-8-full"]
+    assert pd.isna(ptq["delta_control"]) and ptq["delta_ref"] == ptq["delta_bleu"]
+    for cell in ("ptq-sym-8-full", "qat-sym-4-full"):
+        row = frame.loc[cell]
+        assert row["delta_ci_low"] <= row["delta_bleu"] <= row["delta_ci_high"]
+    assert qat["delta_control_ci_low"] <= qat["delta_control"] <= qat["delta_control_ci_high"]
+    assert frame.loc["qat-control", "significant"] and frame.loc["qat-control", "delta_ci_low"] > 0
+
+
+def test_tables_and_summary_rank_by_the_control_relative_delta(grid):
+    frame, bleu = grid
+    facts = summary(frame.reset_index())
+    qat = facts["by_method"]["qat"]["8x"]
+    assert qat["cell"] == "qat-sym-4-full" and qat["reference"] == "control"
+    assert qat["delta_ref"] == pytest.approx(bleu["qat-sym-4-full"] - bleu["qat-control"], abs=1e-4)
+    # the best cell at >= 4x overall is ranked by Δ against its reference, not by raw BLEU
+    assert facts["best_cell_at_4x"] == max(("ptq-sym-8-full", "qat-sym-4-full"), key=lambda c: frame.loc[c, "delta_ref"])
+    text = markdown_report(frame.reset_index(), {"ptq": {"columns": ["full"]}, "qat": {"columns": ["full"]}})
+    assert "Control `qat-control`" in text and f"{bleu['qat-sym-4-full']:.2f} (" in text
+    assert "vs control" in markdown_summary(facts)
+
+
+def test_without_trained_methods_there_is_no_control_column_to_fill(grid, tmp_path):
+    frame, _ = grid
+    cells = tmp_path / "ptq_only"
+    cells.mkdir()
+    src = next(p for p in tmp_path.rglob("ptq-sym-8-full.json"))
+    (cells / src.name).write_text(src.read_text())
+    only = collect(next(tmp_path.rglob("baseline.json")), cells).set_index("cell")
+    assert list(only.index) == ["baseline", "ptq-sym-8-full"]
+    assert only["delta_control"].isna().all() and only.loc["ptq-sym-8-full", "delta_ref"] == \
+        only.loc["ptq-sym-8-full", "delta_bleu"]
