@@ -64,9 +64,9 @@ def main(project: str) -> None:
         large = n_cells(work)
         t_first, out = dvc(work, "repro")
         stages = ran(out)
-        heavy = [s for s in stages if s.startswith("compress@") or s.startswith("evaluate-cell@")]
+        heavy = [s for s in stages if s.startswith("cell@")]
         click.echo(f"2. catalog grown to {large} cells: first dvc repro {t_first:.1f} s, ran {len(stages)} stages "
-                   f"({len(heavy)} cell stages of new, unselected cells: {t_first / max(len(heavy), 1):.2f} s each, once)")
+                   f"({len(heavy)} stages of new, unselected cells: {t_first / max(len(heavy), 1):.2f} s each, once)")
         t_large, out = dvc(work, "repro")
         assert not ran(out)
         per_cell = (t_large - t_small) / (large - small)

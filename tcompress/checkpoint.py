@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from tcompress.model import EncoderDecoder
-from tcompress.schema import plain
+from tcompress.schema import UserError, plain
 
 
 def save_atomic(obj: dict, path: str | Path) -> None:
@@ -28,7 +28,7 @@ def save_atomic(obj: dict, path: str | Path) -> None:
     os.replace(tmp, path)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A file that is not a checkpoint this project wrote; ``str(err)`` is one line for the user."""
 
 

@@ -91,6 +91,30 @@ def catalog_cmd(params_file: str, out_file: str) -> None:
     click.echo(f"{out_file}: {n} catalog cells" + ("" if changed else " (unchanged)"))
 
 
+@main.command("plan")
+@click.option("-S", "--set-param", "overrides", multiple=True, help="as `dvc exp run -S`, e.g. -S bits=4")
+def plan_cmd(overrides: tuple[str, ...]) -> None:
+    """List the cells a change selects, which are already computed, and the estimated time of the rest."""
+    from tcompress.params import ConfigError
+    from tcompress.preview import preview
+
+    try:
+        rows = preview(list(overrides))
+    except ConfigError as err:
+        raise click.ClickException(str(err)) from None
+    except Exception as err:  # DVC's own refusal of an override
+        raise click.ClickException(f"{err}: {err.__cause__}" if err.__cause__ else str(err)) from None
+    todo = [r for r in rows if not r["unchanged"]]
+    for r in rows:
+        state = "planned before (restored, not recomputed)" if r["unchanged"] else \
+            "new or changed" + (f", ~{r['seconds']:.0f} s" if r["seconds"] is not None else ", no measured cost yet")
+        click.echo(f"{r['cell']:32} {state}")
+    known = [r["seconds"] for r in todo if r["seconds"] is not None]
+    click.echo(f"{len(rows)} cells selected, {len(todo)} to compute"
+               + (f", about {sum(known) / 60:.1f} min for the {len(known)} with a measured cost" if known else "")
+               + " (plus the baseline, if its settings changed)")
+
+
 @main.command("groups")
 @click.option("--checkpoint", default="data/model/model.pt", show_default=True, type=click.Path(exists=True, dir_okay=False))
 def groups_cmd(checkpoint: str) -> None:

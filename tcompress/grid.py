@@ -82,7 +82,7 @@ def selected_cells(params) -> list[Cell]:
 def cells_file_text(params) -> str:
     ids = [c.id for c in catalog_cells(params)]
     return ("# Written by `tcompress catalog` from params.yaml's catalog and the registered methods; do not edit.\n"
-            "# dvc.yaml makes one compress and one evaluate-cell stage per entry.\n"
+            "# dvc.yaml makes one cell stage (compress, then evaluate) per entry.\n"
             + yaml.safe_dump({"cells": ids}, default_flow_style=False, sort_keys=False))
 
 

@@ -47,6 +47,7 @@ class Params:
         return self.sections[name]
 
 
+CORPUS_DIR = Path("data/corpus")  # a `files` corpus lives here; dvc.yaml's prepare stage depends on it
 FIXED = tuple(f.name for f in dataclasses.fields(Params) if f.name not in ("sections", "catalog"))
 SHARED_GRID_KEYS = ("bits", "modes", "groups")
 
@@ -96,6 +97,11 @@ def _check_consistency(p: Params) -> None:
         missing = [f.name for f in dataclasses.fields(p.files) if getattr(p.files, f.name) is None]
         if missing:
             raise ConfigError(f"files.{missing[0]}: required when data is 'files' (a path to a text file)")
+        for f in dataclasses.fields(p.files):
+            path = Path(getattr(p.files, f.name))
+            if path.is_absolute() or path.parts[:2] != CORPUS_DIR.parts or ".." in path.parts:
+                raise ConfigError(f"files.{f.name}: {path} is outside {CORPUS_DIR}/; copy your corpus there (the "
+                                  "prepare stage depends on that folder, so DVC tracks the files' contents)")
     if p.model.share_embeddings and not p.tokenizer.joint:
         raise ConfigError("model.share_embeddings: true needs tokenizer.joint: true (one vocabulary)")
     if p.evaluate.cell_beam_size not in (1, p.evaluate.beam_size):

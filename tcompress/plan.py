@@ -6,11 +6,10 @@ Two steps, two stages:
   the values that stage's result depends on, with per-corpus values resolved for the active corpus
   (``data/config/<stage>.json``). A stage depends on its file, so editing a value of a corpus not
   in use, or a ``runtime`` setting, changes no file and reruns nothing but ``resolve``.
-- ``plan`` (after the baseline) writes ``data/plan/{compress,evaluate}/<cell>.json`` for every
-  catalog cell. A selected cell's file holds everything its computation reads: its resolved
+- ``plan`` (after the baseline) writes ``data/plan/cells/<cell>.json`` for every catalog cell. A selected cell's file holds everything its computation reads: its resolved
   params, and the hashes of the baseline checkpoint, the token ids, the split it reads and the code
-  it runs (its import closure, its own method's file and no other's). A cell stage depends on that
-  file alone, so it reruns exactly when one of those changed, a cell switched off stays up to date
+  it runs (its import closure, its own method's file and no other's), and its decoding settings.
+  A cell stage depends on that file alone, so it reruns exactly when one of those changed, a cell switched off stays up to date
   whatever else changes (its file says only ``selected: false``), and DVC's run-cache can restore
   any cell whose file comes back. Cross-key checks that need the data (a pruning schedule longer
   than its budget) run here, before any cell.
@@ -29,8 +28,7 @@ from tcompress.methods import Budget, get, registered
 from tcompress.schema import ConfigError, plain
 
 REPO = Path(__file__).resolve().parents[1]
-COMPRESS_SCRIPT = Path("stages/compress.py")
-EVALUATE_SCRIPT = Path("stages/evaluate_cell.py")
+CELL_SCRIPT = Path("stages/cell.py")
 
 
 # ------------------------------------------------------------------------------------- resolve
@@ -116,7 +114,7 @@ def _budget(tokenized: Path, batch_tokens: int, seed: int) -> Budget:
 
 def write_plan(config: dict, baseline: Path, tokenized: Path, valid: Path, test: Path, out: Path,
                root: Path = REPO) -> list[str]:
-    """Every catalog cell's compress and evaluate plan; returns the selected cells' ids."""
+    """Every catalog cell's plan; returns the selected cells' ids."""
     from tcompress.schema import build
 
     inputs = {"baseline": file_digest(baseline), "tokenized": _dir_digest(tokenized)}
@@ -127,26 +125,18 @@ def write_plan(config: dict, baseline: Path, tokenized: Path, valid: Path, test:
             budget = budget or _budget(tokenized, config["batch_tokens"], entry["seed"])
             axes = {a.key: [entry["axes"][a.name]] for a in method.axes}
             method.check(build(method.params, {**entry["params"], **axes}, method.name), budget)
-    digests: dict[tuple[str, str], str] = {}
+    inputs["test"], inputs["valid"] = file_digest(test), file_digest(valid)
+    digests: dict[str, str] = {}
     for cell_id in config["catalog"]:
         entry = config["cells"].get(cell_id)
         if entry is None:
-            off = {"cell": cell_id, "selected": False}
-            write_json(out / "compress" / f"{cell_id}.json", off)
-            write_json(out / "evaluate" / f"{cell_id}.json", off)
+            write_json(out / "cells" / f"{cell_id}.json", {"cell": cell_id, "selected": False})
             continue
         name = entry["method"]
-        for script in (COMPRESS_SCRIPT, EVALUATE_SCRIPT):
-            if (name, str(script)) not in digests:
-                digests[name, str(script)] = code_digest(name, script, root)
-        trains = get(name).trains
-        write_json(out / "compress" / f"{cell_id}.json", {
-            **entry, "inputs": {**inputs, **({"valid": file_digest(valid)} if trains else {})},
-            "code": digests[name, str(COMPRESS_SCRIPT)]})
-        write_json(out / "evaluate" / f"{cell_id}.json", {
-            "cell": cell_id, "selected": True, "evaluate": config["evaluate"],
-            "inputs": {"tokenized": inputs["tokenized"], "test": file_digest(test)},
-            "code": digests[name, str(EVALUATE_SCRIPT)]})
+        if name not in digests:
+            digests[name] = code_digest(name, CELL_SCRIPT, root)
+        write_json(out / "cells" / f"{cell_id}.json",
+                   {**entry, "evaluate": config["evaluate"], "inputs": inputs, "code": digests[name]})
     return list(config["cells"])
 
 

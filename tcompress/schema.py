@@ -24,7 +24,11 @@ from typing import Any
 CORPORA = ("synthetic", "multi30k", "files")
 
 
-class ConfigError(ValueError):
+class UserError(Exception):
+    """A failure the user can act on: stages and commands print ``str(err)`` as one line."""
+
+
+class ConfigError(UserError, ValueError):
     """A bad value in params.yaml; ``str(err)`` is the one line shown to the user."""
 
 

@@ -17,12 +17,12 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from tcompress.schema import ConfigError
+from tcompress.schema import ConfigError, UserError  # noqa: F401  (ConfigError: re-exported)
 
 PARAMS_FILE = "params.yaml"
 
 
-class StageError(Exception):
+class StageError(UserError):
     """A failure the user can act on; printed as one line, exit status 2."""
 
 
@@ -31,11 +31,9 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from tcompress.data.corpora import CorpusError
-
         try:
             return fn(*args, **kwargs)
-        except (ConfigError, CorpusError, StageError) as err:
+        except UserError as err:  # bad params, corpus, checkpoint or stage input
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
 

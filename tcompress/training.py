@@ -1,8 +1,9 @@
-"""The one training loop: baseline training, and later quantization-aware training and pruning.
+"""The one training loop: the baseline, and every trained cell (QAT, pruning, their controls).
 
 Compression methods never copy this loop; they wrap modules and plug into its ``Hook`` points
-(a pruning schedule updates masks in ``on_step_end``, masks gradients in ``after_backward``; QAT
-needs no hook beyond its wrapped modules). Everything that decides the next step's result is in
+(a pruning schedule updates masks in ``on_step_end`` and masks gradients in ``after_backward``;
+QAT's wrapped modules fake-quantize in the forward pass and its ``DelayedStart`` hook switches
+them on at a step). Everything that decides the next step's result is in
 the resumable checkpoint — weights, optimizer, step counters, RNG state, hook state — and the batch
 order is a function of (seed, epoch), so a run killed and restarted reaches the same weights as one
 that was never interrupted.

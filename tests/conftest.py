@@ -68,6 +68,7 @@ def make_project(dest: Path, params: dict, cache: Path | None = None) -> Path:
             shutil.copy(REPO / name, dest / name)
     shutil.copytree(REPO / "stages", dest / "stages", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "tcompress", dest / "tcompress", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "data" / "corpus", dest / "data" / "corpus")  # a `files` corpus's tracked folder
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (dest / ".gitignore").write_text("__pycache__/\n/data/resume/\n/data/downloads/\n")
     run(["git", "init", "-q"], dest)

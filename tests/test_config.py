@@ -41,6 +41,9 @@ def test_repository_params_load():
     ({"catalog": {"ptq": {"bitz": [8]}}}, "catalog.ptq.bitz: unknown axis; ptq has modes, bits, groups"),
     ({"catalog": {"kmeans": {}}}, "catalog.kmeans: unknown method; registered methods: ptq, qat, agp, imp"),
     ({"runtime": {"device": "tpu"}}, "runtime.device: 'tpu' is not allowed; expected one of auto, cpu, cuda"),
+    ({"data": "files", "files": {s: f"data/corpus/{s}" for s in ("train_source", "train_target", "valid_source",
+                                 "valid_target", "test_source")} | {"test_target": "/home/me/test.de"}},
+     "files.test_target: /home/me/test.de is outside data/corpus/; copy your corpus there"),
 ])
 def test_bad_values_name_the_key(patch, message):
     with pytest.raises(ConfigError) as err:

@@ -13,7 +13,7 @@ import yaml
 
 from conftest import REPO
 from tcompress.closure import closure
-from tcompress.plan import COMPRESS_SCRIPT, EVALUATE_SCRIPT, code_digest
+from tcompress.plan import CELL_SCRIPT, code_digest
 
 STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 PLAIN = {name: s for name, s in STAGES.items() if "foreach" not in s}
@@ -39,14 +39,13 @@ def test_every_stage_depends_on_the_code_it_imports(name):
 
 
 def test_cell_stages_depend_on_their_plan_file_alone():
-    compress, evaluate = STAGES["compress"]["do"], STAGES["evaluate-cell"]["do"]
-    assert compress["deps"] == ["data/plan/compress/${item}.json"]
-    assert evaluate["deps"] == ["data/plan/evaluate/${item}.json", "data/cells/${item}"]
-    assert "params" not in compress and "params" not in evaluate
+    cell = STAGES["cell"]["do"]
+    assert cell["deps"] == ["data/plan/cells/${item}.json"]
+    assert "params" not in cell
 
 
 def test_closure_follows_lazy_imports_and_the_method_registry():
-    files = {str(f) for f in closure([REPO / COMPRESS_SCRIPT], REPO)}
+    files = {str(f) for f in closure([REPO / CELL_SCRIPT], REPO)}
     # imported inside main() only, after the off-cell early return
     assert {"tcompress/compress/cells.py", "tcompress/training.py", "tcompress/compress/linear_quant.py",
             "tcompress/tokenizer.py", "tcompress/model.py"} <= files
@@ -60,17 +59,17 @@ def test_a_cells_code_hash_changes_with_its_code_only(tmp_path):
         shutil.copytree(REPO / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
 
     def digests():
-        return {(m, str(s)): code_digest(m, s, tmp_path) for m in ("ptq", "agp") for s in (COMPRESS_SCRIPT, EVALUATE_SCRIPT)}
+        return {m: code_digest(m, CELL_SCRIPT, tmp_path) for m in ("ptq", "agp")}
 
     before = digests()
     with open(tmp_path / "tcompress/methods/agp.py", "a") as f:
         f.write("\n# an edit\n")
     after = digests()
-    assert after[("agp", str(COMPRESS_SCRIPT))] != before[("agp", str(COMPRESS_SCRIPT))]
-    assert after[("ptq", str(COMPRESS_SCRIPT))] == before[("ptq", str(COMPRESS_SCRIPT))]   # another method's file
+    assert after["agp"] != before["agp"]
+    assert after["ptq"] == before["ptq"]   # another method's file
     with open(tmp_path / "tcompress/compress/linear_quant.py", "a") as f:
         f.write("\n# an edit\n")
-    assert digests()[("ptq", str(COMPRESS_SCRIPT))] != after[("ptq", str(COMPRESS_SCRIPT))]
+    assert digests()["ptq"] != after["ptq"]
     with open(tmp_path / "tcompress/results.py", "a") as f:   # the aggregate's code, not a cell's
         f.write("\n# an edit\n")
     assert digests() == digests()

@@ -82,8 +82,8 @@ def test_exp_run_with_scalar_bits_runs_only_those_cells(grid_project):
     out = dvc(["exp", "run", "-S", "bits=4"], grid_project).stdout
     stages = ran(out)
     assert not stages & set(UPSTREAM), out
-    computed = {s for s in stages if s.startswith("compress@")}
-    assert computed == {f"compress@ptq-{m}-{b}-{g}" for m in ("sym", "asym") for b in (8, 4) for g in ("ff", "full")}
+    computed = {s for s in stages if s.startswith("cell@")}
+    assert computed == {f"cell@ptq-{m}-{b}-{g}" for m in ("sym", "asym") for b in (8, 4) for g in ("ff", "full")}
     assert "aggregate" in stages
     # 4-bit cells now have numbers; the 8-bit ones were switched off, nothing else was touched.
     assert cell_metrics(grid_project, "ptq-sym-4-full")["compression_ratio"] == 8.0
@@ -109,8 +109,7 @@ def test_one_new_grid_value_reruns_only_its_cells(grid_project):
     (grid_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     try:
         stages = ran(dvc(["repro"], grid_project).stdout)
-        assert stages == BOOKKEEPING | {"compress@ptq-sym-8-att", "compress@ptq-asym-8-att",
-                                        "evaluate-cell@ptq-sym-8-att", "evaluate-cell@ptq-asym-8-att"}
+        assert stages == BOOKKEEPING | {"cell@ptq-sym-8-att", "cell@ptq-asym-8-att"}
         assert cell_metrics(grid_project, "ptq-asym-8-att")["group"] == "att"
     finally:
         run(["git", "checkout", "-q", "--", "."], grid_project)
@@ -150,13 +149,14 @@ def test_push_then_fresh_clone_pull_runs_nothing(grid_project, tmp_path):
 def test_off_cell_never_imports_torch(tmp_path):
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps({"cell": "ptq-sym-4-ff", "selected": False}))
-    code = ("import sys; sys.argv = ['compress', '--plan', %r, '--baseline', %r, '--tokenized', %r, '--out', %r,"
-            " '--valid', 'v', '--resume', 'r']\n"
-            "from stages.compress import main\n"
+    code = ("import sys; sys.argv = ['cell', '--plan', %r, '--baseline', %r, '--tokenized', %r, '--out', %r,"
+            " '--valid', 'v', '--test', 't', '--resume', 'r', '--hypotheses', %r, '--metrics', %r]\n"
+            "from stages.cell import main\n"
             "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "assert 'torch' not in sys.modules, 'torch was imported'\n") % (str(plan), str(plan), str(tmp_path),
-                                                                            str(tmp_path / "cell"))
+            "assert 'torch' not in sys.modules, 'torch was imported'\n") % (
+        str(plan), str(plan), str(tmp_path), str(tmp_path / "cell"), str(tmp_path / "h.txt"), str(tmp_path / "m.json"))
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "cell" / "off.json").read_text())["selected"] is False
+    assert json.loads((tmp_path / "m.json").read_text()) == {} and (tmp_path / "h.txt").read_text() == ""

@@ -43,7 +43,7 @@ def test_changed_decoding_param_reruns_only_evaluate(tiny_pipeline):
         out = dvc(["repro"], tiny_pipeline).stdout
         assert "Running stage 'evaluate'" in out
         # the cells decode with evaluate.cell_beam_size (greedy), so none of them reruns
-        for stage in ("prepare", "tokenize", "train", "plan", "compress@", "evaluate-cell@"):
+        for stage in ("prepare", "tokenize", "train", "plan", "cell@"):
             assert f"Running stage '{stage}" not in out
     finally:
         params["evaluate"]["beam_size"] = 2
@@ -85,3 +85,42 @@ def test_translate_reproduces_a_cells_number(tiny_pipeline, tmp_path):
     cell = json.loads((tiny_pipeline / "metrics/cells/ptq-sym-8-full.json").read_text())
     assert result["decoding"] == "greedy" and result["bleu"] == cell["bleu"]
     assert (tmp_path / "hyp.txt").read_text() == (tiny_pipeline / "data/hyps/ptq-sym-8-full.txt").read_text()
+
+
+def test_your_own_corpus_is_tracked_by_content(tmp_path, shared_cache):
+    """data=files: editing a line of a corpus file makes `prepare` (and what follows) stale."""
+    from conftest import make_project, run, tiny_params
+    from tcompress.data.synthetic import generate_splits
+
+    names = {f"{split}_{side}": f"data/corpus/{split}.{'en' if side == 'source' else 'de'}"
+             for split in ("train", "valid", "test") for side in ("source", "target")}
+    project = make_project(tmp_path, tiny_params(data="files", files=names), shared_cache)
+    for split, pairs in generate_splits(60, 10, 10, 5).items():
+        for side, lang in ((0, "en"), (1, "de")):
+            (project / f"data/corpus/{split}.{lang}").write_text("\n".join(p[side] for p in pairs) + "\n")
+    dvc(["repro", "prepare"], project)
+    assert "prepare" not in dvc(["status", "prepare"], project).stdout.replace("'prepare'", "")
+    lines = (project / "data/corpus/train.de").read_text().split("\n")
+    lines[3] = lines[3] + " Ja."
+    (project / "data/corpus/train.de").write_text("\n".join(lines))
+    status = dvc(["status", "prepare"], project).stdout
+    assert "prepare:" in status and "modified:           data/corpus" in status, status
+    assert run(["git", "status", "--porcelain", "data/corpus"], project).stdout == ""  # the files stay out of git
+
+
+def test_plan_command_previews_what_a_change_would_run(tiny_pipeline):
+    def plan(*overrides):
+        args = [a for o in overrides for a in ("-S", o)]
+        proc = subprocess.run([sys.executable, "-m", "tcompress.cli", "plan", *args], cwd=tiny_pipeline,
+                              capture_output=True, text=True, env={"PYTHONPATH": str(tiny_pipeline), "PATH": "/usr/bin:/bin"})
+        return proc.returncode, proc.stdout, proc.stderr
+
+    rc, out, _ = plan()
+    assert rc == 0 and out.rstrip().endswith("(plus the baseline, if its settings changed)")
+    assert "ptq-sym-8-full" in out and "new or changed" not in out
+    rc, out, _ = plan("groups=[ff,att]")
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("ptq-")}
+    assert "planned before" in lines["ptq-sym-8-ff"] and "new or changed, ~" in lines["ptq-sym-8-att"]
+    assert "ptq-sym-8-full" not in lines
+    rc, _, err = plan("bits=33")
+    assert rc == 1 and err.strip() == "Error: bits: 33 is out of range; expected an int from 2 to 16"

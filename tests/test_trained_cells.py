@@ -92,8 +92,8 @@ def test_changing_an_agp_param_reruns_only_agp_cells(trained_project):
     (trained_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     try:
         stages = ran(dvc(["repro"], trained_project).stdout)
-        assert stages == {"resolve", "plan", "compress@agp-10-70-1-full", "evaluate-cell@agp-10-70-1-full",
-                          "compress@agp-control", "evaluate-cell@agp-control", "aggregate"}   # the budget changed
+        assert stages == {"resolve", "plan", "cell@agp-10-70-1-full", "cell@agp-control",
+                          "aggregate"}   # the budget changed, so the control reruns too
     finally:
         run(["git", "checkout", "-q", "--", "."], trained_project)
         assert ran(dvc(["repro"], trained_project).stdout) <= {"aggregate"}  # the rest from the run-cache
@@ -107,14 +107,13 @@ def test_a_value_of_another_corpus_reruns_nothing_but_resolve(trained_project):
     (trained_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     try:
         status = dvc(["status"], trained_project).stdout
-        assert "resolve:" in status and "train:" not in status and "compress@" not in status, status
+        assert "resolve:" in status and "train:" not in status and "cell@" not in status, status
         assert ran(dvc(["repro"], trained_project).stdout) == {"resolve"}
         # the synthetic entry is a dependency: exactly the QAT cell and its control (and the bookkeeping) rerun
         params["qat"]["epochs"]["synthetic"] += 1
         (trained_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         stages = ran(dvc(["repro"], trained_project).stdout)
-        assert stages == {"resolve", "plan", "compress@qat-sym-4-full", "evaluate-cell@qat-sym-4-full",
-                          "compress@qat-control", "evaluate-cell@qat-control", "aggregate"}
+        assert stages == {"resolve", "plan", "cell@qat-sym-4-full", "cell@qat-control", "aggregate"}
         assert metrics(trained_project, "qat-sym-4-full")["finetune_steps"] > 0
     finally:
         run(["git", "checkout", "-q", "--", "."], trained_project)
@@ -144,3 +143,33 @@ def test_a_schedule_longer_than_its_budget_fails_in_plan_before_any_cell(trained
     finally:
         run(["git", "checkout", "-q", "--", "."], trained_project)
         dvc(["repro"], trained_project)
+
+
+@pytest.mark.parametrize("keep", ["last", "best"])
+def test_a_trained_cell_keeps_the_last_or_the_best_epoch(tiny_pipeline, tmp_path, keep):
+    import torch
+
+    from tcompress.compress.artifact import load_model
+    from tcompress.compress.cells import CellContext
+    from tcompress.training import Hook
+
+    class Snapshots(Hook):
+        def __init__(self):
+            self.by_epoch, self.val_loss = {}, {}
+
+        def on_epoch_end(self, model, state, metrics):
+            self.by_epoch[state.epoch] = {k: v.clone() for k, v in model.state_dict().items()}
+            self.val_loss[state.epoch] = metrics["val_loss"]
+
+    entry = {"cell": "qat-control", "seed": 3, "params": {"train_sentences": 0, "keep": keep},
+             "train": {"epochs": 3, "batch_tokens": 400, "warmup_steps": 2, "lr": 3e-3, "precision": "fp32"}}
+    data = tiny_pipeline / "data"
+    ctx = CellContext(entry, data / "tokenized", None, tmp_path / "resume.pt", torch.device("cpu"))
+    model, _ = load_model(data / "model/model.pt")
+    snapshots = Snapshots()
+    facts = ctx.finetune(model, [snapshots])
+    # no references: fit ranks epochs by validation loss
+    best = min(snapshots.val_loss, key=lambda e: (snapshots.val_loss[e], e))
+    assert facts["kept_epoch"] == (3 if keep == "last" else best)
+    kept = snapshots.by_epoch[facts["kept_epoch"]]
+    assert all(torch.equal(kept[k], v) for k, v in model.state_dict().items())

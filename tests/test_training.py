@@ -123,6 +123,7 @@ def test_checkpoints_load_without_running_code(tmp_path):
     assert not (tmp_path / "pwned").exists()
 
 
+@pytest.mark.slow
 def test_killed_train_stage_resumes_to_the_same_result(tiny_pipeline, tmp_path):
     """SIGKILL the real train stage after its first resumable checkpoint, rerun it, compare."""
     params = tiny_params(train={"epochs": 6}, runtime={"threads": 1, "checkpoint_every": 3})

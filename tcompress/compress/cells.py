@@ -3,8 +3,10 @@
 The runner knows no method: it loads the baseline, builds the registered method's params from the
 plan, and calls its ``compress`` with a ``CellContext``, which gives calibration batches and the one
 training loop (``tcompress.training.fit``) under the method's budget. Trained cells keep the model
-at the end of their budget, when every schedule has finished, and resume after an interruption
-from a file keyed on the plan (which holds the baseline's and the data's hashes).
+at the end of their budget (``keep: last``, when every schedule has finished) or their best
+validation epoch (``keep: best``), and resume after an interruption from a file keyed on the plan
+(which holds the baseline's and the data's hashes). A control cell runs the same budget with no
+compression.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from pathlib import Path
 import torch
 
 from tcompress.batching import make_batches, pad
-from tcompress.compress.artifact import load_model
-from tcompress.compress.artifact import save_compressed, stored_bits
+from tcompress.checkpoint import load_safe
+from tcompress.compress.artifact import load_model, save_compressed, stored_bits
 from tcompress.config import TrainConfig
 from tcompress.data.corpora import read_ids, read_split
 from tcompress.methods import Cell, get
@@ -65,12 +67,16 @@ class CellContext:
         cfg = build(TrainConfig, self.entry["train"], "train")
         train, valid = self.training_data()
         tok = Tokenizer.load(self.tokenized)
-        with tempfile.TemporaryDirectory() as tmp:  # fit's best-epoch copy; the cell keeps the final model
+        keep = self.entry["params"].get("keep", "last")
+        with tempfile.TemporaryDirectory() as tmp:  # fit's best-epoch copy
             state = fit(model, train, valid, cfg, seed=self.seed, best_path=Path(tmp) / "best.pt",
                         resume_path=self.resume, identity={"plan": fingerprint(self.entry)}, hooks=hooks,
                         decode_tgt=tok.decode_tgt, device=self.device, checkpoint_every=self.checkpoint_every)
+            if keep == "best":
+                model.load_state_dict(load_safe(Path(tmp) / "best.pt", self.device)["model"])
         Path(self.resume).unlink(missing_ok=True)
         return {"finetune_steps": state.step, "finetune_sentences": len(train.src),
+                "kept_epoch": state.best_epoch if keep == "best" else state.epoch,
                 "finetune_seconds": round(state.train_seconds, 1), "finetune_curve": state.history,
                 "precision": resolve_precision(cfg.precision, self.device, quiet=True)}
 
@@ -99,3 +105,27 @@ def compress_cell(entry: dict, baseline: str | Path, out_dir: str | Path, ctx: C
     facts["checkpoint_bytes"] = (out / "model.pt").stat().st_size
     facts["compress_seconds"] = round(time.perf_counter() - start, 2)
     return facts
+
+
+def evaluate_cell(entry: dict, cell_dir: Path, facts: dict, tokenized: str | Path, test_split: str | Path,
+                  hypotheses: str | Path, device: torch.device) -> dict:
+    """Decode the test split with the cell's saved checkpoint (what a user would load), score it as
+    the baseline is scored; returns the cell's flat metrics (for `dvc metrics show/diff`)."""
+    from tcompress.decode import DecodeOptions, translate
+    from tcompress.evaluation import score
+
+    e = entry["evaluate"]
+    model, _ = load_model(Path(cell_dir) / "model.pt", device)
+    sources, references = read_split(test_split)
+    opts = DecodeOptions(e["beam_size"], e["length_penalty"], e["batch_sentences"], e["max_len_a"], e["max_len_b"])
+    hyps, speed = translate(model, Tokenizer.load(tokenized), sources, opts, device, progress=True, desc=facts["cell"])
+    Path(hypotheses).parent.mkdir(parents=True, exist_ok=True)
+    Path(hypotheses).write_text("\n".join(hyps) + "\n")
+    scored = score(hyps, references)
+    # Per-tensor sparsity and the fine-tuning curve stay in the cell's cell.json.
+    flat = {k: v for k, v in facts.items() if not isinstance(v, (dict, list))}
+    if isinstance(facts.get("sparsity"), dict):
+        flat["sparsity"] = facts["sparsity"]["total"]["sparsity"]
+    return {**flat, "bleu": scored["bleu"], "chrf": scored["chrf"],
+            "decoding": "greedy" if e["beam_size"] == 1 else f"beam{e['beam_size']}", "sentences": len(sources),
+            "sentences_per_second": round(speed, 2), "signature": scored["signature"]}

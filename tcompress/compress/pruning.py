@@ -238,3 +238,20 @@ def magnitude_pruning(model: nn.Module, modules: dict[str, nn.Module], config: P
 def nonzero_parameters(model: nn.Module) -> int:
     """NNZ of the thesis's pruning ratio r = n_m / NNZ: nonzero entries of all parameters, a shared tensor once."""
     return sum(int(torch.count_nonzero(p)) for p in model.parameters())
+
+
+def finetune_pruned(model: nn.Module, config: PruningConfig, group: str, ctx: Any) -> dict:
+    """Prune ``group`` on ``config``'s schedule while ``ctx.finetune`` (the one training loop) runs
+    the method's budget; returns the cell's facts (pruning ratio r = n_m / NNZ, sparsity per tensor)."""
+    from tcompress.compress.ratio import pruning_ratio
+    from tcompress.compress.walker import compress_
+    from tcompress.layer_groups import group_parameter_count
+    from tcompress.model import count_parameters
+
+    n_model, n_compressed = count_parameters(model), group_parameter_count(model, group)
+    wiring = compress_(model, config, group)
+    facts = ctx.finetune(model, wiring["hooks"])
+    nonzero = nonzero_parameters(model)
+    return {**facts, "n_model": n_model, "n_compressed": n_compressed, "nonzero": nonzero,
+            "sparsity": wiring["pruner"].sparsity_report(),
+            "compression_ratio": round(pruning_ratio(n_model, nonzero), 4)}

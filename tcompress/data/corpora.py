@@ -31,6 +31,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tcompress.schema import UserError
+
 logger = logging.getLogger(__name__)
 
 MULTI30K_URL = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw"
@@ -56,7 +58,7 @@ _CHUNK = 1 << 16
 Corpus = dict[str, tuple[list[str], list[str]]]
 
 
-class CorpusError(Exception):
+class CorpusError(UserError):
     """Raised with a message a user can act on (which file, what was expected, what was found)."""
 
 

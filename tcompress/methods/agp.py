@@ -57,23 +57,14 @@ def check(params: AGPParams, budget: Budget) -> None:
 
 
 def compress(model, cell, params: AGPParams, ctx) -> dict:
-    from tcompress.compress import AGPConfig, compress_
-    from tcompress.compress.pruning import nonzero_parameters
-    from tcompress.compress.ratio import pruning_ratio
-    from tcompress.layer_groups import group_parameter_count
-    from tcompress.model import count_parameters
+    from tcompress.compress import AGPConfig
+    from tcompress.compress.pruning import finetune_pruned
 
-    n_model, n_compressed = count_parameters(model), group_parameter_count(model, cell["group"])
     initial, final, frequency = parse_schedule(cell["schedule"])
     unit = _steps(params, ctx.steps_per_epoch())
     config = AGPConfig(initial_sparsity=initial, final_sparsity=final, frequency=frequency * unit,
                        start_step=params.start * unit, end_step=params.end * unit)
-    wiring = compress_(model, config, cell["group"])
-    facts = ctx.finetune(model, wiring["hooks"])
-    nonzero = nonzero_parameters(model)
-    return {**facts, "n_model": n_model, "n_compressed": n_compressed, "nonzero": nonzero,
-            "sparsity": wiring["pruner"].sparsity_report(),
-            "compression_ratio": round(pruning_ratio(n_model, nonzero), 4)}
+    return finetune_pruned(model, config, cell["group"], ctx)
 
 
 def _row_label(values) -> str:

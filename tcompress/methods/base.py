@@ -64,6 +64,9 @@ class FinetuneParams:
     lr: float = setting(2e-4, lo=0.0, lo_open=True, doc="peak learning rate (inverse-sqrt schedule)")
     warmup_steps: int = setting(50, lo=1)
     from_scratch: bool = setting(False, doc="train a fresh model instead of fine-tuning the baseline")
+    keep: str = setting("last", choices=("last", "best"), doc="the model at the end of the budget (every "
+                        "schedule finished), or the epoch with the best validation BLEU (a pruning cell may "
+                        "then be less sparse than its schedule's end; its ratio is counted on what it keeps)")
 
 
 CONTROL = "control"

@@ -31,21 +31,12 @@ def check(params: IMPParams, budget: Budget) -> None:
 
 
 def compress(model, cell, params: IMPParams, ctx) -> dict:
-    from tcompress.compress import IMPConfig, compress_
-    from tcompress.compress.pruning import nonzero_parameters
-    from tcompress.compress.ratio import pruning_ratio
-    from tcompress.layer_groups import group_parameter_count
-    from tcompress.model import count_parameters
+    from tcompress.compress import IMPConfig
+    from tcompress.compress.pruning import finetune_pruned
 
-    n_model, n_compressed = count_parameters(model), group_parameter_count(model, cell["group"])
     config = IMPConfig(fraction=params.fraction, rounds=params.rounds, steps_per_round=params.steps_per_round,
                        threshold=params.threshold)
-    wiring = compress_(model, config, cell["group"])
-    facts = ctx.finetune(model, wiring["hooks"])
-    nonzero = nonzero_parameters(model)
-    return {**facts, "n_model": n_model, "n_compressed": n_compressed, "nonzero": nonzero,
-            "sparsity": wiring["pruner"].sparsity_report(),
-            "compression_ratio": round(pruning_ratio(n_model, nonzero), 4)}
+    return finetune_pruned(model, config, cell["group"], ctx)
 
 
 METHOD = register(Method(

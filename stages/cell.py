@@ -1,0 +1,57 @@
+"""cell: one grid cell -> its compressed checkpoint, its test translations and its metrics.
+
+A cell the plan switched off writes an 'off' marker and empty metrics without importing torch.
+Trained cells resume from ``--resume`` after an interruption."""
+
+from pathlib import Path
+
+import click
+
+from tcompress.cellfiles import write_off
+from tcompress.stage import guarded, read_config, write_json
+
+
+@click.command()
+@click.option("--plan", "plan_file", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--baseline", required=True, type=click.Path(dir_okay=False))
+@click.option("--tokenized", required=True, type=click.Path(file_okay=False))
+@click.option("--valid", "valid_split", required=True, type=click.Path(dir_okay=False),
+              help="validation split (raw text) for the per-epoch BLEU of trained cells")
+@click.option("--test", "test_split", required=True, type=click.Path(dir_okay=False))
+@click.option("--resume", "resume_path", required=True, type=click.Path(dir_okay=False),
+              help="resumable checkpoint of a trained cell, kept outside DVC's outputs")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="the cell's checkpoint folder")
+@click.option("--hypotheses", required=True, type=click.Path(dir_okay=False))
+@click.option("--metrics", required=True, type=click.Path(dir_okay=False))
+@guarded
+def main(plan_file: str, baseline: str, tokenized: str, valid_split: str, test_split: str, resume_path: str,
+         out: str, hypotheses: str, metrics: str) -> None:
+    entry = read_config(plan_file)
+    if not entry["selected"]:
+        # Before importing torch: an off cell costs DVC's bookkeeping only. Its metrics are empty,
+        # so `dvc metrics show` lists nothing for it.
+        write_off(out, entry)
+        Path(hypotheses).parent.mkdir(parents=True, exist_ok=True)
+        Path(hypotheses).write_text("")
+        write_json(metrics, {})
+        return
+    from tcompress.compress.cells import CellContext, compress_cell, evaluate_cell
+    from tcompress.plan import verify_inputs
+    from tcompress.stage import runtime, seed_everything, setup_torch
+
+    verify_inputs(entry, {"baseline": Path(baseline), "tokenized": Path(tokenized), "valid": Path(valid_split),
+                          "test": Path(test_split)})
+    rt = runtime()
+    device = setup_torch(rt)
+    seed_everything(entry["seed"])
+    ctx = CellContext(entry, tokenized, valid_split, resume_path, device, rt.checkpoint_every)
+    facts = compress_cell(entry, baseline, out, ctx)
+    write_json(Path(out) / "cell.json", facts)
+    result = evaluate_cell(entry, Path(out), facts, tokenized, test_split, hypotheses, device)
+    write_json(metrics, result)
+    click.echo(f"{facts['cell']}: BLEU {result['bleu']:.2f} at {facts['compression_ratio']:.3f}x "
+               f"({facts['compress_seconds']:.1f} s to compress)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""``tcompress plan -S …``: what a change would run and roughly how long, before running it.
+
+Applies the overrides to a copy of params.yaml with DVC's own code (so a value DVC would refuse is
+refused here too), resolves the grid, and compares each selected cell's resolved entry with the one
+the last ``dvc repro`` planned (``data/config/cells.json``): an identical entry means its result
+exists (in the workspace or DVC's run-cache) as long as the baseline, data and code are unchanged.
+Estimated time per new cell is the median measured cost of that method's cells in
+``metrics/cells/`` (compress + evaluate), when there are any.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import tempfile
+from pathlib import Path
+
+from tcompress.params import load_params
+from tcompress.plan import resolve
+
+
+def measured_seconds(metrics_dir: Path) -> dict[str, float]:
+    """Median seconds per cell, by method, from the cells' metrics (compress + decoding the test set)."""
+    by_method: dict[str, list[float]] = {}
+    for path in metrics_dir.glob("*.json"):
+        m = json.loads(path.read_text())
+        if m and "compress_seconds" in m:
+            decode = m["sentences"] / m["sentences_per_second"] if m.get("sentences_per_second") else 0.0
+            by_method.setdefault(m["method"], []).append(m["compress_seconds"] + decode)
+    return {k: statistics.median(v) for k, v in by_method.items()}
+
+
+def preview(overrides: list[str], params_file: Path = Path("params.yaml"), config_dir: Path = Path("data/config"),
+            metrics_dir: Path = Path("metrics/cells")) -> list[dict]:
+    """One row per selected cell: its id, whether its planned entry is unchanged, estimated seconds."""
+    from dvc.utils.hydra import apply_overrides
+
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "params.yaml"
+        shutil.copy(params_file, copy)
+        if overrides:
+            apply_overrides(copy, overrides)
+        cells = resolve(load_params(copy))["cells"]["cells"]
+    previous = {}
+    if (config_dir / "cells.json").exists():
+        previous = json.loads((config_dir / "cells.json").read_text())["cells"]
+    cost = measured_seconds(metrics_dir) if metrics_dir.exists() else {}
+    return [{"cell": cid, "unchanged": previous.get(cid) == entry,
+             "seconds": None if previous.get(cid) == entry else cost.get(entry["method"])}
+            for cid, entry in cells.items()]
