@@ -13,8 +13,8 @@ from tcompress.stage import guarded, read_config, write_json
               help="the resolved grid (data/config/cells.json): each method's table layout")
 @click.option("--baseline", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--cells", "cells_dir", required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--hyps", "hyps_dir", required=True, type=click.Path(exists=True, file_okay=False),
-              help="each cell's translations of the test split")
+@click.option("--cell-dirs", required=True, type=click.Path(exists=True, file_okay=False),
+              help="the cells' folders, holding their translations of the test split")
 @click.option("--baseline-hyps", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--test", "test_split", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--parquet", required=True, type=click.Path(dir_okay=False))
@@ -25,12 +25,12 @@ from tcompress.stage import guarded, read_config, write_json
               help="the best cell of each method, as a Markdown table")
 @click.option("--plot", "plot_file", required=True, type=click.Path(dir_okay=False))
 @guarded
-def main(config_file: str, baseline: str, cells_dir: str, hyps_dir: str, baseline_hyps: str, test_split: str,
+def main(config_file: str, baseline: str, cells_dir: str, cell_dirs: str, baseline_hyps: str, test_split: str,
          parquet: str, csv_file: str, tables: str,
          summary_file: str, summary_md: str, plot_file: str) -> None:
     from tcompress.data.corpora import read_split
 
-    frame = collect(baseline, cells_dir, hyps_dir, baseline_hyps, read_split(test_split)[1])
+    frame = collect(baseline, cells_dir, cell_dirs, baseline_hyps, read_split(test_split)[1])
     for path in (parquet, csv_file, tables):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(parquet, index=False)

@@ -1,4 +1,4 @@
-"""cell: one grid cell -> its compressed checkpoint, its test translations and its metrics.
+"""cell: one grid cell -> its folder (compressed checkpoint, facts, test translations) and metrics.
 
 A cell the plan switched off writes an 'off' marker and empty metrics without importing torch.
 Trained cells resume from ``--resume`` after an interruption."""
@@ -20,19 +20,17 @@ from tcompress.stage import guarded, read_config, write_json
 @click.option("--test", "test_split", required=True, type=click.Path(dir_okay=False))
 @click.option("--resume", "resume_path", required=True, type=click.Path(dir_okay=False),
               help="resumable checkpoint of a trained cell, kept outside DVC's outputs")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="the cell's checkpoint folder")
-@click.option("--hypotheses", required=True, type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="the cell's folder: model.pt, cell.json, hyps.txt (its translations of the test split)")
 @click.option("--metrics", required=True, type=click.Path(dir_okay=False))
 @guarded
 def main(plan_file: str, baseline: str, tokenized: str, valid_split: str, test_split: str, resume_path: str,
-         out: str, hypotheses: str, metrics: str) -> None:
+         out: str, metrics: str) -> None:
     entry = read_config(plan_file)
     if not entry["selected"]:
         # Before importing torch: an off cell costs DVC's bookkeeping only. Its metrics are empty,
         # so `dvc metrics show` lists nothing for it.
         write_off(out, entry)
-        Path(hypotheses).parent.mkdir(parents=True, exist_ok=True)
-        Path(hypotheses).write_text("")
         write_json(metrics, {})
         return
     from tcompress.compress.cells import CellContext, compress_cell, evaluate_cell
@@ -47,7 +45,7 @@ def main(plan_file: str, baseline: str, tokenized: str, valid_split: str, test_s
     ctx = CellContext(entry, tokenized, valid_split, resume_path, device, rt.checkpoint_every)
     facts = compress_cell(entry, baseline, out, ctx)
     write_json(Path(out) / "cell.json", facts)
-    result = evaluate_cell(entry, Path(out), facts, tokenized, test_split, hypotheses, device)
+    result = evaluate_cell(entry, Path(out), facts, tokenized, test_split, device)
     write_json(metrics, result)
     click.echo(f"{facts['cell']}: BLEU {result['bleu']:.2f} at {facts['compression_ratio']:.3f}x "
                f"({facts['compress_seconds']:.1f} s to compress)")

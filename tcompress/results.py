@@ -43,14 +43,14 @@ def _read_lines(path: Path) -> list[str]:
     return text[:-1].split("\n") if text.endswith("\n") else text.split("\n")
 
 
-def _significance(frame: pd.DataFrame, hyps_dir: Path, baseline_hyps: Path, references: list[str]) -> pd.DataFrame:
+def _significance(frame: pd.DataFrame, cell_dirs: Path, baseline_hyps: Path, references: list[str]) -> pd.DataFrame:
     """Paired bootstrap of every cell against the baseline decoded the same way, and of every
     trained cell against its method's control (tcompress.significance)."""
     from tcompress.significance import ALPHA, paired_bootstrap
 
     frame = frame.copy()
     cells = frame[frame["method"] != "baseline"]
-    hyps = {c: _read_lines(hyps_dir / f"{c}.txt") for c in cells["cell"]}
+    hyps = {c: _read_lines(cell_dirs / c / "hyps.txt") for c in cells["cell"]}
     for decoding in cells["decoding"].unique():
         base = _read_lines(baseline_hyps / f"baseline.{'greedy' if decoding == 'greedy' else 'beam'}.txt")
         names = cells[cells["decoding"] == decoding]["cell"]
@@ -75,7 +75,7 @@ def _significance(frame: pd.DataFrame, hyps_dir: Path, baseline_hyps: Path, refe
     return frame
 
 
-def collect(baseline_file: str | Path, cells_dir: str | Path, hyps_dir: str | Path | None = None,
+def collect(baseline_file: str | Path, cells_dir: str | Path, cell_dirs: str | Path | None = None,
             baseline_hyps: str | Path | None = None, references: list[str] | None = None) -> pd.DataFrame:
     """One row per evaluated cell plus the baseline row(s) for the decodings the cells used.
 
@@ -99,8 +99,8 @@ def collect(baseline_file: str | Path, cells_dir: str | Path, hyps_dir: str | Pa
     control_bleu = {r["method"]: r["bleu"] for _, r in frame[frame["control"]].iterrows()}
     reference = frame["method"].map(lambda m: control_bleu.get(m, float("nan"))).astype(float)
     frame["delta_control"] = (frame["bleu"].astype(float) - reference).round(4).where(~frame["control"])
-    if hyps_dir is not None and len(cells):
-        frame = _significance(frame, Path(hyps_dir), Path(baseline_hyps), references)
+    if cell_dirs is not None and len(cells):
+        frame = _significance(frame, Path(cell_dirs), Path(baseline_hyps), references)
     frame["delta_ref"] = frame["delta_control"].where(frame["delta_control"].notna(), frame["delta_bleu"])
     return frame
 

@@ -84,7 +84,7 @@ def test_translate_reproduces_a_cells_number(tiny_pipeline, tmp_path):
     result = json.loads(proc.stderr[proc.stderr.index("{"):])
     cell = json.loads((tiny_pipeline / "metrics/cells/ptq-sym-8-full.json").read_text())
     assert result["decoding"] == "greedy" and result["bleu"] == cell["bleu"]
-    assert (tmp_path / "hyp.txt").read_text() == (tiny_pipeline / "data/hyps/ptq-sym-8-full.txt").read_text()
+    assert (tmp_path / "hyp.txt").read_text() == (tiny_pipeline / "data/cells/ptq-sym-8-full/hyps.txt").read_text()
 
 
 def test_your_own_corpus_is_tracked_by_content(tmp_path, shared_cache):

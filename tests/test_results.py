@@ -23,7 +23,7 @@ def grid(tmp_path):
     hyps = {"baseline": _noisy(refs, 0.30, rng, words), "ptq-sym-8-full": _noisy(refs, 0.31, rng, words),
             "qat-control": _noisy(refs, 0.20, rng, words), "qat-sym-4-full": _noisy(refs, 0.24, rng, words)}
     bleu = {k: round(sacrebleu.corpus_bleu(v, [refs]).score, 4) for k, v in hyps.items()}
-    (tmp_path / "eval").mkdir(), (tmp_path / "hyps").mkdir(), (tmp_path / "cells").mkdir()
+    (tmp_path / "eval").mkdir(), (tmp_path / "dirs").mkdir(), (tmp_path / "cells").mkdir()
     (tmp_path / "eval/baseline.greedy.txt").write_text("\n".join(hyps["baseline"]) + "\n")
     (tmp_path / "baseline.json").write_text(json.dumps({"parameters": 1000, "greedy": {"bleu": bleu["baseline"],
                                                                                        "chrf": 50.0}}))
@@ -31,11 +31,12 @@ def grid(tmp_path):
              "qat-control": dict(method="qat", control=True, compression_ratio=1.0),
              "qat-sym-4-full": dict(method="qat", mode="sym", bits=4, group="full", compression_ratio=8.0)}
     for name, facts in cells.items():
-        (tmp_path / f"hyps/{name}.txt").write_text("\n".join(hyps[name]) + "\n")
+        (tmp_path / f"dirs/{name}").mkdir()
+        (tmp_path / f"dirs/{name}/hyps.txt").write_text("\n".join(hyps[name]) + "\n")
         (tmp_path / f"cells/{name}.json").write_text(json.dumps(
             {"cell": name, **facts, "bleu": bleu[name], "chrf": 50.0, "decoding": "greedy", "stored_bits": 8000}))
     (tmp_path / "cells/ptq-asym-4-ff.json").write_text("{}")  # an unselected cell
-    frame = collect(tmp_path / "baseline.json", tmp_path / "cells", tmp_path / "hyps", tmp_path / "eval", refs)
+    frame = collect(tmp_path / "baseline.json", tmp_path / "cells", tmp_path / "dirs", tmp_path / "eval", refs)
     return frame.set_index("cell"), bleu
 
 

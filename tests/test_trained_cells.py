@@ -37,7 +37,7 @@ def trained_project(tmp_path_factory, shared_cache):
 def test_qat_cell_is_a_quantized_model_evaluated_like_ptq(trained_project):
     m = metrics(trained_project, "qat-sym-4-full")
     assert m["compression_ratio"] == 8.0 and m["decoding"] == "greedy"
-    hyps = (trained_project / "data/hyps/qat-sym-4-full.txt").read_text().split("\n")[:-1]
+    hyps = (trained_project / "data/cells/qat-sym-4-full/hyps.txt").read_text().split("\n")[:-1]
     refs = read_split(trained_project / "data/prepared/test.parquet")[1]
     assert m["bleu"] == round(sacrebleu.corpus_bleu(hyps, [refs]).score, 4)
     assert m["precision"] == "fp32"  # the tiny config asks for fp32 explicitly

@@ -107,10 +107,14 @@ def compress_cell(entry: dict, baseline: str | Path, out_dir: str | Path, ctx: C
     return facts
 
 
+HYPS_FILE = "hyps.txt"
+
+
 def evaluate_cell(entry: dict, cell_dir: Path, facts: dict, tokenized: str | Path, test_split: str | Path,
-                  hypotheses: str | Path, device: torch.device) -> dict:
-    """Decode the test split with the cell's saved checkpoint (what a user would load), score it as
-    the baseline is scored; returns the cell's flat metrics (for `dvc metrics show/diff`)."""
+                  device: torch.device) -> dict:
+    """Decode the test split with the cell's saved checkpoint (what a user would load) into
+    ``cell_dir/hyps.txt``, score it as the baseline is scored; returns the cell's flat metrics (for
+    `dvc metrics show/diff`)."""
     from tcompress.decode import DecodeOptions, translate
     from tcompress.evaluation import score
 
@@ -119,8 +123,7 @@ def evaluate_cell(entry: dict, cell_dir: Path, facts: dict, tokenized: str | Pat
     sources, references = read_split(test_split)
     opts = DecodeOptions(e["beam_size"], e["length_penalty"], e["batch_sentences"], e["max_len_a"], e["max_len_b"])
     hyps, speed = translate(model, Tokenizer.load(tokenized), sources, opts, device, progress=True, desc=facts["cell"])
-    Path(hypotheses).parent.mkdir(parents=True, exist_ok=True)
-    Path(hypotheses).write_text("\n".join(hyps) + "\n")
+    (Path(cell_dir) / HYPS_FILE).write_text("\n".join(hyps) + "\n")
     scored = score(hyps, references)
     # Per-tensor sparsity and the fine-tuning curve stay in the cell's cell.json.
     flat = {k: v for k, v in facts.items() if not isinstance(v, (dict, list))}
