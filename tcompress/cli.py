@@ -20,6 +20,7 @@ from tcompress.decode import DecodeOptions, translate
 from tcompress.evaluation import score
 from tcompress.grid import CELLS_FILE, cells_file_text
 from tcompress.layer_groups import group_report
+from tcompress.stage import configure_logging
 from tcompress.tokenizer import Tokenizer
 
 
@@ -30,8 +31,11 @@ def _read_lines(path: str) -> list[str]:
 
 
 @click.group()
-def main() -> None:
+@click.option("-v", "--verbose", count=True, help="more messages")
+@click.option("-q", "--quiet", count=True, help="warnings and errors only")
+def main(verbose: int, quiet: int) -> None:
     """Train, compress and measure Transformer translation models (see README.md)."""
+    configure_logging(verbose - quiet)
 
 
 @main.command("translate")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import random
 import sys
 from pathlib import Path
@@ -26,11 +27,19 @@ class StageError(UserError):
     """A failure the user can act on; printed as one line, exit status 2."""
 
 
+def configure_logging(verbosity: int = 0) -> None:
+    """One logging setup for stages and commands: progress messages (a download, say) on stderr;
+    ``verbosity`` -1 shows warnings only, 1 adds debug messages."""
+    level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+
+
 def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn the errors a user can act on into one line on stderr and exit status 2."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        configure_logging()
         try:
             return fn(*args, **kwargs)
         except UserError as err:  # bad params, corpus, checkpoint or stage input

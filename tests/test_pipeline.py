@@ -124,3 +124,13 @@ def test_plan_command_previews_what_a_change_would_run(tiny_pipeline):
     assert "ptq-sym-8-full" not in lines
     rc, _, err = plan("bits=33")
     assert rc == 1 and err.strip() == "Error: bits: 33 is out of range; expected an int from 2 to 16"
+
+
+def test_each_plot_is_defined_once_with_titles(tiny_pipeline):
+    shown = json.loads(dvc(["plots", "show", "--json"], tiny_pipeline).stdout)
+    assert not shown.get("errors")
+    assert set(shown["data"]) == {"training_loss", "validation_bleu", "bleu_vs_ratio"}   # no stage-level repeats
+    for name, renders in shown["data"].items():
+        (spec,) = [r["content"] for r in renders]
+        assert "BLEU" in spec["title"]["text"] or "loss" in spec["title"]["text"], name
+    assert "/dvc_plots/" in (REPO / ".gitignore").read_text().split()   # the page it writes stays out of git

@@ -173,3 +173,24 @@ def test_a_trained_cell_keeps_the_last_or_the_best_epoch(tiny_pipeline, tmp_path
     assert facts["kept_epoch"] == (3 if keep == "last" else best)
     kept = snapshots.by_epoch[facts["kept_epoch"]]
     assert all(torch.equal(kept[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_cells_resume_file_from_another_plan_is_ignored(tiny_pipeline, tmp_path, capsys):
+    """After the baseline is retrained (a new hash in the plan), an old cell's resume file is stale."""
+    import torch
+
+    from tcompress.checkpoint import save_atomic
+    from tcompress.compress.artifact import load_model
+    from tcompress.compress.cells import CellContext
+    from tcompress.training import fingerprint
+
+    entry = {"cell": "qat-control", "seed": 3, "params": {"train_sentences": 0}, "inputs": {"baseline": "new"},
+             "train": {"epochs": 1, "batch_tokens": 400, "warmup_steps": 2, "precision": "fp32"}}
+    old = {**entry, "inputs": {"baseline": "old"}}
+    save_atomic({"identity": {"plan": fingerprint(old)}}, tmp_path / "resume.pt")
+    data = tiny_pipeline / "data"
+    model, _ = load_model(data / "model/model.pt")
+    facts = CellContext(entry, data / "tokenized", None, tmp_path / "resume.pt", torch.device("cpu")).finetune(model, [])
+    captured = capsys.readouterr()
+    assert "ignoring" in captured.out + captured.err and "its plan differs from this run's" in captured.out + captured.err
+    assert facts["finetune_steps"] > 0 and not (tmp_path / "resume.pt").exists()
