@@ -65,3 +65,19 @@ def test_scalar_and_list_overrides_select_what_they_say(tmp_path):
     apply_overrides(params, ["bits=[8,4]", "groups=[ff,att]", "modes=sym"])
     ptq = [c.id for c in selected_cells(load_params(params)) if c.method == "ptq"]
     assert ptq == ["ptq-sym-8-ff", "ptq-sym-8-att", "ptq-sym-4-ff", "ptq-sym-4-att"]
+
+
+VIEW_PREFIXES = ("dvc metrics show", "dvc metrics diff", "dvc plots show", "dvc dag", "dvc exp show", "dvc status")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", sorted({c for c in readme_commands("dvc") if c.startswith(VIEW_PREFIXES)}))
+def test_readme_view_commands_run_on_a_finished_pipeline(command, tiny_pipeline):
+    from conftest import dvc
+
+    dvc(shlex.split(command)[1:], tiny_pipeline)   # fails the test on a non-zero exit
+
+
+def test_the_readme_shows_the_views_it_promises():
+    views = [c for c in readme_commands("dvc") if c.startswith(VIEW_PREFIXES)]
+    assert {"dvc metrics show metrics/summary.json", "dvc dag --mermaid", "dvc plots show"} <= set(views)
