@@ -16,18 +16,13 @@ import click
 
 from tcompress.checkpoint import CheckpointError
 from tcompress.compress.artifact import load_model  # a baseline or a compressed cell
+from tcompress.data.corpora import CorpusError, read_text_lines
 from tcompress.decode import DecodeOptions, translate
 from tcompress.evaluation import score
 from tcompress.grid import CELLS_FILE, cells_file_text
 from tcompress.layer_groups import group_report
 from tcompress.stage import configure_logging
 from tcompress.tokenizer import Tokenizer
-
-
-def _read_lines(path: str) -> list[str]:
-    """One entry per line; an empty line (an empty hypothesis, say) is kept, only the final newline goes."""
-    text = Path(path).read_text(encoding="utf-8")
-    return text[:-1].split("\n") if text.endswith("\n") else text.split("\n")
 
 
 @click.group()
@@ -42,8 +37,9 @@ def main(verbose: int, quiet: int) -> None:
 @click.option("--checkpoint", default="data/model/model.pt", show_default=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--tokenizer", "tokenizer_dir", default="data/tokenized", show_default=True,
               type=click.Path(exists=True, file_okay=False))
-@click.option("--src", "src_file", required=True, type=click.Path(exists=True, dir_okay=False), help="one sentence a line")
-@click.option("--ref", "ref_file", type=click.Path(exists=True, dir_okay=False), help="references to score against")
+@click.option("--src", "src_file", required=True, type=click.Path(dir_okay=False),
+              help="one sentence a line; plain or .gz")
+@click.option("--ref", "ref_file", type=click.Path(dir_okay=False), help="references to score against; plain or .gz")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), help="write translations here (default: stdout)")
 @click.option("--beam-size", default=4, show_default=True, type=click.IntRange(min=1))
 @click.option("--length-penalty", default=0.6, show_default=True, type=click.FloatRange(min=0.0))
@@ -53,24 +49,35 @@ def translate_cmd(checkpoint: str, tokenizer_dir: str, src_file: str, ref_file: 
                   beam_size: int, length_penalty: float, batch_sentences: int, device: str) -> None:
     """Translate SRC with CHECKPOINT; with --ref, print BLEU and chrF as JSON on stderr.
 
-    A cell's metrics are greedy (--beam-size 1, the thesis's decoding, evaluate.cell_beam_size)."""
-    try:
+    A cell's metrics are greedy (--beam-size 1, the thesis's decoding, evaluate.cell_beam_size).
+    An empty source line is translated to an empty line (and counted); --out is written whole or
+    not at all."""
+    try:  # every input checked before the model loads: a bad file costs nothing
+        sources = read_text_lines(src_file)
+        refs = read_text_lines(ref_file) if ref_file else None
+        if refs is not None and len(refs) != len(sources):
+            raise click.ClickException(f"--src has {len(sources)} lines but --ref has {len(refs)}; "
+                                       "they must be line-aligned")
         model, _ = load_model(checkpoint, device)
-    except CheckpointError as err:
+    except (CheckpointError, CorpusError) as err:
         raise click.ClickException(str(err)) from None
-    sources = _read_lines(src_file)
-    refs = _read_lines(ref_file) if ref_file else None
-    if refs is not None and len(refs) != len(sources):
-        raise click.UsageError(f"--src has {len(sources)} lines but --ref has {len(refs)}")
     opts = DecodeOptions(beam_size=beam_size, length_penalty=length_penalty, batch_sentences=batch_sentences)
-    hyps, speed = translate(model, Tokenizer.load(tokenizer_dir), sources, opts, device, progress=True)
+    filled = [i for i, s in enumerate(sources) if s.strip()]
+    hyps = [""] * len(sources)
+    translated, speed = translate(model, Tokenizer.load(tokenizer_dir), [sources[i] for i in filled], opts, device,
+                                  progress=True)
+    for i, hyp in zip(filled, translated):
+        hyps[i] = hyp
     text = "\n".join(hyps) + "\n"
     if out_file:
-        Path(out_file).write_text(text, encoding="utf-8")
+        tmp = Path(out_file).with_name(Path(out_file).name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(out_file)
     else:
         sys.stdout.write(text)
     if refs is not None:
-        result = {**score(hyps, refs), "sentences": len(sources), "sentences_per_second": round(speed, 2),
+        result = {**score(hyps, refs), "sentences": len(sources), "empty_source_lines": len(sources) - len(filled),
+                  "sentences_per_second": round(speed, 2),
                   "decoding": "greedy" if beam_size == 1 else f"beam{beam_size}", "length_penalty": length_penalty}
         click.echo(json.dumps(result, indent=2), err=True)
 

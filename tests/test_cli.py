@@ -24,3 +24,30 @@ def test_catalog_rewrites_the_stage_list_from_params(tmp_path):
     proc = tcompress("catalog", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert out.read_text() == (REPO / "stages/cells.yaml").read_text()  # the committed list is current
+
+
+def _write(path, lines, gz=False):
+    import gzip
+
+    data = ("\n".join(lines) + "\n").encode()
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return str(path)
+
+
+def test_translate_refuses_bad_inputs_in_one_line_before_loading_a_model(tmp_path):
+    src = _write(tmp_path / "src.txt", ["a", "b", "c"])
+    cases = {
+        "mismatched": (["--src", src, "--ref", _write(tmp_path / "ref.txt", ["a", "b"])],
+                       "--src has 3 lines but --ref has 2; they must be line-aligned"),
+        "missing": (["--src", str(tmp_path / "nope.txt")], f"{tmp_path / 'nope.txt'}: no such file"),
+        "not utf-8": (["--src", str(tmp_path / "latin1.txt")], "not valid UTF-8 (line 2:"),
+        "bad gzip": (["--src", str(tmp_path / "broken.gz")], "not a valid gzip file"),
+    }
+    (tmp_path / "latin1.txt").write_bytes("ok\nGrüße\n".encode("latin-1"))
+    (tmp_path / "broken.gz").write_bytes(b"not gzip")
+    for name, (args, message) in cases.items():
+        proc = tcompress("translate", "--checkpoint", "params.yaml", "--tokenizer", str(tmp_path),  # never loaded
+                         "--out", str(tmp_path / "out.txt"), *args)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 1 and len(lines) == 1 and message in lines[0], (name, proc.stderr)
+        assert not (tmp_path / "out.txt").exists(), name   # nothing half-written

@@ -134,3 +134,22 @@ def test_each_plot_is_defined_once_with_titles(tiny_pipeline):
         (spec,) = [r["content"] for r in renders]
         assert "BLEU" in spec["title"]["text"] or "loss" in spec["title"]["text"], name
     assert "/dvc_plots/" in (REPO / ".gitignore").read_text().split()   # the page it writes stays out of git
+
+
+def test_translate_reads_gzip_and_keeps_empty_lines_empty(tiny_pipeline, tmp_path):
+    import gzip
+
+    from tcompress.data.corpora import read_split
+
+    src, ref = read_split(tiny_pipeline / "data/prepared/test.parquet")
+    src, ref = src[:5] + [""] + src[5:8], ref[:5] + [""] + ref[5:8]
+    (tmp_path / "src.gz").write_bytes(gzip.compress(("\n".join(src) + "\n").encode()))
+    (tmp_path / "ref.txt").write_text("\n".join(ref) + "\n")
+    proc = subprocess.run([sys.executable, "-m", "tcompress.cli", "translate", "--src", str(tmp_path / "src.gz"),
+                           "--ref", str(tmp_path / "ref.txt"), "--out", str(tmp_path / "hyp.txt")],
+                          cwd=tiny_pipeline, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    hyps = (tmp_path / "hyp.txt").read_text().split("\n")[:-1]
+    assert len(hyps) == 9 and hyps[5] == ""
+    assert json.loads(proc.stderr[proc.stderr.index("{"):])["empty_source_lines"] == 1

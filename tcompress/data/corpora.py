@@ -90,6 +90,15 @@ def _decode(data: bytes, path: Path, compressed: bool) -> list[str]:
     return _split_lines(text)
 
 
+def read_text_lines(path: str | Path) -> list[str]:
+    """One entry per line of a UTF-8 text file, gzip-compressed when its name ends in ``.gz``; a
+    missing file, a bad gzip stream or non-UTF-8 bytes (with the line number) raise CorpusError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CorpusError(f"{path}: no such file")
+    return _decode(_read_bytes(path), path, path.suffix == ".gz")
+
+
 def _read_bytes(path: Path) -> bytes:
     try:
         return path.read_bytes()
