@@ -1,0 +1,68 @@
+"""Interruptions and contention: a killed trained cell resumes to the same result; two `dvc repro`
+at once are refused by DVC's lock, nothing corrupted. (The rest of the reliability table in
+BENCHMARKS.md points at the tests that prove each row.)"""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from conftest import dvc, run
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_killed_trained_cell_resumes_to_the_same_result(tiny_pipeline, tmp_path):
+    """SIGKILL `stages/cell.py` on a QAT cell after its first resumable checkpoint, rerun it: the
+    same fine-tuning steps, translations and BLEU as the cell the pipeline ran uninterrupted."""
+    cell = "qat-sym-4-full"
+    cmd = [sys.executable, "stages/cell.py", "--plan", f"data/plan/cells/{cell}.json",
+           "--baseline", "data/model/model.pt", "--tokenized", "data/tokenized",
+           "--valid", "data/prepared/valid.parquet", "--test", "data/prepared/test.parquet",
+           "--resume", str(tmp_path / "resume.pt"), "--out", str(tmp_path / "cell"),
+           "--metrics", str(tmp_path / "metrics.json")]
+    env = {"PYTHONPATH": str(tiny_pipeline), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.Popen(cmd, cwd=tiny_pipeline, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not (tmp_path / "resume.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the cell finished before it could be interrupted"
+    assert not (tmp_path / "metrics.json").exists()
+    done = subprocess.run(cmd, cwd=tiny_pipeline, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "resuming from" in done.stdout + done.stderr
+    resumed = json.loads((tmp_path / "metrics.json").read_text())
+    straight = json.loads((tiny_pipeline / f"metrics/cells/{cell}.json").read_text())
+    for key in ("bleu", "chrf", "finetune_steps", "compression_ratio", "stored_bits"):
+        assert resumed[key] == straight[key], key
+    assert (tmp_path / "cell/hyps.txt").read_text() == (tiny_pipeline / f"data/cells/{cell}/hyps.txt").read_text()
+    assert not (tmp_path / "resume.pt").exists()
+
+
+def test_two_repros_at_once_are_refused_by_dvcs_lock(tiny_pipeline):
+    params = yaml.safe_load((tiny_pipeline / "params.yaml").read_text())
+    params["imp"]["lr"] = 7.0e-4   # gives the first repro a cell to train
+    (tiny_pipeline / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env_cmd = [sys.executable, "-m", "dvc", "repro"]
+    try:
+        first = subprocess.Popen(env_cmd, cwd=tiny_pipeline, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 env={"PYTHONPATH": str(tiny_pipeline),
+                                      "PATH": f"{sys.executable.rsplit('/', 1)[0]}:/usr/bin:/bin"})
+        deadline = time.time() + 60
+        while not (tiny_pipeline / ".dvc/tmp/rwlock").exists() and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)
+        second = dvc(["repro"], tiny_pipeline, check=False)
+        out, err = first.communicate(timeout=600)
+        assert first.returncode == 0, err
+        assert second.returncode != 0 and "lock" in (second.stderr + second.stdout).lower(), second.stderr
+        assert "up to date" in dvc(["status"], tiny_pipeline).stdout   # the first run finished cleanly
+    finally:
+        run(["git", "checkout", "-q", "--", "params.yaml"], tiny_pipeline)
+        dvc(["repro"], tiny_pipeline)
