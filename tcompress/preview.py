@@ -23,7 +23,7 @@ from tcompress.plan import resolve
 def measured_seconds(metrics_dir: Path) -> dict[str, float]:
     """Median seconds per cell, by method, from the cells' metrics (compress + decoding the test set)."""
     by_method: dict[str, list[float]] = {}
-    for path in metrics_dir.glob("*.json"):
+    for path in Path(metrics_dir).glob("*.json"):
         m = json.loads(path.read_text())
         if m and "compress_seconds" in m:
             decode = m["sentences"] / m["sentences_per_second"] if m.get("sentences_per_second") else 0.0
@@ -49,3 +49,25 @@ def preview(overrides: list[str], params_file: Path = Path("params.yaml"), confi
     return [{"cell": cid, "unchanged": previous.get(cid) == entry,
              "seconds": None if previous.get(cid) == entry else cost.get(entry["method"])}
             for cid, entry in cells.items()]
+
+
+def last_entries(plans_dir: Path, cells: dict) -> dict:
+    """The resolved part of each cell's last plan (what ``resolve`` writes), for comparison."""
+    out = {}
+    for cid, entry in cells.items():
+        path = plans_dir / f"{cid}.json"
+        if path.exists():
+            plan = json.loads(path.read_text())
+            out[cid] = {k: plan.get(k) for k in entry}
+    return out
+
+
+def estimate_line(previous: dict, cells: dict, cost: dict[str, float]) -> str:
+    """One line before long work starts: how many cells changed and what they should take."""
+    todo = [entry for cid, entry in cells.items() if previous.get(cid) != entry]
+    known = [cost[e["method"]] for e in todo if e["method"] in cost]
+    if not todo:
+        return "no cell's settings changed since the last plan"
+    return (f"{len(todo)} cells with new settings" + (f": about {sum(known) / 60:.1f} min for the {len(known)} whose "
+            "method has a measured cost" if known else " (no measured cost yet)")
+            + "; cells whose plan comes back are restored from the run-cache instead")

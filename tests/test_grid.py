@@ -110,7 +110,10 @@ def test_one_new_grid_value_reruns_only_its_cells(grid_project):
     params["groups"] = ["ff", "att", "full"]
     (grid_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     try:
-        stages = ran(dvc(["repro"], grid_project).stdout)
+        out = dvc(["repro"], grid_project).stdout
+        stages = ran(out)
+        # before any cell runs, resolve says what will be computed and what it should take
+        assert "2 cells with new settings: about" in out
         assert stages - BOOKKEEPING <= {"cell@ptq-sym-8-att", "cell@ptq-asym-8-att"} and "aggregate" in stages
         assert cell_metrics(grid_project, "ptq-asym-8-att")["group"] == "att"
     finally:
