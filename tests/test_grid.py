@@ -54,7 +54,7 @@ def test_repro_computes_selected_cells_and_aggregates(grid_project):
             n_c = baseline["group_parameters"][group]
             assert m["n_compressed"] == n_c
             assert m["compression_ratio"] == pytest.approx(n_model * 32 / (n_c * 8 + (n_model - n_c) * 32), abs=1e-4)
-            assert m["decoding"] == "greedy"
+            assert m["decoding"] == "greedy" and m["precision"] == "fp32"   # calibration and decoding
             # the score is sacrebleu's on the cell's own hypotheses file
             hyps = (grid_project / f"data/cells/ptq-{mode}-8-{group}/hyps.txt").read_text().split("\n")[:-1]
             refs = read_split(grid_project / "data/prepared/test.parquet")[1]

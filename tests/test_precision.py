@@ -25,5 +25,13 @@ def test_explicit_choices_are_kept_and_slow_bf16_warns(monkeypatch, capsys):
     assert "warning: precision bf16" in capsys.readouterr().err
 
 
-def test_the_probe_answers_on_this_machine():
-    assert isinstance(precision.cpu_has_native_bf16(), bool)
+def test_the_probe_agrees_with_the_cpu_flags():
+    """oneDNN computes bf16 natively with AVX-512 BF16 or AMX; the probe must say so exactly then."""
+    import platform
+
+    import pytest
+
+    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("CPU flags are read from /proc/cpuinfo on x86-64 Linux")
+    flags = set(open("/proc/cpuinfo").read().split())
+    assert precision.cpu_has_native_bf16() == bool({"avx512_bf16", "amx_bf16"} & flags)

@@ -66,3 +66,25 @@ def test_two_repros_at_once_are_refused_by_dvcs_lock(tiny_pipeline):
     finally:
         run(["git", "checkout", "-q", "--", "params.yaml"], tiny_pipeline)
         dvc(["repro"], tiny_pipeline)
+
+
+def test_a_corrupted_cache_object_is_not_used(tmp_path):
+    """Garbage appended to the cached copy of an output: `dvc repro` does not check it out as if
+    it were the output, it recomputes the stage, and the workspace gets the true bytes back."""
+    import hashlib
+
+    from conftest import make_project, tiny_params
+
+    project = make_project(tmp_path, tiny_params())   # its own cache: the shared one stays intact
+    dvc(["repro", "prepare"], project)
+    split = project / "data/prepared/train.parquet"
+    md5 = hashlib.md5(split.read_bytes()).hexdigest()
+    cached = project / ".dvc/cache/files/md5" / md5[:2] / md5[2:]
+    cached.chmod(0o644)
+    with open(cached, "ab") as f:
+        f.write(b"garbage")
+    for path in (project / "data/prepared").iterdir():
+        path.unlink()
+    out = dvc(["repro", "prepare"], project).stdout
+    assert "Running stage 'prepare'" in out
+    assert hashlib.md5(split.read_bytes()).hexdigest() == md5

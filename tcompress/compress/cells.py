@@ -98,8 +98,9 @@ def compress_cell(entry: dict, baseline: str | Path, out_dir: str | Path, ctx: C
         details = method.compress(model, cell, params, ctx)
     if "compression_ratio" not in details:
         raise ValueError(f"method {method.name}: compress() must return compression_ratio")
-    facts = {"cell": cell.id, "method": method.name, "control": cell.control, **cell.as_dict(), **details,
-             "stored_bits": stored_bits(model)}
+    # A trained cell reports the precision its fine-tuning ran in; calibration and decoding are fp32.
+    facts = {"cell": cell.id, "method": method.name, "control": cell.control, **cell.as_dict(),
+             "precision": "fp32", **details, "stored_bits": stored_bits(model)}
     out = Path(out_dir)
     save_compressed(model.cpu(), out / "model.pt", cell={k: v for k, v in facts.items() if k != "finetune_curve"})
     facts["checkpoint_bytes"] = (out / "model.pt").stat().st_size
