@@ -4,7 +4,8 @@ from pathlib import Path
 
 import click
 
-from tcompress.results import collect, markdown_report, markdown_summary, plot_points, summary
+from tcompress.results import (collect, markdown_report, markdown_summary, plot_points, significance_by_cell,
+                               summary)
 from tcompress.stage import guarded, read_config, write_json
 
 
@@ -24,10 +25,12 @@ from tcompress.stage import guarded, read_config, write_json
 @click.option("--summary-md", "summary_md", required=True, type=click.Path(dir_okay=False),
               help="the best cell of each method, as a Markdown table")
 @click.option("--plot", "plot_file", required=True, type=click.Path(dir_okay=False))
+@click.option("--significance", "significance_file", required=True, type=click.Path(dir_okay=False),
+              help="each cell's Δ, 95 % interval and p-value against the baseline and its control")
 @guarded
 def main(config_file: str, baseline: str, cells_dir: str, cell_dirs: str, baseline_hyps: str, test_split: str,
          parquet: str, csv_file: str, tables: str,
-         summary_file: str, summary_md: str, plot_file: str) -> None:
+         summary_file: str, summary_md: str, plot_file: str, significance_file: str) -> None:
     from tcompress.data.corpora import read_split
 
     frame = collect(baseline, cells_dir, cell_dirs, baseline_hyps, read_split(test_split)[1])
@@ -41,6 +44,7 @@ def main(config_file: str, baseline: str, cells_dir: str, cell_dirs: str, baseli
     write_json(summary_file, facts)
     Path(summary_md).write_text(markdown_summary(facts))
     write_json(plot_file, plot_points(frame))
+    write_json(significance_file, significance_by_cell(frame))
     click.echo(markdown_summary(facts))
 
 

@@ -229,6 +229,20 @@ def markdown_summary(summary_: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+SIGNIFICANCE_COLUMNS = ["delta_bleu", "delta_ci_low", "delta_ci_high", "p_value", "delta_control",
+                        "delta_control_ci_low", "delta_control_ci_high", "p_value_control", "significant"]
+
+
+def significance_by_cell(frame: pd.DataFrame) -> dict[str, dict]:
+    """Each cell's Δ against the baseline and its control, with intervals and p-values: one flat
+    entry per cell, so that `dvc metrics show/diff metrics/significance.json` compares them."""
+    out = {}
+    for _, r in frame[frame["method"] != "baseline"].iterrows():
+        out[r["cell"]] = {k: (None if pd.isna(r[k]) else (bool(r[k]) if k == "significant" else float(r[k])))
+                          for k in SIGNIFICANCE_COLUMNS if k in r}
+    return out
+
+
 def plot_points(frame: pd.DataFrame) -> list[dict]:
     """BLEU against ratio, one series per method (quantization: per method and mode)."""
     points = []

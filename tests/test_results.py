@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import sacrebleu
 
-from tcompress.results import collect, markdown_report, markdown_summary, summary
+from tcompress.results import collect, markdown_report, markdown_summary, significance_by_cell, summary
 
 
 def _noisy(refs, rate, rng, words):
@@ -54,6 +54,10 @@ def test_each_cell_is_compared_with_its_reference(grid):
         assert row["delta_ci_low"] <= row["delta_bleu"] <= row["delta_ci_high"]
     assert qat["delta_control_ci_low"] <= qat["delta_control"] <= qat["delta_control_ci_high"]
     assert frame.loc["qat-control", "significant"] and frame.loc["qat-control", "delta_ci_low"] > 0
+    flat = significance_by_cell(frame.reset_index())
+    assert set(flat) == {"ptq-sym-8-full", "qat-control", "qat-sym-4-full"}
+    assert flat["qat-sym-4-full"]["delta_control"] == pytest.approx(qat["delta_control"])
+    assert flat["ptq-sym-8-full"]["delta_control"] is None and isinstance(flat["qat-control"]["significant"], bool)
 
 
 def test_tables_and_summary_rank_by_the_control_relative_delta(grid):
