@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from tcompress.batching import pad
-from tcompress.checkpoint import load_safe, save_atomic
+from tcompress.checkpoint import load_safe
 from tcompress.compress import compress_
 from tcompress.compress.pruning import (AGPConfig, IMPConfig, MagnitudePruner, agp_sparsity, magnitude_mask,
                                         nonzero_parameters)

@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, dvc, make_project, run, tiny_params
+from conftest import dvc, make_project, run, tiny_params
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,5 @@
 import json
 import math
-import pickle
 import signal
 import subprocess
 import sys
