@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import yaml
 
-from tcompress.schema import ConfigError, build, setting  # noqa: F401  (ConfigError: re-exported)
+from tcompress.schema import CORPORA, ConfigError, build, setting  # noqa: F401  (ConfigError: re-exported)
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
