@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from tcompress.data.corpora import read_text_lines
 from tcompress.methods import get, registered
 
 METRIC_COLUMNS = ["bleu", "delta_bleu", "delta_ci_low", "delta_ci_high", "p_value", "delta_control",
@@ -38,11 +39,6 @@ def baseline_row(baseline: dict, decoding: str) -> dict:
             "precision": baseline.get("precision")}
 
 
-def _read_lines(path: Path) -> list[str]:
-    text = path.read_text(encoding="utf-8")
-    return text[:-1].split("\n") if text.endswith("\n") else text.split("\n")
-
-
 def _significance(frame: pd.DataFrame, cell_dirs: Path, baseline_hyps: Path, references: list[str]) -> pd.DataFrame:
     """Paired bootstrap of every cell against the baseline decoded the same way, and of every
     trained cell against its method's control (tcompress.significance)."""
@@ -50,9 +46,9 @@ def _significance(frame: pd.DataFrame, cell_dirs: Path, baseline_hyps: Path, ref
 
     frame = frame.copy()
     cells = frame[frame["method"] != "baseline"]
-    hyps = {c: _read_lines(cell_dirs / c / "hyps.txt") for c in cells["cell"]}
+    hyps = {c: read_text_lines(cell_dirs / c / "hyps.txt") for c in cells["cell"]}
     for decoding in cells["decoding"].unique():
-        base = _read_lines(baseline_hyps / f"baseline.{'greedy' if decoding == 'greedy' else 'beam'}.txt")
+        base = read_text_lines(baseline_hyps / f"baseline.{'greedy' if decoding == 'greedy' else 'beam'}.txt")
         names = cells[cells["decoding"] == decoding]["cell"]
         for cell, r in paired_bootstrap(base, {c: hyps[c] for c in names}, references).items():
             i = frame.index[frame["cell"] == cell][0]

@@ -1,7 +1,9 @@
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -83,6 +85,16 @@ def make_project(dest: Path, params: dict, cache: Path | None = None) -> Path:
     run(["git", "add", "-A"], dest)
     run(["git", "commit", "-qm", "init"], dest)
     return dest
+
+
+def kill_after(proc: subprocess.Popen, appears: Path, what: str) -> None:
+    """SIGKILL ``proc`` as soon as ``appears`` exists (its first resumable checkpoint), as a crash would."""
+    deadline = time.time() + 120
+    while not appears.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, f"{what} finished before it could be interrupted"
 
 
 def dvc(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:

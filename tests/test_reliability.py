@@ -3,7 +3,6 @@ at once are refused by DVC's lock, nothing corrupted. (The rest of the reliabili
 BENCHMARKS.md points at the tests that prove each row.)"""
 
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -11,7 +10,7 @@ import time
 import pytest
 import yaml
 
-from conftest import dvc, run
+from conftest import dvc, kill_after, run
 
 pytestmark = pytest.mark.slow
 
@@ -27,12 +26,7 @@ def test_a_killed_trained_cell_resumes_to_the_same_result(tiny_pipeline, tmp_pat
            "--metrics", str(tmp_path / "metrics.json")]
     env = {"PYTHONPATH": str(tiny_pipeline), "PATH": "/usr/bin:/bin"}
     proc = subprocess.Popen(cmd, cwd=tiny_pipeline, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while not (tmp_path / "resume.pt").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the cell finished before it could be interrupted"
+    kill_after(proc, tmp_path / "resume.pt", "the cell")
     assert not (tmp_path / "metrics.json").exists()
     done = subprocess.run(cmd, cwd=tiny_pipeline, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

@@ -1,9 +1,7 @@
 import json
 import math
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -16,7 +14,7 @@ from tcompress.params import params_from_dict
 from tcompress.model import Vocab, make_model
 from tcompress.plan import resolve
 from tcompress.training import Hook, ParallelData, fit, ids_digest, inverse_sqrt_lr, stale_reason
-from conftest import REPO, tiny_params
+from conftest import REPO, kill_after, tiny_params
 
 
 def test_inverse_sqrt_schedule_matches_formula():
@@ -139,12 +137,7 @@ def test_killed_train_stage_resumes_to_the_same_result(tiny_pipeline, tmp_path):
         env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
         proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         if kill:
-            deadline = time.time() + 120
-            while not (workdir / "resume/train.pt").exists() and time.time() < deadline and proc.poll() is None:
-                time.sleep(0.005)
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            assert proc.returncode == -signal.SIGKILL, "training finished before it could be interrupted"
+            kill_after(proc, workdir / "resume/train.pt", "training")
             assert not (workdir / "metrics.json").exists()
             proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         out, err = proc.communicate()
