@@ -21,7 +21,7 @@ from tcompress.stage import guarded, read_config, write_json
 @click.option("--resume", "resume_path", required=True, type=click.Path(dir_okay=False),
               help="resumable checkpoint of a trained cell, kept outside DVC's outputs")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
-              help="the cell's folder: model.pt, cell.json, hyps.txt (its translations of the test split)")
+              help="the cell's folder: model.safetensors (its artifact), cell.json, hyps.txt (its translations of the test split)")
 @click.option("--metrics", required=True, type=click.Path(dir_okay=False))
 @guarded
 def main(plan_file: str, baseline: str, tokenized: str, valid_split: str, test_split: str, resume_path: str,

@@ -19,7 +19,8 @@ from tcompress.methods import get, registered
 
 METRIC_COLUMNS = ["bleu", "delta_bleu", "delta_ci_low", "delta_ci_high", "p_value", "delta_control",
                   "delta_control_ci_low", "delta_control_ci_high", "p_value_control", "delta_ref", "significant",
-                  "chrf", "compression_ratio", "n_compressed", "n_model", "nonzero", "decoding", "stored_megabytes",
+                  "chrf", "compression_ratio", "file_ratio", "file_bytes", "n_compressed", "n_model", "nonzero", "decoding",
+                  "stored_megabytes",
                   "sentences_per_second", "finetune_steps", "finetune_seconds", "compress_seconds", "precision"]
 
 
@@ -35,6 +36,7 @@ def baseline_row(baseline: dict, decoding: str) -> dict:
     n = baseline["parameters"]
     return {"cell": "baseline", "method": "baseline", "bleu": scored["bleu"], "chrf": scored["chrf"],
             "compression_ratio": 1.0, "n_compressed": 0, "n_model": n, "decoding": decoding,
+            "file_bytes": baseline.get("checkpoint_bytes"), "file_ratio": 1.0,
             "stored_megabytes": round(n * 4 / 1e6, 3), "sentences_per_second": scored.get("sentences_per_second"),
             "precision": baseline.get("precision")}
 
@@ -125,9 +127,12 @@ def method_table(frame: pd.DataFrame, method_name: str, columns: list[str]) -> s
 
 
 def _entry(cell: pd.Series) -> str:
-    """``36.65 (+0.41) / 4.000x``: BLEU, Δ against its reference (control or baseline), ratio; ``ns``
+    """``36.65 (+0.41) / 4.000x (3.95x)``: BLEU, Δ against its reference (control or baseline), the
+    thesis's ratio and, in brackets, the file's (fp32 checkpoint bytes / artifact bytes); ``ns``
     where the paired bootstrap finds the difference not significant at p < 0.05."""
     text = f"{cell['bleu']:.2f} ({cell['delta_ref']:+.2f}) / {cell['compression_ratio']:.3f}x"
+    if pd.notna(cell.get("file_ratio")):
+        text += f" ({cell['file_ratio']:.2f}x)"
     significant = cell.get("significant")
     return text + (" ns" if significant is not None and not pd.isna(significant) and not significant else "")
 
@@ -144,12 +149,15 @@ def markdown_report(frame: pd.DataFrame, layout: dict[str, dict]) -> str:
     base = frame[frame["method"] == "baseline"]
     parts = ["# Compression results", "",
              "Each cell: test BLEU (ΔBLEU) / compression ratio: r = n_m·32 / (n_c·b + (n_m − n_c)·32) for "
-             "quantization, r = n_m / NNZ for pruning (thesis §4.1). Δ is against the baseline decoded the "
+             "quantization, r = n_m / NNZ for pruning (thesis §4.1), then in brackets the file's ratio: the "
+             "bytes of the baseline's float32 checkpoint over the bytes of the cell's artifact, the file a "
+             "user ships (bit-packed codes, float32 scales, pruned tensors as bitmask + nonzeros). Δ is against the baseline decoded the "
              "same way, or, for a method that fine-tunes, against its control (the same fine-tuning with no "
              "compression). `ns`: not significant at p < 0.05 (sacrebleu's paired bootstrap, 1,000 resamples; "
              "95 % intervals in results.csv).", ""]
     for _, b in base.iterrows():
-        parts.append(f"Baseline ({b['decoding']}): BLEU {b['bleu']:.2f}, {int(b['n_model']):,} parameters.")
+        size = "" if pd.isna(b["file_bytes"]) else f", checkpoint {int(b['file_bytes']):,} bytes"
+        parts.append(f"Baseline ({b['decoding']}): BLEU {b['bleu']:.2f}, {int(b['n_model']):,} parameters{size}.")
     present = set(frame["method"].unique())
     for method in registered():
         if method.name in present:
@@ -195,6 +203,8 @@ def summary(frame: pd.DataFrame) -> dict:
                 "cell": best["cell"], "bleu": float(best["bleu"]), "delta_bleu": float(best["delta_bleu"]),
                 "delta_ref": float(best["delta_ref"]), "reference": "control" if pd.notna(best["delta_control"])
                 else "baseline", "compression_ratio": float(best["compression_ratio"]),
+                **({} if pd.isna(best["file_ratio"]) else {"file_ratio": float(best["file_ratio"]),
+                                                           "file_bytes": int(best["file_bytes"])}),
                 **({} if pd.isna(best["delta_ci_low"]) else {
                     "ci_low": float(best["delta_control_ci_low"] if pd.notna(best["delta_control"]) else best["delta_ci_low"]),
                     "ci_high": float(best["delta_control_ci_high"] if pd.notna(best["delta_control"]) else best["delta_ci_high"]),
@@ -209,7 +219,8 @@ def markdown_summary(summary_: dict) -> str:
              f"Baseline BLEU {summary_['baseline_bleu']:.2f} ({summary_['decoding']}); {summary_['cells']} cells. "
              "Best cell of each method at a compression ratio of at least 4× and 8×, ranked by ΔBLEU against "
              "its reference (a fine-tuning method's control, else the baseline decoded the same way), with the "
-             "paired-bootstrap 95 % interval; ns: not significant at p < 0.05. Every cell: tables.md.", "",
+             "paired-bootstrap 95 % interval; ns: not significant at p < 0.05; the ratio is the thesis's, the "
+             "file's (float32 checkpoint bytes / artifact bytes) in brackets. Every cell: tables.md.", "",
              "| method | best at ≥ 4× | best at ≥ 8× |", "|---|---|---|"]
     for name, entry in summary_["by_method"].items():
         cols = []
@@ -219,8 +230,9 @@ def markdown_summary(summary_: dict) -> str:
                 cols.append("–")
                 continue
             ci = f" [{b['ci_low']:+.2f}, {b['ci_high']:+.2f}]{'' if b['significant'] else ' ns'}" if "ci_low" in b else ""
+            size = f" (file {b['file_ratio']:.2f}×)" if "file_ratio" in b else ""
             cols.append(f"`{b['cell']}`: {b['bleu']:.2f}, Δ {b['delta_ref']:+.2f} vs "
-                        f"{b['reference']}{ci}, {b['compression_ratio']:.2f}×")
+                        f"{b['reference']}{ci}, {b['compression_ratio']:.2f}×{size}")
         lines.append(f"| {get(name).title} | " + " | ".join(cols) + " |")
     return "\n".join(lines) + "\n"
 
@@ -240,7 +252,8 @@ def significance_by_cell(frame: pd.DataFrame) -> dict[str, dict]:
 
 
 def plot_points(frame: pd.DataFrame) -> list[dict]:
-    """BLEU against ratio, one series per method (quantization: per method and mode)."""
+    """BLEU against the thesis's ratio and the file's, one series per method (quantization: per
+    method and mode)."""
     points = []
     for _, r in frame.iterrows():
         if r["method"] == "baseline":
@@ -251,5 +264,7 @@ def plot_points(frame: pd.DataFrame) -> list[dict]:
             method = get(r["method"])
             series = method.series_of({a.name: r[a.name] for a in method.axes})
         points.append({"series": series, "cell": r["cell"], "compression_ratio": float(r["compression_ratio"]),
+                       "file_ratio": None if pd.isna(r["file_ratio"]) else float(r["file_ratio"]),
+                       "file_megabytes": None if pd.isna(r["file_bytes"]) else round(float(r["file_bytes"]) / 1e6, 4),
                        "bleu": float(r["bleu"])})
     return points

@@ -16,7 +16,9 @@ def test_translate_with_a_file_that_is_not_a_checkpoint_says_so_in_one_line(tmp_
     proc = tcompress("translate", "--checkpoint", "params.yaml", "--tokenizer", str(tmp_path),
                      "--src", str(tmp_path / "src.txt"))
     assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines() == ["Error: params.yaml: not a tcompress checkpoint (not a PyTorch file)"]
+    assert proc.stderr.strip().splitlines() == [
+        "Error: params.yaml: not a tcompress checkpoint (not a PyTorch file, and not a safetensors artifact: header "
+        "length 8315181395359440931 does not fit the file)"]
 
 
 def test_catalog_rewrites_the_stage_list_from_params(tmp_path):

@@ -147,8 +147,8 @@ def test_push_then_fresh_clone_pull_runs_nothing(grid_project, tmp_path):
     out = dvc(["repro"], clone).stdout
     assert not ran(out), out
     assert cell_metrics(clone, "ptq-sym-8-full") == cell_metrics(grid_project, "ptq-sym-8-full")
-    assert (clone / "data/cells/ptq-sym-8-full/model.pt").read_bytes() == \
-        (grid_project / "data/cells/ptq-sym-8-full/model.pt").read_bytes()
+    assert (clone / "data/cells/ptq-sym-8-full/model.safetensors").read_bytes() == \
+        (grid_project / "data/cells/ptq-sym-8-full/model.safetensors").read_bytes()
 
 
 def test_off_cell_never_imports_torch(tmp_path):

@@ -76,7 +76,7 @@ def test_translate_reproduces_a_cells_number(tiny_pipeline, tmp_path):
     (tmp_path / "src.txt").write_text("\n".join(src) + "\n")
     (tmp_path / "ref.txt").write_text("\n".join(ref) + "\n")
     proc = subprocess.run([sys.executable, "-m", "tcompress.cli", "translate", "--checkpoint",
-                           "data/cells/ptq-sym-8-full/model.pt", "--src", str(tmp_path / "src.txt"),
+                           "data/cells/ptq-sym-8-full/model.safetensors", "--src", str(tmp_path / "src.txt"),
                            "--ref", str(tmp_path / "ref.txt"), "--beam-size", "1", "--out", str(tmp_path / "hyp.txt")],
                           cwd=tiny_pipeline, capture_output=True, text=True,
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})

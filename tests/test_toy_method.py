@@ -86,7 +86,7 @@ def test_a_method_file_and_its_params_section_are_all_it_takes(tmp_path, shared_
     from tcompress.compress.artifact import load_model
 
     base, _ = load_model(project / "data/model/model.pt")
-    cell, _ = load_model(project / "data/cells/fp16-16-full/model.pt")
+    cell, _ = load_model(project / "data/cells/fp16-16-full/model.safetensors")
     for (name, a), (_, b) in zip(base.state_dict().items(), cell.state_dict().items()):
         assert torch.equal(a.half().float(), b) if a.is_floating_point() else torch.equal(a, b), name
     tables = (project / "metrics/tables.md").read_text()

@@ -45,7 +45,7 @@ def test_qat_cell_is_a_quantized_model_evaluated_like_ptq(trained_project):
     assert m["finetune_steps"] > 0 and len(facts["finetune_curve"]) == 1  # qat.epochs: 1
     # metrics stay flat scalars so that `dvc metrics show/diff` can tabulate them
     assert all(not isinstance(v, (dict, list)) for v in m.values())
-    model, _ = load_model(trained_project / "data/cells/qat-sym-4-full/model.pt")
+    model, _ = load_model(trained_project / "data/cells/qat-sym-4-full/model.safetensors")
     wrapped = [mod for mod in model.modules() if isinstance(mod, QuantizedModule)]
     assert wrapped and all(mod.spec.bits == 4 and mod.spec.mode == "sym" for mod in wrapped)
     assert not list(model.parameters())  # every parameter is integer codes now
@@ -57,7 +57,7 @@ def test_qat_cell_is_a_quantized_model_evaluated_like_ptq(trained_project):
 def test_pruned_cells_reach_their_final_sparsity_per_tensor(trained_project, cell, sparsity):
     m = metrics(trained_project, cell)
     assert m["sparsity"] == pytest.approx(sparsity, abs=1e-3)
-    model, _ = load_model(trained_project / f"data/cells/{cell}/model.pt")
+    model, _ = load_model(trained_project / f"data/cells/{cell}/model.safetensors")
     nonzero = sum(int((p != 0).sum()) for p in model.parameters())
     assert m["nonzero"] == nonzero
     assert m["compression_ratio"] == pytest.approx(m["n_model"] / nonzero, abs=1e-4)

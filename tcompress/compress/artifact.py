@@ -1,6 +1,10 @@
-"""Compressed-model checkpoints: the float model's recipe plus what replaced which module.
+"""Compressed-model artifacts: the file a user ships, and the one loader for every model file.
 
-Like baseline checkpoints they hold only tensors and plain values, so they load with
+A cell's artifact is a safetensors file (``tcompress.safetensors_file``): its tensors are the
+model's state dict in the smallest lossless layout of each (``tcompress.compress.packing``: codes
+bit-packed, pruned tensors as bitmask + nonzeros), its ``__metadata__`` the layouts, the float
+model's recipe, what replaced which module and the cell's facts, as JSON. Opening it parses JSON
+and copies bytes: it cannot run code. Baseline checkpoints are torch files loaded with
 ``weights_only=True``; ``load_model`` opens either kind.
 """
 
@@ -9,10 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import json
+
 import torch
 from torch import nn
 
-from tcompress.checkpoint import CheckpointError, load_safe, model_payload, save_atomic
+from tcompress import safetensors_file
+from tcompress.checkpoint import CheckpointError, load_safe, model_payload
+from tcompress.compress.packing import decode_state, encode_state
 from tcompress.compress.linear_quant import QuantSpec
 from tcompress.compress.walker import replace_module
 from tcompress.compress.quantized import QuantizedModule
@@ -21,15 +29,52 @@ from tcompress.model import EncoderDecoder, Vocab, make_model
 from tcompress.schema import build
 
 
-def save_compressed(model: EncoderDecoder, path: str | Path, **extra: Any) -> None:
+FORMAT = "tcompress.packed/1"
+TORCH_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def save_compressed(model: EncoderDecoder, path: str | Path, **extra: Any) -> int:
+    """Write ``model`` as a packed safetensors artifact; returns its bytes on disk."""
     wrapped = {name: m.describe() for name, m in model.named_modules() if isinstance(m, QuantizedModule)}
-    save_atomic(model_payload(model, compression={"quantized": wrapped}, **extra), path)
+    payload = model_payload(model, compression={"quantized": wrapped}, **extra)
+    layouts, stored = encode_state(payload.pop("model"))
+    metadata = {"format": FORMAT, "layout": json.dumps(layouts, separators=(",", ":")),
+                "tcompress": json.dumps(payload, separators=(",", ":"))}
+    return safetensors_file.write(path, stored, metadata)
+
+
+def load_packed(path: str | Path) -> dict[str, Any]:
+    """A packed artifact as the payload a torch checkpoint holds: ``model`` (the state dict) and the rest."""
+    try:
+        stored, metadata = safetensors_file.read(path)
+    except safetensors_file.SafetensorsError as err:
+        raise CheckpointError(f"{path}: not a tcompress checkpoint (not a PyTorch file, and not a safetensors "
+                              f"artifact: {err.reason})") from None
+    if metadata.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: a safetensors file, but not a tcompress artifact (format "
+                              f"{metadata.get('format')!r}; expected {FORMAT!r})")
+    try:
+        payload = json.loads(metadata["tcompress"])
+        payload["model"] = decode_state(json.loads(metadata["layout"]), stored)
+    except (KeyError, ValueError, TypeError, RuntimeError) as err:
+        raise CheckpointError(f"{path}: damaged tcompress artifact ({type(err).__name__}: {err})") from None
+    return payload
+
+
+def load_payload(path: str | Path) -> dict[str, Any]:
+    """The payload of any model file the project writes: a torch checkpoint or a packed artifact."""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such file") from None
+    return load_safe(path, "cpu") if magic == TORCH_ZIP_MAGIC else load_packed(path)
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[EncoderDecoder, dict[str, Any]]:
-    """Rebuild a baseline or a compressed cell's model from its checkpoint alone; returns it (eval
-    mode) and the raw payload. The one loader for every checkpoint the project writes."""
-    payload = load_safe(path, "cpu")
+    """Rebuild a baseline or a compressed cell's model from its file alone; returns it (eval mode)
+    and the raw payload. The one loader for every model file the project writes."""
+    payload = load_payload(path)
     if "model" not in payload or "model_config" not in payload:
         raise CheckpointError(f"{path}: not a model checkpoint (no weights and model config in it)")
     cfg = build(ModelConfig, payload["model_config"], "model_config")

@@ -30,6 +30,9 @@ from tcompress.schema import build
 from tcompress.tokenizer import Tokenizer
 from tcompress.training import ParallelData, fingerprint, fit
 
+ARTIFACT = "model.safetensors"  # what a user ships: tcompress.compress.artifact
+HYPS_FILE = "hyps.txt"
+
 
 class CellContext:
     """What a method's ``compress`` may ask for besides the model: data, batches, the training loop."""
@@ -101,26 +104,27 @@ def compress_cell(entry: dict, baseline: str | Path, out_dir: str | Path, ctx: C
     # A trained cell reports the precision its fine-tuning ran in; calibration and decoding are fp32.
     facts = {"cell": cell.id, "method": method.name, "control": cell.control, **cell.as_dict(),
              "precision": "fp32", **details, "stored_bits": stored_bits(model)}
-    out = Path(out_dir)
-    save_compressed(model.cpu(), out / "model.pt", cell={k: v for k, v in facts.items() if k != "finetune_curve"})
-    facts["checkpoint_bytes"] = (out / "model.pt").stat().st_size
+    file_bytes = save_compressed(model.cpu(), Path(out_dir) / ARTIFACT,
+                                 cell={k: v for k, v in facts.items() if k != "finetune_curve"})
+    # The sizes a user compares: the artifact they would ship against the float checkpoint they have.
+    fp32_bytes = Path(baseline).stat().st_size
+    facts.update(file_bytes=file_bytes, fp32_file_bytes=fp32_bytes, file_ratio=round(fp32_bytes / file_bytes, 4))
     facts["compress_seconds"] = round(time.perf_counter() - start, 2)
     return facts
 
 
-HYPS_FILE = "hyps.txt"
 
 
 def evaluate_cell(entry: dict, cell_dir: Path, facts: dict, tokenized: str | Path, test_split: str | Path,
                   device: torch.device) -> dict:
-    """Decode the test split with the cell's saved checkpoint (what a user would load) into
+    """Decode the test split with the cell's saved artifact (the file a user would ship) into
     ``cell_dir/hyps.txt``, score it as the baseline is scored; returns the cell's flat metrics (for
     `dvc metrics show/diff`)."""
     from tcompress.decode import DecodeOptions, translate
     from tcompress.evaluation import score
 
     e = entry["evaluate"]
-    model, _ = load_model(Path(cell_dir) / "model.pt", device)
+    model, _ = load_model(Path(cell_dir) / ARTIFACT, device)
     sources, references = read_split(test_split)
     opts = DecodeOptions(e["beam_size"], e["length_penalty"], e["batch_sentences"], e["max_len_a"], e["max_len_b"])
     hyps, speed = translate(model, Tokenizer.load(tokenized), sources, opts, device, progress=True, desc=facts["cell"])
