@@ -16,11 +16,13 @@ import click
 
 from tcompress.checkpoint import CheckpointError
 from tcompress.compress.artifact import load_model  # a baseline or a compressed cell
+from tcompress.compress.int8_inference import to_int8_inference
 from tcompress.data.corpora import CorpusError, read_text_lines
 from tcompress.decode import DecodeOptions, translate
 from tcompress.evaluation import score
 from tcompress.grid import CELLS_FILE, cells_file_text
 from tcompress.layer_groups import group_report
+from tcompress.schema import UserError
 from tcompress.stage import configure_logging
 from tcompress.tokenizer import Tokenizer
 
@@ -45,8 +47,10 @@ def main(verbose: int, quiet: int) -> None:
 @click.option("--length-penalty", default=0.6, show_default=True, type=click.FloatRange(min=0.0))
 @click.option("--batch-sentences", default=128, show_default=True, type=click.IntRange(min=1))
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--int8", "int8", is_flag=True,
+              help="integer matmuls for every quantized Linear, from the cell artifact's codes (8 bits or fewer)")
 def translate_cmd(checkpoint: str, tokenizer_dir: str, src_file: str, ref_file: str | None, out_file: str | None,
-                  beam_size: int, length_penalty: float, batch_sentences: int, device: str) -> None:
+                  beam_size: int, length_penalty: float, batch_sentences: int, device: str, int8: bool) -> None:
     """Translate SRC with CHECKPOINT; with --ref, print BLEU and chrF as JSON on stderr.
 
     A cell's metrics are greedy (--beam-size 1, the thesis's decoding, evaluate.cell_beam_size).
@@ -59,7 +63,8 @@ def translate_cmd(checkpoint: str, tokenizer_dir: str, src_file: str, ref_file: 
             raise click.ClickException(f"--src has {len(sources)} lines but --ref has {len(refs)}; "
                                        "they must be line-aligned")
         model, _ = load_model(checkpoint, device)
-    except (CheckpointError, CorpusError) as err:
+        int8_facts = to_int8_inference(model, device=device) if int8 else {}
+    except (CheckpointError, CorpusError, UserError) as err:
         raise click.ClickException(str(err)) from None
     opts = DecodeOptions(beam_size=beam_size, length_penalty=length_penalty, batch_sentences=batch_sentences)
     filled = [i for i, s in enumerate(sources) if s.strip()]
@@ -78,7 +83,8 @@ def translate_cmd(checkpoint: str, tokenizer_dir: str, src_file: str, ref_file: 
     if refs is not None:
         result = {**score(hyps, refs), "sentences": len(sources), "empty_source_lines": len(sources) - len(filled),
                   "sentences_per_second": round(speed, 2),
-                  "decoding": "greedy" if beam_size == 1 else f"beam{beam_size}", "length_penalty": length_penalty}
+                  "decoding": "greedy" if beam_size == 1 else f"beam{beam_size}", "length_penalty": length_penalty,
+                  **int8_facts}
         click.echo(json.dumps(result, indent=2), err=True)
 
 

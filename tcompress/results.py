@@ -20,7 +20,7 @@ from tcompress.methods import get, registered
 METRIC_COLUMNS = ["bleu", "delta_bleu", "delta_ci_low", "delta_ci_high", "p_value", "delta_control",
                   "delta_control_ci_low", "delta_control_ci_high", "p_value_control", "delta_ref", "significant",
                   "chrf", "compression_ratio", "file_ratio", "file_bytes", "n_compressed", "n_model", "nonzero", "decoding",
-                  "stored_megabytes",
+                  "stored_megabytes", "bleu_int8", "sentences_per_second_int8", "int8_kernel",
                   "sentences_per_second", "finetune_steps", "finetune_seconds", "compress_seconds", "precision"]
 
 

@@ -87,6 +87,40 @@ def test_translate_reproduces_a_cells_number(tiny_pipeline, tmp_path):
     assert (tmp_path / "hyp.txt").read_text() == (tiny_pipeline / "data/cells/ptq-sym-8-full/hyps.txt").read_text()
 
 
+def test_an_8bit_cell_ships_a_small_file_and_its_int8_number_reproduces(tiny_pipeline, tmp_path):
+    """The artifact is what the metrics say it is, and `translate --int8` gives the evaluate
+    stage's second (integer-matmul) number."""
+    from tcompress.data.corpora import read_split
+
+    cell = json.loads((tiny_pipeline / "metrics/cells/ptq-sym-8-full.json").read_text())
+    artifact = tiny_pipeline / "data/cells/ptq-sym-8-full/model.safetensors"
+    baseline = tiny_pipeline / "data/model/model.pt"
+    assert cell["file_bytes"] == artifact.stat().st_size and cell["fp32_file_bytes"] == baseline.stat().st_size
+    assert cell["file_ratio"] == pytest.approx(baseline.stat().st_size / artifact.stat().st_size, abs=1e-4)
+    from tcompress.safetensors_file import read_header
+
+    _, data_start = read_header(artifact)  # the tiny model's JSON header is a large share of its file
+    assert 4 * cell["n_model"] / (cell["file_bytes"] - data_start) > 3.8  # int8 codes + float32 scales
+    assert cell["int8_linears"] > 0 and cell["float_linears"] == 0 and "bleu_int8" in cell
+    src, ref = read_split(tiny_pipeline / "data/prepared/test.parquet")
+    (tmp_path / "src.txt").write_text("\n".join(src) + "\n")
+    (tmp_path / "ref.txt").write_text("\n".join(ref) + "\n")
+    proc = subprocess.run([sys.executable, "-m", "tcompress.cli", "translate", "--checkpoint", str(artifact),
+                           "--src", str(tmp_path / "src.txt"), "--ref", str(tmp_path / "ref.txt"), "--beam-size", "1",
+                           "--int8", "--out", str(tmp_path / "hyp.txt")],
+                          cwd=tiny_pipeline, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.startswith("int8: ")  # which kernel ran, in one line
+    result = json.loads(proc.stderr[proc.stderr.index("{"):])
+    assert result["bleu"] == cell["bleu_int8"] and result["int8_linears"] == cell["int8_linears"]
+    refused = subprocess.run([sys.executable, "-m", "tcompress.cli", "translate", "--checkpoint", str(baseline),
+                              "--src", str(tmp_path / "src.txt"), "--int8"], cwd=tiny_pipeline, capture_output=True,
+                             text=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1
+    assert "--int8 needs a cell artifact" in refused.stderr
+
+
 def test_your_own_corpus_is_tracked_by_content(tmp_path, shared_cache):
     """data=files: editing a line of a corpus file makes `prepare` (and what follows) stale."""
     from conftest import make_project, run, tiny_params

@@ -119,21 +119,30 @@ def evaluate_cell(entry: dict, cell_dir: Path, facts: dict, tokenized: str | Pat
                   device: torch.device) -> dict:
     """Decode the test split with the cell's saved artifact (the file a user would ship) into
     ``cell_dir/hyps.txt``, score it as the baseline is scored; returns the cell's flat metrics (for
-    `dvc metrics show/diff`)."""
+    `dvc metrics show/diff`). A cell with 8-bit Linears is decoded a second time with integer
+    matmuls (``--int8``): its ``*_int8`` metrics."""
+    from tcompress.compress.int8_inference import int8_candidates, to_int8_inference
     from tcompress.decode import DecodeOptions, translate
     from tcompress.evaluation import score
 
     e = entry["evaluate"]
     model, _ = load_model(Path(cell_dir) / ARTIFACT, device)
     sources, references = read_split(test_split)
+    tok = Tokenizer.load(tokenized)
     opts = DecodeOptions(e["beam_size"], e["length_penalty"], e["batch_sentences"], e["max_len_a"], e["max_len_b"])
-    hyps, speed = translate(model, Tokenizer.load(tokenized), sources, opts, device, progress=True, desc=facts["cell"])
+    hyps, speed = translate(model, tok, sources, opts, device, progress=True, desc=facts["cell"])
     (Path(cell_dir) / HYPS_FILE).write_text("\n".join(hyps) + "\n")
     scored = score(hyps, references)
+    int8 = {}
+    if any(model.get_submodule(name).spec.bits == 8 for name in int8_candidates(model)):
+        int8 = to_int8_inference(model, device=device)
+        hyps8, speed8 = translate(model, tok, sources, opts, device, progress=True, desc=f"{facts['cell']} int8")
+        scored8 = score(hyps8, references)
+        int8 |= {"bleu_int8": scored8["bleu"], "chrf_int8": scored8["chrf"], "sentences_per_second_int8": round(speed8, 2)}
     # Per-tensor sparsity and the fine-tuning curve stay in the cell's cell.json.
     flat = {k: v for k, v in facts.items() if not isinstance(v, (dict, list))}
     if isinstance(facts.get("sparsity"), dict):
         flat["sparsity"] = facts["sparsity"]["total"]["sparsity"]
     return {**flat, "bleu": scored["bleu"], "chrf": scored["chrf"],
             "decoding": "greedy" if e["beam_size"] == 1 else f"beam{e['beam_size']}", "sentences": len(sources),
-            "sentences_per_second": round(speed, 2), "signature": scored["signature"]}
+            "sentences_per_second": round(speed, 2), "signature": scored["signature"], **int8}

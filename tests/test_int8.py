@@ -1,0 +1,92 @@
+"""int8 inference from a cell's codes: exact integer arithmetic, batch independence, clear refusals."""
+
+import pytest
+import torch
+
+from tcompress.compress import PTQConfig, compress_
+from tcompress.compress.int8_inference import Int8Linear, choose_kernel, int8_candidates, to_int8_inference
+from tcompress.compress.linear_quant import QuantSpec, quantize_tensor
+from tcompress.config import ModelConfig
+from tcompress.decode import beam_search, greedy
+from tcompress.model import Vocab, make_model
+from tcompress.schema import UserError
+
+INT_MM = choose_kernel()[0] == "int_mm"
+
+
+def _reference(x, q, scale, zero_point, bias):
+    """The formula in float64: per-row int8 activations times (codes − zero point), rescaled."""
+    row_scale = x.abs().amax(1, keepdim=True).clamp(min=torch.finfo(torch.float32).tiny) / 127.0
+    xq = torch.round(x / row_scale)
+    acc = xq.double() @ (q.double() - zero_point.double().reshape(-1, 1)).t()
+    return acc * row_scale.double() * scale.double() + bias.double()
+
+
+@pytest.mark.parametrize("mode,per_channel", [("sym", True), ("asym", True), ("sym", False), ("asym", False)])
+@pytest.mark.parametrize("kernel", ["float", pytest.param("int_mm", marks=pytest.mark.skipif(
+    not INT_MM, reason="no VNNI / torch._int_mm on this CPU: the float kernel is the one that runs"))])
+def test_int8_linear_computes_the_formula_from_the_codes(mode, per_channel, kernel):
+    torch.manual_seed(0)
+    w, b, x = torch.randn(40, 64), torch.randn(40), torch.randn(3, 7, 64)
+    codes = quantize_tensor(w, QuantSpec(8, mode, per_channel))
+    layer = Int8Linear(codes["q"], codes["scale"], codes["zero_point"], b, kernel)
+    out = layer(x)
+    assert out.shape == (3, 7, 40)
+    ref = _reference(x.reshape(-1, 64), codes["q"], codes["scale"].expand(40), codes["zero_point"].expand(40), b)
+    assert torch.allclose(out.reshape(-1, 40).double(), ref, rtol=1e-5, atol=1e-5)
+    dequantized = torch.nn.functional.linear(x, (codes["q"].double() - codes["zero_point"].double().reshape(-1, 1)
+                                                 if per_channel else codes["q"].double() - codes["zero_point"].double())
+                                             .float() * codes["scale"].reshape(-1, 1), b)
+    assert (out - dequantized).abs().max() < 0.05 * dequantized.abs().max()  # 8-bit activations: close
+
+
+@pytest.mark.skipif(not INT_MM, reason="no VNNI / torch._int_mm on this CPU")
+def test_integer_and_float_kernels_agree_bit_for_bit():
+    torch.manual_seed(1)
+    w, b, x = torch.randn(64, 1024), torch.randn(64), torch.randn(50, 1024)
+    codes = quantize_tensor(w, QuantSpec(8, "asym", True))
+    a = Int8Linear(codes["q"], codes["scale"], codes["zero_point"], b, "int_mm")(x)
+    f = Int8Linear(codes["q"], codes["scale"], codes["zero_point"], b, "float")(x)
+    assert torch.equal(a, f)  # every partial sum < 2**24: float32 holds the integers exactly
+
+
+def _int8_model(bits=8):
+    torch.manual_seed(0)
+    model = make_model(ModelConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, dropout=0.0), Vocab(60, 60))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.3)
+    compress_(model, PTQConfig(bits, "sym", per_channel=True, activations="none"), "full")
+    return model.eval()
+
+
+def test_every_linear_is_converted_and_nothing_else():
+    model = _int8_model()
+    n_linear = sum(isinstance(m, torch.nn.Linear) for m in model.modules())
+    facts = to_int8_inference(model, quiet=True)
+    # encoder layers: 4 attention + 2 feed-forward; decoder layers: 8 attention + 2; the generator
+    assert facts["int8_linears"] == n_linear == 2 * (4 + 2) + 2 * (8 + 2) + 1
+    assert facts["float_linears"] == 0
+    assert not any(isinstance(m, torch.nn.Linear) for m in model.modules())
+    assert sum(isinstance(m, Int8Linear) for m in model.modules()) == n_linear
+
+
+def test_translations_do_not_depend_on_batch_mates():
+    model = _int8_model()
+    to_int8_inference(model, quiet=True)
+    torch.manual_seed(3)
+    sentences = [torch.randint(4, 60, (int(n),)).tolist() + [2] for n in torch.randint(3, 15, (64,))]
+    src = torch.nn.utils.rnn.pad_sequence([torch.tensor(s) for s in sentences], batch_first=True)
+    together = greedy(model, src, 20)
+    alone = [greedy(model, torch.tensor([s]), 20)[0] for s in sentences]
+    assert together == alone
+    beams = beam_search(model, src[:8], 4, 0.6, 20)
+    assert beams == [beam_search(model, torch.tensor([s]), 4, 0.6, 20)[0] for s in sentences[:8]]
+
+
+def test_a_float_model_is_refused_in_one_line():
+    model = make_model(ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64), Vocab(60, 60))
+    with pytest.raises(UserError, match="needs a cell artifact whose Linear layers are quantized") as err:
+        to_int8_inference(model)
+    assert "\n" not in str(err.value)
+    assert int8_candidates(_int8_model(bits=4))  # 4-bit codes fit int8 as well
