@@ -1,9 +1,11 @@
-"""aggregate: baseline + every cell -> results table (Parquet, CSV), Markdown tables, summary, plot data."""
+"""aggregate: baseline + every cell -> results table (Parquet, CSV), Markdown tables, summary, plot data,
+and the self-contained HTML report."""
 
 from pathlib import Path
 
 import click
 
+from tcompress.report import write_report
 from tcompress.results import (collect, markdown_report, markdown_summary, plot_points, significance_by_cell,
                                summary)
 from tcompress.stage import guarded, read_config, write_json
@@ -27,10 +29,15 @@ from tcompress.stage import guarded, read_config, write_json
 @click.option("--plot", "plot_file", required=True, type=click.Path(dir_okay=False))
 @click.option("--significance", "significance_file", required=True, type=click.Path(dir_okay=False),
               help="each cell's Δ, 95 % interval and p-value against the baseline and its control")
+@click.option("--report", "report_file", type=click.Path(dir_okay=False),
+              help="the HTML report: summary, plots, tables, curves, heat map in one offline page")
+@click.option("--train-curve", type=click.Path(dir_okay=False),
+              help="the baseline's per-epoch curve for the report (metrics/train_curve.json); optional")
 @guarded
 def main(config_file: str, baseline: str, cells_dir: str, cell_dirs: str, baseline_hyps: str, test_split: str,
          parquet: str, csv_file: str, tables: str,
-         summary_file: str, summary_md: str, plot_file: str, significance_file: str) -> None:
+         summary_file: str, summary_md: str, plot_file: str, significance_file: str, report_file: str | None,
+         train_curve: str | None) -> None:
     from tcompress.data.corpora import read_split
 
     frame = collect(baseline, cells_dir, cell_dirs, baseline_hyps, read_split(test_split)[1])
@@ -38,13 +45,15 @@ def main(config_file: str, baseline: str, cells_dir: str, cell_dirs: str, baseli
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(parquet, index=False)
     frame.to_csv(csv_file, index=False)
-    report = markdown_report(frame, read_config(config_file)["layout"])
-    Path(tables).write_text(report)
+    layout = read_config(config_file)["layout"]
+    Path(tables).write_text(markdown_report(frame, layout))
     facts = summary(frame)
     write_json(summary_file, facts)
     Path(summary_md).write_text(markdown_summary(facts))
     write_json(plot_file, plot_points(frame))
     write_json(significance_file, significance_by_cell(frame))
+    if report_file:
+        write_report(report_file, frame, baseline, layout, train_curve, cell_dirs)
     click.echo(markdown_summary(facts))
 
 
