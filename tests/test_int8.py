@@ -90,3 +90,14 @@ def test_a_float_model_is_refused_in_one_line():
         to_int8_inference(model)
     assert "\n" not in str(err.value)
     assert int8_candidates(_int8_model(bits=4))  # 4-bit codes fit int8 as well
+
+
+def test_embeddings_look_up_their_codes_and_give_the_same_floats():
+    model = _int8_model()
+    tokens = torch.randint(0, 60, (3, 11))
+    before = (model.src_embed(tokens), model.tgt_embed(tokens))
+    facts = to_int8_inference(model, quiet=True)
+    assert facts["code_embeddings"] == 1  # the shared source/target table
+    assert torch.equal(model.src_embed(tokens), before[0]) and torch.equal(model.tgt_embed(tokens), before[1])
+    floats = [name for name, b in model.named_buffers() if b.is_floating_point() and b.numel() >= 60 * 32]
+    assert floats == ["src_pos.pe", "tgt_pos.pe"]  # the sinusoids; no float table or weight matrix any more

@@ -121,6 +121,19 @@ def test_an_8bit_cell_ships_a_small_file_and_its_int8_number_reproduces(tiny_pip
     assert "--int8 needs a cell artifact" in refused.stderr
 
 
+def test_readmes_safetensors_snippet_opens_a_cell_without_tcompress(tiny_pipeline, monkeypatch):
+    pytest.importorskip("safetensors", reason="pip install safetensors (a test extra)")
+    text = (REPO / "README.md").read_text()
+    start = text.index("```python\nfrom safetensors import safe_open")
+    snippet = text[start + len("```python\n"): text.index("```", start + 3)]
+    monkeypatch.chdir(tiny_pipeline)  # the tiny grid has the 8-bit cell; the README names a 4-bit one
+    scope: dict = {}
+    exec(snippet.replace("ptq-sym-4-full", "ptq-sym-8-full"), scope)
+    layout = scope["layout"]["encoder.layers.0.feed_forward.w_1.weight_q"]
+    assert layout["kind"] == "dense" and layout["dtype"] == "int8"  # 8-bit codes are their own bytes
+    assert list(scope["packed"].shape) == layout["shape"]
+
+
 def test_your_own_corpus_is_tracked_by_content(tmp_path, shared_cache):
     """data=files: editing a line of a corpus file makes `prepare` (and what follows) stale."""
     from conftest import make_project, run, tiny_params

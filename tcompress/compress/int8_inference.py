@@ -93,6 +93,35 @@ class Int8Linear(nn.Module):
         return f"in={self.in_features}, out={self.out_features}, kernel={self.kernel}"
 
 
+class CodeEmbedding(nn.Module):
+    """An embedding table kept as its codes: the rows a batch looks up are dequantized, never the
+    whole table, so the float table (4 bytes a value) is not held in memory. Same formula as
+    ``linear_quant.dequantize``: the same floats, bit for bit."""
+
+    def __init__(self, codes: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor):
+        super().__init__()
+        self.register_buffer("codes", codes)
+        self.register_buffer("scale", scale)
+        self.register_buffer("zero_point", zero_point)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        q = self.codes[tokens].to(torch.int64)                            # (..., d_model)
+        if self.scale.dim() == 1:  # one step size per row of the table
+            return (q - self.zero_point[tokens].unsqueeze(-1)).float() * self.scale[tokens].unsqueeze(-1)
+        return (q - self.zero_point).float() * self.scale
+
+
+def _code_embeddings(model: nn.Module) -> int:
+    """Swap the float view inside every quantized Embedding for a ``CodeEmbedding`` (a shared
+    source/target table is one module, so it is swapped once)."""
+    count = 0
+    for m in list(model.modules()):
+        if isinstance(m, QuantizedModule) and isinstance(m.inner, nn.Embedding) and "weight" in m.param_names:
+            m.inner = CodeEmbedding(m.weight_q, m.weight_scale, m.weight_zero_point)
+            count += 1
+    return count
+
+
 def int8_candidates(model: nn.Module) -> list[str]:
     """Names of the quantized Linears whose weight codes fit in int8 (≤ 8 bits)."""
     return [name for name, m in model.named_modules()
@@ -102,8 +131,9 @@ def int8_candidates(model: nn.Module) -> list[str]:
 
 def to_int8_inference(model: nn.Module, kernel: str | None = None, device: torch.device | str = "cpu",
                       quiet: bool = False) -> dict:
-    """Replace, in place, every quantized Linear with codes ≤ 8 bits by an ``Int8Linear``; returns
-    what was done. Float Linears stay float: this never re-quantizes floats."""
+    """Replace, in place, every quantized Linear with codes ≤ 8 bits by an ``Int8Linear`` and every
+    quantized Embedding's float table by its codes; returns what was done. Float Linears stay
+    float: this never re-quantizes floats."""
     names = int8_candidates(model)
     if not names:
         raise UserError("--int8 needs a cell artifact whose Linear layers are quantized to 8 bits or fewer "
@@ -119,4 +149,5 @@ def to_int8_inference(model: nn.Module, kernel: str | None = None, device: torch
         # The bias the cell computes with: dequantized from its codes, or float where it kept one.
         replace_module(model, wrapper, Int8Linear(wrapper.weight_q, wrapper.weight_scale, wrapper.weight_zero_point,
                                                   wrapper.inner.bias, kernel))
-    return {"int8_linears": len(names), "float_linears": n_linear - len(names), "int8_kernel": kernel}
+    return {"int8_linears": len(names), "float_linears": n_linear - len(names), "int8_kernel": kernel,
+            "code_embeddings": _code_embeddings(model)}

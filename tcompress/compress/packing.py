@@ -95,6 +95,8 @@ def encode(name: str, t: torch.Tensor) -> tuple[dict, dict[str, torch.Tensor]]:
         masked = ({"kind": "masked", "values": inner}, {f"{name}.mask": pack_bits(nonzero, 1), **values})
         if _size(masked[1]) < _size(stored):
             layout, stored = masked
+    if layout["kind"] == "dense":  # in its own shape, as any safetensors reader expects a weight
+        stored = {name: stored[name].reshape(t.shape)}
     return {"dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape), **layout}, stored
 
 

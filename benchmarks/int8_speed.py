@@ -1,0 +1,131 @@
+"""Decoding speed, BLEU and memory: float32, torch's stock dynamic int8, a cell as evaluated, our int8.
+
+Usage (from a workspace where the baseline and an 8-bit cell exist):
+    python benchmarks/int8_speed.py --baseline data/model/model.pt \
+        --cell data/cells/ptq-sym-8-full/model.safetensors --tokenized data/tokenized \
+        --test data/prepared/test.parquet --threads 2 --out benchmarks/results/int8_speed.json
+
+In one process and one run, alternating the systems within each setting (same threads):
+- ``fp32``: the baseline checkpoint;
+- ``torch-dynamic-int8``: ``torch.ao.quantization.quantize_dynamic(baseline, {nn.Linear}, qint8)``,
+  the one-liner anchor (a per-batch activation scale: its output depends on the batch);
+- ``cell``: the cell's artifact as the evaluate stage decodes it (float matmuls of its codes);
+- ``ours-int8``: the same artifact through ``to_int8_inference`` (``translate --int8``).
+Settings: greedy and beam 4, at batch 128 over the whole test split (BLEU from these) and at batch 1
+over its first ``--batch1-sentences`` sentences. Memory: each system loaded in a fresh process,
+peak RSS after loading minus peak RSS after ``import torch``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+import torch
+from torch import nn
+
+from tcompress.compress.artifact import load_model
+from tcompress.compress.int8_inference import to_int8_inference
+from tcompress.data.corpora import read_split
+from tcompress.decode import DecodeOptions, translate_ids
+from tcompress.evaluation import score
+from tcompress.tokenizer import Tokenizer
+
+SYSTEMS = ("fp32", "torch-dynamic-int8", "cell", "ours-int8")
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
+
+
+def cpu_flags() -> list[str]:
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return []
+    return [f for f in CPU_FLAGS if f in flags]
+
+
+def load_system(name: str, baseline: str, cell: str) -> tuple[nn.Module, dict]:
+    if name == "fp32":
+        return load_model(baseline)[0], {}
+    if name == "torch-dynamic-int8":
+        model = load_model(baseline)[0]
+        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {nn.Linear}, dtype=torch.qint8), {}
+    model = load_model(cell)[0]
+    return model, (to_int8_inference(model) if name == "ours-int8" else {})
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
+
+
+def measure_memory(name: str, baseline: str, cell: str) -> float:
+    """Peak RSS of loading ``name`` in a fresh process, above what importing torch took."""
+    code = ("import resource, sys, torch; r0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
+            f"sys.path.insert(0, {str(Path(__file__).parent)!r}); import int8_speed as b; "
+            f"m, _ = b.load_system({name!r}, {baseline!r}, {cell!r}); import gc; gc.collect(); "
+            "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - r0) / 1024)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return round(float(out.stdout.strip().splitlines()[-1]), 1)
+
+
+def decode(model, ids, beam: int, batch: int) -> tuple[list[list[int]], float]:
+    opts = DecodeOptions(beam_size=beam, length_penalty=0.6, batch_sentences=batch)
+    start = time.perf_counter()
+    out = translate_ids(model, ids, opts)
+    return out, time.perf_counter() - start
+
+
+@click.command()
+@click.option("--baseline", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--cell", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--tokenized", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--test", "test_split", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--threads", default=2, show_default=True)
+@click.option("--batch1-sentences", default=200, show_default=True, help="sentences decoded one at a time")
+@click.option("--sentences", default=0, help="limit the test split (0: all of it), for a smoke run")
+@click.option("--out", required=True, type=click.Path(dir_okay=False))
+def main(baseline, cell, tokenized, test_split, threads, batch1_sentences, sentences, out):
+    torch.set_num_threads(threads)
+    tok = Tokenizer.load(tokenized)
+    sources, refs = read_split(test_split)
+    if sentences:
+        sources, refs = sources[:sentences], refs[:sentences]
+    ids = tok.encode_src(sources)
+    models, facts = {}, {}
+    for name in SYSTEMS:
+        models[name], facts[name] = load_system(name, baseline, cell)
+    rows = []
+    for beam in (1, 4):
+        for batch, subset in ((128, ids), (1, ids[:batch1_sentences])):
+            for name in SYSTEMS:  # alternating: every system within one setting, back to back
+                hyp_ids, seconds = decode(models[name], subset, beam, batch)
+                row = {"system": name, "decoding": "greedy" if beam == 1 else f"beam{beam}", "batch": batch,
+                       "sentences": len(subset), "sentences_per_second": round(len(subset) / seconds, 1)}
+                if batch == 128:
+                    row["bleu"] = score(tok.decode_tgt(hyp_ids), refs)["bleu"]
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    memory = {name: measure_memory(name, baseline, cell) for name in SYSTEMS}
+    result = {"command": " ".join(sys.argv), "torch": torch.__version__, "threads": threads,
+              "cpu": platform.processor() or platform.machine(), "cpu_flags": cpu_flags(),
+              "cell": cell, "int8": facts["ours-int8"], "memory_mb": memory, "rows": rows}
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(result, indent=2) + "\n")
+    base = {(r["decoding"], r["batch"]): r["sentences_per_second"] for r in rows if r["system"] == "fp32"}
+    print(f"\ncpu flags: {' '.join(result['cpu_flags'])}; torch {torch.__version__}; {threads} threads")
+    print("| system | decoding | batch | sentences/s | × fp32 | BLEU | model memory (MB) |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['system']} | {r['decoding']} | {r['batch']} | {r['sentences_per_second']} | "
+              f"{r['sentences_per_second'] / base[(r['decoding'], r['batch'])]:.2f} | {r.get('bleu', '–')} | "
+              f"{memory[r['system']]} |")
+
+
+if __name__ == "__main__":
+    main()
