@@ -12,8 +12,9 @@ In one process and one run, alternating the systems within each setting (same th
 - ``cell``: the cell's artifact as the evaluate stage decodes it (float matmuls of its codes);
 - ``ours-int8``: the same artifact through ``to_int8_inference`` (``translate --int8``).
 Settings: greedy and beam 4, at batch 128 over the whole test split (BLEU from these) and at batch 1
-over its first ``--batch1-sentences`` sentences. Memory: each system loaded in a fresh process,
-peak RSS after loading minus peak RSS after ``import torch``.
+over its first ``--batch1-sentences`` sentences. Memory: the bytes of the model's tensors, and,
+loaded in a fresh process, its resident memory after loading and at the peak of loading (above the
+imports).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from __future__ import annotations
 import copy
 import json
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -60,18 +60,33 @@ def load_system(name: str, baseline: str, cell: str) -> tuple[nn.Module, dict]:
     return model, (to_int8_inference(model) if name == "ours-int8" else {})
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
+def tensor_megabytes(model: nn.Module) -> float:
+    """Bytes of every distinct storage the model's parameters and buffers hold (shared ones once);
+    torch's dynamic-quantized Linears keep theirs in packed params, which this cannot see."""
+    storages = {}
+    for t in [*model.parameters(), *model.buffers()]:
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+    return round(sum(storages.values()) / 1e6, 1)
 
 
-def measure_memory(name: str, baseline: str, cell: str) -> float:
-    """Peak RSS of loading ``name`` in a fresh process, above what importing torch took."""
-    code = ("import resource, sys, torch; r0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
+def rss_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def measure_memory(name: str, baseline: str, cell: str) -> dict:
+    """Resident memory of ``name`` loaded in a fresh process, above what the imports took: after
+    loading (what it keeps) and at the peak of loading."""
+    code = ("import gc, json, resource, sys; "
             f"sys.path.insert(0, {str(Path(__file__).parent)!r}); import int8_speed as b; "
-            f"m, _ = b.load_system({name!r}, {baseline!r}, {cell!r}); import gc; gc.collect(); "
-            "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - r0) / 1024)")
+            "r0, p0 = b.rss_kb(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
+            f"m, _ = b.load_system({name!r}, {baseline!r}, {cell!r}); gc.collect(); "
+            "print(json.dumps({'resident_mb': round((b.rss_kb() - r0) / 1024, 1), "
+            "'peak_mb': round((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - p0) / 1024, 1)}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return round(float(out.stdout.strip().splitlines()[-1]), 1)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def decode(model, ids, beam: int, batch: int) -> tuple[list[list[int]], float]:
@@ -111,7 +126,8 @@ def main(baseline, cell, tokenized, test_split, threads, batch1_sentences, sente
                     row["bleu"] = score(tok.decode_tgt(hyp_ids), refs)["bleu"]
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    memory = {name: measure_memory(name, baseline, cell) for name in SYSTEMS}
+    memory = {name: {**measure_memory(name, baseline, cell), "tensor_mb": tensor_megabytes(models[name])}
+              for name in SYSTEMS}
     result = {"command": " ".join(sys.argv), "torch": torch.__version__, "threads": threads,
               "cpu": platform.processor() or platform.machine(), "cpu_flags": cpu_flags(),
               "cell": cell, "int8": facts["ours-int8"], "memory_mb": memory, "rows": rows}
@@ -119,12 +135,14 @@ def main(baseline, cell, tokenized, test_split, threads, batch1_sentences, sente
     Path(out).write_text(json.dumps(result, indent=2) + "\n")
     base = {(r["decoding"], r["batch"]): r["sentences_per_second"] for r in rows if r["system"] == "fp32"}
     print(f"\ncpu flags: {' '.join(result['cpu_flags'])}; torch {torch.__version__}; {threads} threads")
-    print("| system | decoding | batch | sentences/s | × fp32 | BLEU | model memory (MB) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| system | decoding | batch | sentences/s | × fp32 | BLEU |")
+    print("|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['system']} | {r['decoding']} | {r['batch']} | {r['sentences_per_second']} | "
-              f"{r['sentences_per_second'] / base[(r['decoding'], r['batch'])]:.2f} | {r.get('bleu', '–')} | "
-              f"{memory[r['system']]} |")
+              f"{r['sentences_per_second'] / base[(r['decoding'], r['batch'])]:.2f} | {r.get('bleu', '–')} |")
+    print("\n| system | tensors (MB) | resident after loading (MB) | peak while loading (MB) |\n|---|---|---|---|")
+    for name, m in memory.items():
+        print(f"| {name} | {m['tensor_mb']} | {m['resident_mb']} | {m['peak_mb']} |")
 
 
 if __name__ == "__main__":
