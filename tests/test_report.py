@@ -13,7 +13,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -327,15 +326,14 @@ def test_the_aggregate_stage_writes_the_report(tmp_path):
     assert [s["label"] for s in Page(html).svgs] == ["max BLEU, max ratio"]
 
 
-def test_a_130_cell_report_builds_within_five_seconds(tmp_path, capsys):
+def test_a_130_cell_report_lists_every_cell(tmp_path):
+    """The size of the thesis's Multi30k grids; how long it takes is benchmarks/report_speed.py's."""
     frame, baseline = make_grid(tmp_path, {"ptq": {"bits": (16, 8, 4, 3, 2)}})     # 2-bit: 12 more cells
-    start = time.perf_counter()
     page = write_report(tmp_path / "report.html", frame, baseline, None, tmp_path / "train_curve.json",
                         tmp_path / "dirs")
-    seconds = time.perf_counter() - start
-    with capsys.disabled():
-        print(f"\nreport of {len(frame) - 1} cells: {seconds:.2f} s, {page.stat().st_size:,} bytes")
-    assert len(frame) - 1 >= 130 and seconds < 5.0
+    html = page.read_text()
+    assert len(frame) - 1 >= 130
+    assert all(f">{cell}<" in html for cell in frame["cell"] if cell != "baseline")
 
 
 # ------------------------------------------------------------------ a real browser, network cut off
