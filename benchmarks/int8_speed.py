@@ -1,8 +1,8 @@
 """Decoding speed, BLEU and memory: float32, torch's stock dynamic int8, a cell as evaluated, our int8.
 
-Usage (from a workspace where the baseline and an 8-bit cell exist):
-    python benchmarks/int8_speed.py --baseline data/model/model.pt \
-        --cell data/cells/ptq-sym-8-full/model.safetensors --tokenized data/tokenized \
+Usage (from a workspace where the baseline exists; ``--cell`` names an 8-bit cell's artifact,
+without it the baseline is quantized to 8 bits here, weights only, per output row):
+    python benchmarks/int8_speed.py --baseline data/model/model.pt --tokenized data/tokenized \
         --test data/prepared/test.parquet --threads 2 --out benchmarks/results/int8_speed.json
 
 In one process and one run, alternating the systems within each setting (same threads):
@@ -12,9 +12,9 @@ In one process and one run, alternating the systems within each setting (same th
 - ``cell``: the cell's artifact as the evaluate stage decodes it (float matmuls of its codes);
 - ``ours-int8``: the same artifact through ``to_int8_inference`` (``translate --int8``).
 Settings: greedy and beam 4, at batch 128 over the whole test split (BLEU from these) and at batch 1
-over its first ``--batch1-sentences`` sentences. Memory: the bytes of the model's tensors, and,
-loaded in a fresh process, its resident memory after loading and at the peak of loading (above the
-imports).
+over its first ``--batch1-sentences`` sentences; after a warm-up, the fastest of ``--rounds`` runs.
+Memory: the bytes of the model's tensors, and its resident memory loaded in a fresh process, above
+the imports, once the allocator has returned what loading freed.
 """
 
 from __future__ import annotations
@@ -60,6 +60,15 @@ def load_system(name: str, baseline: str, cell: str) -> tuple[nn.Module, dict]:
     return model, (to_int8_inference(model) if name == "ours-int8" else {})
 
 
+def make_weight_only_cell(baseline: str, path: str) -> None:
+    from tcompress.compress import PTQConfig, compress_
+    from tcompress.compress.artifact import save_compressed
+
+    model = load_model(baseline)[0]
+    compress_(model, PTQConfig(8, "sym", per_channel=True, activations="none"), "full")
+    save_compressed(model, path, cell={"cell": "ptq-sym-8-full, per channel, weights only (int8_speed.py)"})
+
+
 def tensor_megabytes(model: nn.Module) -> float:
     """Bytes of every distinct storage the model's parameters and buffers hold (shared ones once);
     torch's dynamic-quantized Linears keep theirs in packed params, which this cannot see."""
@@ -76,17 +85,16 @@ def rss_kb() -> int:
     return 0
 
 
-def measure_memory(name: str, baseline: str, cell: str) -> dict:
-    """Resident memory of ``name`` loaded in a fresh process, above what the imports took: after
-    loading (what it keeps) and at the peak of loading."""
-    code = ("import gc, json, resource, sys; "
+def measure_memory(name: str, baseline: str, cell: str) -> float:
+    """Resident memory (MB) of ``name`` loaded in a fresh process, above what the imports took,
+    after the allocator has returned what loading freed (``malloc_trim``)."""
+    code = ("import ctypes, gc, sys; "
             f"sys.path.insert(0, {str(Path(__file__).parent)!r}); import int8_speed as b; "
-            "r0, p0 = b.rss_kb(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
+            "r0 = b.rss_kb(); "
             f"m, _ = b.load_system({name!r}, {baseline!r}, {cell!r}); gc.collect(); "
-            "print(json.dumps({'resident_mb': round((b.rss_kb() - r0) / 1024, 1), "
-            "'peak_mb': round((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - p0) / 1024, 1)}))")
+            "ctypes.CDLL('libc.so.6').malloc_trim(0); print(round((b.rss_kb() - r0) / 1024, 1))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def decode(model, ids, beam: int, batch: int) -> tuple[list[list[int]], float]:
@@ -98,15 +106,21 @@ def decode(model, ids, beam: int, batch: int) -> tuple[list[list[int]], float]:
 
 @click.command()
 @click.option("--baseline", required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--cell", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--cell", type=click.Path(exists=True, dir_okay=False),
+              help="an 8-bit cell's artifact; default: the baseline quantized here to 8 bits (PTQ, symmetric, "
+                   "per output row, weights only: no activation ranges), saved and loaded as a cell is")
 @click.option("--tokenized", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--test", "test_split", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--threads", default=2, show_default=True)
 @click.option("--batch1-sentences", default=200, show_default=True, help="sentences decoded one at a time")
 @click.option("--sentences", default=0, help="limit the test split (0: all of it), for a smoke run")
+@click.option("--rounds", default=2, show_default=True, help="timed runs per system and setting; the fastest counts")
 @click.option("--out", required=True, type=click.Path(dir_okay=False))
-def main(baseline, cell, tokenized, test_split, threads, batch1_sentences, sentences, out):
+def main(baseline, cell, tokenized, test_split, threads, batch1_sentences, sentences, rounds, out):
     torch.set_num_threads(threads)
+    if cell is None:
+        cell = str(Path(out).with_suffix(".cell.safetensors"))
+        make_weight_only_cell(baseline, cell)
     tok = Tokenizer.load(tokenized)
     sources, refs = read_split(test_split)
     if sentences:
@@ -115,19 +129,23 @@ def main(baseline, cell, tokenized, test_split, threads, batch1_sentences, sente
     models, facts = {}, {}
     for name in SYSTEMS:
         models[name], facts[name] = load_system(name, baseline, cell)
+    for name in SYSTEMS:  # warm-up: lazy initialisation and caches, outside the timings
+        decode(models[name], ids[:8], 4, 8)
     rows = []
     for beam in (1, 4):
         for batch, subset in ((128, ids), (1, ids[:batch1_sentences])):
-            for name in SYSTEMS:  # alternating: every system within one setting, back to back
-                hyp_ids, seconds = decode(models[name], subset, beam, batch)
+            for name in SYSTEMS:  # alternating: every system within one setting, back to back; best of rounds
+                runs = [decode(models[name], subset, beam, batch) for _ in range(rounds)]
+                hyp_ids, seconds = runs[0][0], min(r[1] for r in runs)
                 row = {"system": name, "decoding": "greedy" if beam == 1 else f"beam{beam}", "batch": batch,
                        "sentences": len(subset), "sentences_per_second": round(len(subset) / seconds, 1)}
                 if batch == 128:
                     row["bleu"] = score(tok.decode_tgt(hyp_ids), refs)["bleu"]
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    memory = {name: {**measure_memory(name, baseline, cell), "tensor_mb": tensor_megabytes(models[name])}
-              for name in SYSTEMS}
+    memory = {name: {"resident_mb": measure_memory(name, baseline, cell),
+                     "tensor_mb": None if name == "torch-dynamic-int8" else tensor_megabytes(models[name])}
+              for name in SYSTEMS}  # torch's packed int8 weights are not tensors this can count
     result = {"command": " ".join(sys.argv), "torch": torch.__version__, "threads": threads,
               "cpu": platform.processor() or platform.machine(), "cpu_flags": cpu_flags(),
               "cell": cell, "int8": facts["ours-int8"], "memory_mb": memory, "rows": rows}
@@ -140,9 +158,9 @@ def main(baseline, cell, tokenized, test_split, threads, batch1_sentences, sente
     for r in rows:
         print(f"| {r['system']} | {r['decoding']} | {r['batch']} | {r['sentences_per_second']} | "
               f"{r['sentences_per_second'] / base[(r['decoding'], r['batch'])]:.2f} | {r.get('bleu', '–')} |")
-    print("\n| system | tensors (MB) | resident after loading (MB) | peak while loading (MB) |\n|---|---|---|---|")
+    print("\n| system | tensors (MB) | resident after loading (MB) |\n|---|---|---|")
     for name, m in memory.items():
-        print(f"| {name} | {m['tensor_mb']} | {m['resident_mb']} | {m['peak_mb']} |")
+        print(f"| {name} | {m['tensor_mb'] if m['tensor_mb'] is not None else 'n/a'} | {m['resident_mb']} |")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from tcompress.compress import PTQConfig, compress_
-from tcompress.compress.int8_inference import Int8Linear, choose_kernel, int8_candidates, to_int8_inference
+from tcompress.compress.int8_inference import (Int8Linear, StaticInt8Linear, choose_kernel, fbgemm_static_available,
+                                               int8_candidates, to_int8_inference)
 from tcompress.compress.linear_quant import QuantSpec, quantize_tensor
 from tcompress.config import ModelConfig
 from tcompress.decode import beam_search, greedy
@@ -50,13 +51,15 @@ def test_integer_and_float_kernels_agree_bit_for_bit():
     assert torch.equal(a, f)  # every partial sum < 2**24: float32 holds the integers exactly
 
 
-def _int8_model(bits=8):
+def _int8_model(bits=8, mode="sym", per_channel=True, activations="none"):
     torch.manual_seed(0)
     model = make_model(ModelConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, dropout=0.0), Vocab(60, 60))
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, 0.3)
-    compress_(model, PTQConfig(bits, "sym", per_channel=True, activations="none"), "full")
+    batches = [(torch.randint(4, 60, (8, 12)), torch.randint(4, 60, (8, 10))) for _ in range(3)]
+    compress_(model, PTQConfig(bits, mode, per_channel=per_channel, activations=activations), "full",
+              calibration_batches=batches)
     return model.eval()
 
 
@@ -71,8 +74,9 @@ def test_every_linear_is_converted_and_nothing_else():
     assert sum(isinstance(m, Int8Linear) for m in model.modules()) == n_linear
 
 
-def test_translations_do_not_depend_on_batch_mates():
-    model = _int8_model()
+@pytest.mark.parametrize("activations", ["none", "both"])
+def test_translations_do_not_depend_on_batch_mates(activations):
+    model = _int8_model(activations=activations)
     to_int8_inference(model, quiet=True)
     torch.manual_seed(3)
     sentences = [torch.randint(4, 60, (int(n),)).tolist() + [2] for n in torch.randint(3, 15, (64,))]
@@ -101,3 +105,23 @@ def test_embeddings_look_up_their_codes_and_give_the_same_floats():
     assert torch.equal(model.src_embed(tokens), before[0]) and torch.equal(model.tgt_embed(tokens), before[1])
     floats = [name for name, b in model.named_buffers() if b.is_floating_point() and b.numel() >= 60 * 32]
     assert floats == ["src_pos.pe", "tgt_pos.pe"]  # the sinusoids; no float table or weight matrix any more
+
+
+STATIC = choose_kernel()[0] != "float" and fbgemm_static_available()
+
+
+@pytest.mark.skipif(not STATIC, reason="no VNNI / fbgemm on this CPU: calibrated cells decode in float")
+@pytest.mark.parametrize("mode,per_channel", [("sym", False), ("asym", False), ("sym", True), ("asym", True)])
+def test_calibrated_cells_run_fbgemm_with_their_own_input_ranges(mode, per_channel):
+    cell = _int8_model(mode=mode, per_channel=per_channel, activations="both")
+    int8 = _int8_model(mode=mode, per_channel=per_channel, activations="both")
+    facts = to_int8_inference(int8, quiet=True)
+    assert facts["int8_static_linears"] == facts["int8_linears"] == 33 and facts["float_linears"] == 0
+    wrapper = int8.encoder.layers[0].feed_forward.w_1
+    assert isinstance(wrapper.inner, StaticInt8Linear) and wrapper.sites == ("output",)
+    x = torch.randn(5, 7, 32)
+    with torch.no_grad():
+        cell_out, int8_out = cell.encoder.layers[0].feed_forward.w_1(x), wrapper(x)
+    step = float(wrapper.output_scale)  # both are quantized to the cell's output grid
+    assert (cell_out - int8_out).abs().max() <= 2 * step + 1e-6
+    assert (cell_out == int8_out).float().mean() > 0.9  # the same input codes and weight codes

@@ -1,7 +1,13 @@
 """Integer matmuls for every quantized Linear of a cell, built from its artifact's own codes.
 
 Each ``QuantizedModule`` around an ``nn.Linear`` whose codes fit in 8 bits (attention Q/K/V/output
-projections, both feed-forward layers, the generator) becomes an ``Int8Linear``:
+projections, both feed-forward layers, the generator) computes with int8 × int8 products. Where the
+cell quantizes the Linear's input with a calibrated range (PTQ with ``activations: inputs|both``),
+``StaticInt8Linear`` quantizes it with exactly that range inside fbgemm's int8 GEMM, which returns
+float32 in one call (``quantized::linear_with_input_q_dq_qweight_dq_output_fp32``); the cell's
+output quantization stays. A static range is batch-independent and the numbers are the cell's,
+up to float rounding. Where the cell has no input range (weight-only cells), the Linear becomes an
+``Int8Linear``:
 
     y = s_x · s_w · (x_q @ (w_q − z_w)ᵀ) + b
 
@@ -14,12 +20,15 @@ added back through the row sums of x_q, exactly.
 Kernels: ``torch._int_mm`` (int8 × int8 → int32) where the CPU has VNNI; elsewhere the same
 integers go through a float32 matmul, which is exact while every partial sum stays below 2**24
 (|x_q·w_q| ≤ 127·128 per product, so for inner sizes up to 1,032), so both paths give the same
-numbers and the fallback only costs speed. Which path ran is printed once.
+numbers and the fallback only costs speed. Without VNNI the static path is not taken either (fbgemm
+would saturate 16-bit sums of full-range u8 × s8 products, or need 7-bit activations): those cells
+decode in float as evaluated. Which path ran is printed once.
 """
 
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -41,6 +50,13 @@ def cpu_has_vnni() -> bool:
     except OSError:
         return False
     return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
+def fbgemm_static_available() -> bool:
+    """fbgemm's int8 GEMM with a static input range and float32 output, on a CPU with VNNI."""
+    return cpu_has_vnni() and "fbgemm" in torch.backends.quantized.supported_engines and \
+        hasattr(torch.ops.quantized, "linear_with_input_q_dq_qweight_dq_output_fp32") and \
+        hasattr(torch, "_make_per_tensor_quantized_tensor")
 
 
 def choose_kernel(device: torch.device | str = "cpu") -> tuple[str, str]:
@@ -69,7 +85,7 @@ class Int8Linear(nn.Module):
         self.register_buffer("weight_t", w if kernel == "int_mm" else w.float())
         self.register_buffer("col_scale", scale.float().expand(n_out).contiguous())
         offset = shift - zero_point.to(torch.int64).expand(n_out)  # x·(q − z) = x·(q − shift) + (shift − z)·Σx
-        self.register_buffer("col_offset", offset.float() if bool(offset.any()) else None)  # |offset| ≤ 255
+        self.register_buffer("col_offset", offset.to(torch.int32) if bool(offset.any()) else None)
         self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
         if kernel == "float" and n_in * 127 * 128 >= EXACT_FLOAT32:
             self.weight_t = self.weight_t.double()  # float32 sums would round beyond 2**24
@@ -82,17 +98,50 @@ class Int8Linear(nn.Module):
         row_scale = row_scale.clamp_(min=TINY).div_(127.0)              # (rows, 1): max|x_row| / 127
         xq = torch.div(x2, row_scale).round_().to(torch.int8)           # (rows, in), |xq| ≤ 127
         if self.kernel == "int_mm":
-            acc = torch._int_mm(xq, self.weight_t).float()              # (rows, out), exact int32 sums
-        else:
-            acc = (xq.to(self.weight_t.dtype) @ self.weight_t).float()  # the same integers in float
+            acc = torch._int_mm(xq, self.weight_t)                      # (rows, out) int32, exact
+        else:  # the same integers through a float matmul, exact below 2**24, back to int32
+            acc = (xq.to(self.weight_t.dtype) @ self.weight_t).to(torch.int32)
         if self.col_offset is not None:
-            acc += xq.sum(1, keepdim=True, dtype=torch.int32).float() * self.col_offset
-        acc.mul_(row_scale)
-        y = acc.mul_(self.col_scale) if self.bias is None else torch.addcmul(self.bias, acc, self.col_scale)
+            acc += xq.sum(1, keepdim=True, dtype=torch.int32) * self.col_offset
+        y = acc * row_scale                                             # int32 · float32 -> float32
+        y = y.mul_(self.col_scale) if self.bias is None else torch.addcmul(self.bias, y, self.col_scale)
         return y.reshape(*lead, self.out_features)
 
     def extra_repr(self) -> str:
         return f"in={self.in_features}, out={self.out_features}, kernel={self.kernel}"
+
+
+class StaticInt8Linear(nn.Module):
+    """The Linear inside a ``QuantizedModule`` whose input the cell quantizes with a calibrated
+    range: fbgemm quantizes the input with that range, multiplies int8 by int8 with int32 sums
+    and returns float32, in one call. Weights are the artifact's codes (asymmetric ones shifted
+    into int8 with their zero points, the same values); a symmetric input range is expressed as
+    unsigned codes with zero point 128."""
+
+    def __init__(self, wrapper: QuantizedModule, bias: torch.Tensor | None):
+        super().__init__()
+        codes, scale, zero_point = wrapper.weight_q, wrapper.weight_scale, wrapper.weight_zero_point
+        shift = 128 if codes.dtype == torch.uint8 else 0
+        signed = (codes.to(torch.int32) - shift).to(torch.int8)
+        with warnings.catch_warnings():  # quantized tensors are deprecated in torch; the torch cap keeps them
+            warnings.simplefilter("ignore", UserWarning)
+            if scale.dim() == 1:
+                qweight = torch._make_per_channel_quantized_tensor(signed, scale.double(), zero_point - shift, 0)
+            else:
+                qweight = torch._make_per_tensor_quantized_tensor(signed, float(scale), int(zero_point) - shift)
+        self.out_features, self.in_features = codes.shape
+        self.packed = torch.ops.quantized.linear_prepack(qweight, None if bias is None else bias.detach().float())
+        self.x_scale = float(wrapper.input_scale)
+        self.x_zero_point = int(wrapper.input_zero_point) + (128 if wrapper.spec.mode == "sym" else 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        y = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(
+            x.reshape(-1, self.in_features).float(), self.x_scale, self.x_zero_point, self.packed)
+        return y.reshape(*lead, self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in={self.in_features}, out={self.out_features}, input scale={self.x_scale:.4g}"
 
 
 class CodeEmbedding(nn.Module):
@@ -133,9 +182,9 @@ def int8_candidates(model: nn.Module) -> list[str]:
 
 def to_int8_inference(model: nn.Module, kernel: str | None = None, device: torch.device | str = "cpu",
                       quiet: bool = False) -> dict:
-    """Replace, in place, every quantized Linear with codes ≤ 8 bits by an ``Int8Linear`` and every
-    quantized Embedding's float table by its codes; returns what was done. Float Linears stay
-    float: this never re-quantizes floats."""
+    """Make every quantized Linear with codes ≤ 8 bits compute with int8 products (static where the
+    cell calibrated its input, per row otherwise) and keep every quantized Embedding as its codes;
+    returns what was done. Float Linears stay float: this never re-quantizes floats."""
     names = int8_candidates(model)
     if not names:
         raise UserError("--int8 needs a cell artifact whose Linear layers are quantized to 8 bits or fewer "
@@ -143,13 +192,29 @@ def to_int8_inference(model: nn.Module, kernel: str | None = None, device: torch
     reason = f"int8: kernel {kernel} as asked"
     if kernel is None:
         kernel, reason = choose_kernel(device)
-    if not quiet:  # stderr: translations may be going to stdout
-        print(reason, file=sys.stderr)
+    static = kernel != "float" and torch.device(device).type == "cpu" and fbgemm_static_available()
     n_linear = sum(isinstance(m, nn.Linear) for m in model.modules())
+    counts = {"static": 0, "per_row": 0, "float_as_evaluated": 0}
     for name in names:
         wrapper = model.get_submodule(name)
-        # The bias the cell computes with: dequantized from its codes, or float where it kept one.
-        replace_module(model, wrapper, Int8Linear(wrapper.weight_q, wrapper.weight_scale, wrapper.weight_zero_point,
-                                                  wrapper.inner.bias, kernel))
-    return {"int8_linears": len(names), "float_linears": n_linear - len(names), "int8_kernel": kernel,
-            "code_embeddings": _code_embeddings(model)}
+        if "input" in wrapper.sites and wrapper.spec.bits == 8 and static:
+            # The Linear quantizes its input itself, with the cell's range; the output site stays.
+            wrapper.inner = StaticInt8Linear(wrapper, wrapper.inner.bias)
+            wrapper.sites = tuple(s for s in wrapper.sites if s != "input")
+            counts["static"] += 1
+        elif "input" in wrapper.sites:
+            counts["float_as_evaluated"] += 1  # no integer kernel that reproduces a static range here
+        else:
+            # The bias the cell computes with: dequantized from its codes, or float where it kept one.
+            replace_module(model, wrapper, Int8Linear(wrapper.weight_q, wrapper.weight_scale,
+                                                      wrapper.weight_zero_point, wrapper.inner.bias, kernel))
+            counts["per_row"] += 1
+    if counts["static"]:
+        reason += f"; fbgemm's int8 GEMM with the cell's calibrated input ranges for {counts['static']} of them"
+    if counts["float_as_evaluated"]:
+        reason += f"; {counts['float_as_evaluated']} Linears with calibrated input ranges stay float (no VNNI)"
+    if not quiet:  # stderr: translations may be going to stdout
+        print(reason, file=sys.stderr)
+    int8 = counts["static"] + counts["per_row"]
+    return {"int8_linears": int8, "float_linears": n_linear - int8, "int8_kernel": kernel,
+            "int8_static_linears": counts["static"], "code_embeddings": _code_embeddings(model)}
