@@ -5,7 +5,7 @@ Usage (from a workspace where `dvc repro` has run):
         --train-curve metrics/train_curve.json --cell-dirs data/cells --copies 10
 
 Builds the results frame as the aggregate stage does (without re-running the bootstrap) and times
-``write_report`` alone. ``--copies N`` repeats every cell N times under new names (``<cell>~k``), to
+``write_report`` alone. ``--copies N`` repeats every cell N times under new names (``<cell>~k``, group ``<group>~k``), to
 reach the size of the thesis's Multi30k grids (about 130 cells) from a smaller workspace.
 """
 
@@ -29,7 +29,8 @@ from tcompress.results import collect
 def main(baseline, cells_dir, train_curve, cell_dirs, copies):
     frame = collect(baseline, cells_dir)
     cells = frame[frame["method"] != "baseline"]
-    extra = [cells.assign(cell=cells["cell"] + f"~{k}") for k in range(1, copies)]
+    # A copy's layer group is renamed too, so every copy is its own table entry.
+    extra = [cells.assign(cell=cells["cell"] + f"~{k}", group=cells["group"] + f"~{k}") for k in range(1, copies)]
     frame = pd.concat([frame, *extra], ignore_index=True)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
