@@ -135,7 +135,6 @@ def test_artifact_bytes_are_the_codes_bits_plus_float32_scales(tmp_path, bits):
 
 def test_safetensors_library_opens_our_file(tmp_path):
     safetensors = pytest.importorskip("safetensors", reason="pip install safetensors (a test extra)")
-    from safetensors import safe_open  # noqa: F401 (the reference reader)
 
     model = _model()
     compress_(model, PTQConfig(4, "sym", activations="none"), "ff")
