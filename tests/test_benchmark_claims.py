@@ -1,0 +1,59 @@
+"""BENCHMARKS.md's summary sentences say what the committed raw results say.
+
+Each check recomputes a number from a results file under benchmarks/results/ and requires the
+sentence that states it, with that number, to be in BENCHMARKS.md: edit either without the other
+and this fails.
+"""
+
+import json
+
+import pandas as pd
+import pytest
+
+from conftest import REPO
+
+TEXT = (REPO / "BENCHMARKS.md").read_text()
+FLAT = " ".join(TEXT.split())  # sentences wrap across lines
+RESULTS = REPO / "benchmarks/results"
+
+
+def said(sentence: str) -> None:
+    assert " ".join(sentence.split()) in FLAT, f"BENCHMARKS.md no longer says: {sentence!r}"
+
+
+@pytest.fixture(scope="module")
+def ptq() -> pd.DataFrame:
+    frame = pd.read_csv(RESULTS / "multi30k_ptq/results.csv")
+    return frame[frame["method"] == "ptq"]
+
+
+def test_8_bit_cells_stay_near_the_baseline(ptq):
+    wide = ptq[ptq["bits"].isin([16, 8])]
+    low, high = wide.loc[wide["delta_bleu"].idxmin()], wide.loc[wide["delta_bleu"].idxmax()]
+    said(f"every 16- and 8-bit cell is within {max(-low['delta_bleu'], high['delta_bleu']):.2f} BLEU of the "
+         f"baseline: at most {-low['delta_bleu']:.2f} below it (`{low['cell']}`, −{-low['delta_bleu']:.2f}) and "
+         f"{high['delta_bleu']:.2f} above it (`{high['cell']}`, +{high['delta_bleu']:.2f})")
+    full = ptq[(ptq["bits"] == 8) & (ptq["group"] == "full")].set_index("mode")
+    said(f"{full.loc['sym', 'bleu']:.2f} sym ({full.loc['sym', 'delta_bleu']:+.2f}) and "
+         f"{full.loc['asym', 'bleu']:.2f} asym ({full.loc['asym', 'delta_bleu']:+.2f})")
+
+
+def test_the_most_and_least_sensitive_groups_at_3_bits(ptq):
+    loss = {(g, m): -ptq[(ptq["bits"] == 3) & (ptq["group"] == g) & (ptq["mode"] == m)]["delta_bleu"].iloc[0]
+            for g in ("att", "gen", "emb") for m in ("asym", "sym")}
+    said(f"at 3 bits ATT loses {loss['att', 'asym']:.1f}/{loss['att', 'sym']:.1f} (asym/sym) and GEN "
+         f"{loss['gen', 'asym']:.1f}/{loss['gen', 'sym']:.1f}, EMB only {loss['emb', 'asym']:.1f}/{loss['emb', 'sym']:.1f}")
+    assert min(loss["att", "asym"], loss["gen", "asym"]) > loss["emb", "asym"]
+
+
+def test_packed_sizes_table_is_the_measured_one():
+    sizes = json.loads((RESULTS / "packed_sizes.json").read_text())
+    assert f"checkpoint (`torch.save`, weights only) is {sizes['baseline_bytes']:,} bytes" in FLAT
+    cells = {c["cell"]: c for c in sizes["cells"]}
+    for name in ("ptq-sym-4-full", "ptq-asym-4-full", "qat-sym-4-full", "ptq-sym-8-full", "ptq-asym-8-full",
+                 "agp-10-70-1-full", "imp-full", "ptq-sym-8-att"):
+        c = cells[name]
+        row = next(line for line in TEXT.splitlines() if line.startswith(f"| {name} "))
+        assert f"| {c['file_bytes']:,} |" in row and f"{c['file_ratio']:.2f}" in row, row
+    chain = sizes["pruned_then_4bit"]
+    said(f"| {chain['file_bytes']:,} | **{chain['file_ratio']:.2f}** |")
