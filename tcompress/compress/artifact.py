@@ -10,10 +10,9 @@ and copies bytes: it cannot run code. Baseline checkpoints are torch files loade
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
-
-import json
 
 import torch
 from torch import nn

@@ -113,8 +113,6 @@ def compress_cell(entry: dict, baseline: str | Path, out_dir: str | Path, ctx: C
     return facts
 
 
-
-
 def evaluate_cell(entry: dict, cell_dir: Path, facts: dict, tokenized: str | Path, test_split: str | Path,
                   device: torch.device) -> dict:
     """Decode the test split with the cell's saved artifact (the file a user would ship) into
