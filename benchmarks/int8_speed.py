@@ -70,12 +70,20 @@ def make_weight_only_cell(baseline: str, path: str) -> None:
 
 
 def tensor_megabytes(model: nn.Module) -> float:
-    """Bytes of every distinct storage the model's parameters and buffers hold (shared ones once);
-    torch's dynamic-quantized Linears keep theirs in packed params, which this cannot see."""
+    """Bytes of every distinct storage the model's parameters and buffers hold (shared ones once),
+    plus fbgemm's packed int8 weights (ours and torch's dynamic ones), counted as int8 + float32 bias."""
     storages = {}
     for t in [*model.parameters(), *model.buffers()]:
         storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-    return round(sum(storages.values()) / 1e6, 1)
+    packed = 0
+    for m in model.modules():
+        params = getattr(m, "packed", None)  # ours (StaticInt8Linear)
+        if params is None:  # torch's dynamic Linear: a LinearPackedParams module around the packed weight
+            params = getattr(getattr(m, "_packed_params", None), "_packed_params", None)
+        if params is not None:
+            weight, bias = torch.ops.quantized.linear_unpack(params)
+            packed += weight.numel() + (0 if bias is None else 4 * bias.numel())
+    return round((sum(storages.values()) + packed) / 1e6, 1)
 
 
 def rss_kb() -> int:
@@ -143,9 +151,8 @@ def main(baseline, cell, tokenized, test_split, threads, batch1_sentences, sente
                     row["bleu"] = score(tok.decode_tgt(hyp_ids), refs)["bleu"]
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    memory = {name: {"resident_mb": measure_memory(name, baseline, cell),
-                     "tensor_mb": None if name == "torch-dynamic-int8" else tensor_megabytes(models[name])}
-              for name in SYSTEMS}  # torch's packed int8 weights are not tensors this can count
+    memory = {name: {"resident_mb": measure_memory(name, baseline, cell), "tensor_mb": tensor_megabytes(models[name])}
+              for name in SYSTEMS}
     result = {"command": " ".join(sys.argv), "torch": torch.__version__, "threads": threads,
               "cpu": platform.processor() or platform.machine(), "cpu_flags": cpu_flags(),
               "cell": cell, "int8": facts["ours-int8"], "memory_mb": memory, "rows": rows}
@@ -160,7 +167,7 @@ def main(baseline, cell, tokenized, test_split, threads, batch1_sentences, sente
               f"{r['sentences_per_second'] / base[(r['decoding'], r['batch'])]:.2f} | {r.get('bleu', '–')} |")
     print("\n| system | tensors (MB) | resident after loading (MB) |\n|---|---|---|")
     for name, m in memory.items():
-        print(f"| {name} | {m['tensor_mb'] if m['tensor_mb'] is not None else 'n/a'} | {m['resident_mb']} |")
+        print(f"| {name} | {m['tensor_mb']} | {m['resident_mb']} |")
 
 
 if __name__ == "__main__":

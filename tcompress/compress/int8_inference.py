@@ -201,6 +201,8 @@ def to_int8_inference(model: nn.Module, kernel: str | None = None, device: torch
             # The Linear quantizes its input itself, with the cell's range; the output site stays.
             wrapper.inner = StaticInt8Linear(wrapper, wrapper.inner.bias)
             wrapper.sites = tuple(s for s in wrapper.sites if s != "input")
+            for pname in wrapper.param_names:  # fbgemm holds its own packed copy of the codes
+                setattr(wrapper, f"{pname}_q", None)
             counts["static"] += 1
         elif "input" in wrapper.sites:
             counts["float_as_evaluated"] += 1  # no integer kernel that reproduces a static range here
