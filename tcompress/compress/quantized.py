@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tcompress.compress.linear_quant import QuantSpec, dequantize, fake_quantize_ste, qparams, quantize_tensor
+from tcompress.compress.linear_quant import QuantSpec, dequantize, fake_quantize, qparams, quantize_tensor
 
 SITES = ("input", "output")
 # `activations` of PTQ and QAT: which float activations of a selected module are quantized.
@@ -69,11 +69,9 @@ class QuantizedModule(nn.Module):
             setattr(self.inner, pname, value.to(getattr(self.inner, pname).device))
 
     def _quantize_activation(self, site: str, x: torch.Tensor) -> torch.Tensor:
-        # Activation ranges are one per tensor even when weights are per channel. PyTorch's fused
-        # kernel: the same numbers as linear_quant.fake_quantize (tested), one kernel instead of
-        # seven, which at decoding sizes is most of a small module's time.
-        return fake_quantize_ste(x, getattr(self, f"{site}_scale"), getattr(self, f"{site}_zero_point"),
-                                 QuantSpec(self.spec.bits, self.spec.mode))
+        # Activation ranges are one per tensor even when weights are per channel.
+        return fake_quantize(x, getattr(self, f"{site}_scale"), getattr(self, f"{site}_zero_point"),
+                             QuantSpec(self.spec.bits, self.spec.mode))
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         if "input" in self.sites and x.is_floating_point():
