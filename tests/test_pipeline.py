@@ -176,7 +176,8 @@ def test_plan_command_previews_what_a_change_would_run(tiny_pipeline):
 def test_each_plot_is_defined_once_with_titles(tiny_pipeline):
     shown = json.loads(dvc(["plots", "show", "--json"], tiny_pipeline).stdout)
     assert not shown.get("errors")
-    assert set(shown["data"]) == {"training_loss", "validation_bleu", "bleu_vs_ratio"}   # no stage-level repeats
+    assert set(shown["data"]) == {"training_loss", "validation_bleu", "bleu_vs_ratio",   # no stage-level repeats
+                                  "bleu_vs_file_size"}
     for name, renders in shown["data"].items():
         (spec,) = [r["content"] for r in renders]
         assert "BLEU" in spec["title"]["text"] or "loss" in spec["title"]["text"], name
