@@ -47,16 +47,9 @@ from tcompress.evaluation import score
 from tcompress.model import BOS, EOS, UNK
 from tcompress.tokenizer import Tokenizer
 
-CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
+from int8_speed import cpu_flags  # the sibling benchmark's: both tables name the same CPU flags
+
 LENGTH_PENALTY, MAX_LEN_A, MAX_LEN_B = 0.6, 1.5, 10
-
-
-def cpu_flags() -> list[str]:
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return []
-    return [f for f in CPU_FLAGS if f in flags]
 
 
 def numpy_of(t: torch.Tensor) -> np.ndarray:
