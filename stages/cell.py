@@ -1,4 +1,4 @@
-"""cell: one grid cell -> its folder (compressed checkpoint, facts, test translations) and metrics.
+"""cell: one grid cell (or chain) -> its folder (compressed checkpoint, facts, test translations) and metrics.
 
 A cell the plan switched off writes an 'off' marker and empty metrics without importing torch.
 Trained cells resume from ``--resume`` after an interruption."""
@@ -23,9 +23,11 @@ from tcompress.stage import guarded, read_config, write_json
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="the cell's folder: model.safetensors (its artifact), cell.json, hyps.txt (its translations of the test split)")
 @click.option("--metrics", required=True, type=click.Path(dir_okay=False))
+@click.option("--start", "start_from", type=click.Path(dir_okay=False),
+              help="a chain's parent's artifact: the model its last link starts from (file sizes stay against --baseline)")
 @guarded
 def main(plan_file: str, baseline: str, tokenized: str, valid_split: str, test_split: str, resume_path: str,
-         out: str, metrics: str) -> None:
+         out: str, metrics: str, start_from: str | None) -> None:
     entry = read_config(plan_file)
     if not entry["selected"]:
         # Before importing torch: an off cell costs DVC's bookkeeping only. Its metrics are empty,
@@ -43,7 +45,7 @@ def main(plan_file: str, baseline: str, tokenized: str, valid_split: str, test_s
     device = setup_torch(rt)
     seed_everything(entry["seed"])
     ctx = CellContext(entry, tokenized, valid_split, resume_path, device, rt.checkpoint_every)
-    facts = compress_cell(entry, baseline, out, ctx)
+    facts = compress_cell(entry, baseline, out, ctx, start_from)
     write_json(Path(out) / "cell.json", facts)
     result = evaluate_cell(entry, Path(out), facts, tokenized, test_split, device)
     write_json(metrics, result)

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import click
+import yaml
 
 from tcompress.checkpoint import CheckpointError
 from tcompress.compress.artifact import load_model  # a baseline or a compressed cell
@@ -104,8 +105,9 @@ def catalog_cmd(params_file: str, out_file: str) -> None:
     text = cells_file_text(params)
     changed = not Path(out_file).exists() or Path(out_file).read_text() != text
     Path(out_file).write_text(text)
-    n = text.count("\n- ")
-    click.echo(f"{out_file}: {n} catalog cells" + ("" if changed else " (unchanged)"))
+    lists = yaml.safe_load(text)
+    click.echo(f"{out_file}: {len(lists['cells'])} catalog cells, {len(lists['chain_stages'])} chains"
+               + ("" if changed else " (unchanged)"))
 
 
 @main.command("plan")

@@ -17,7 +17,8 @@ from typing import Any
 
 import yaml
 
-from tcompress.methods import Cell, Method, registered
+from tcompress.chains import Chain, parse_chains
+from tcompress.methods import Cell, Method, get, registered
 from tcompress.schema import ConfigError
 
 CELLS_FILE = Path("stages") / "cells.yaml"
@@ -58,13 +59,47 @@ def catalog_cells(params) -> list[Cell]:
     return cells
 
 
+def _with_prefixes(chains: list[Chain]) -> list[Chain]:
+    """The chains and every chain they continue, each once, a parent before its children."""
+    out: dict[str, Chain] = {}
+    for chain in chains:
+        for c in [*chain.prefixes(), chain]:
+            out.setdefault(c.id, c)
+    return list(out.values())
+
+
+def catalog_chains(params) -> list[Chain]:
+    """The chains dvc.yaml has stages for: ``catalog.chains`` and the chains they continue. The first
+    link of each must be a catalog cell (its stage makes the model the chain starts from)."""
+    chains = _with_prefixes(parse_chains(params.chain_catalog, "catalog.chains"))
+    ids = {c.id for c in catalog_cells(params)}
+    for chain in chains:
+        if chain.links[0].id not in ids:
+            raise ConfigError(f"catalog.chains: {chain.spec!r} starts from {chain.links[0].id}, which is not a catalog "
+                              f"cell; add its values to catalog.{chain.links[0].method}")
+    return chains
+
+
+def selected_chains(params) -> list[Chain]:
+    """The chains ``chains`` selects, with the chains they continue; each must be in the catalog."""
+    known = {c.id for c in catalog_chains(params)}
+    chains = parse_chains(params.chains, "chains")
+    for chain in chains:
+        if chain.id not in known:
+            raise ConfigError(f"chains: {chain.spec!r} is not in catalog.chains; dvc.yaml has one stage per catalog "
+                              "chain: add it there and run `tcompress catalog`")
+    return _with_prefixes(chains)
+
+
 def selected_cells(params) -> list[Cell]:
-    """The cells the grid keys select; a value outside the catalog is an error naming the key."""
+    """The cells the grid keys select, and those the selected chains start from or compare with
+    (their first link, the last link's control); a value outside the catalog is an error naming
+    the key."""
     cells = []
     for method in registered():
+        values = axis_values(params, method)   # every method's values are checked, selected or not
         if method.name not in params.methods:
             continue
-        values = axis_values(params, method)
         for axis in method.axes:
             allowed = params.catalog[method.name][axis.key]
             for value in values[axis.name]:
@@ -76,28 +111,38 @@ def selected_cells(params) -> list[Cell]:
                         f"({', '.join(map(str, allowed))}); dvc.yaml has one stage per catalog cell: add it to "
                         f"catalog.{method.name}.{axis.key} in params.yaml and run `tcompress catalog`")
         cells += _control(method) + _product(method, values)
-    return cells
+    for chain in selected_chains(params):
+        cells += [chain.links[0], *_control(get(chain.last.method))]
+    return list({c.id: c for c in cells}.values())
+
+
+def _stage_lists(params) -> dict:
+    return {"cells": [c.id for c in catalog_cells(params)],
+            "chain_stages": {c.id: {"parent": c.parent_id} for c in catalog_chains(params)}}
 
 
 def cells_file_text(params) -> str:
-    ids = [c.id for c in catalog_cells(params)]
     return ("# Written by `tcompress catalog` from params.yaml's catalog and the registered methods; do not edit.\n"
-            "# dvc.yaml makes one cell stage (compress, then evaluate) per entry.\n"
-            + yaml.safe_dump({"cells": ids}, default_flow_style=False, sort_keys=False))
+            "# dvc.yaml makes one cell stage (compress, then evaluate) per entry of `cells`, and one chain stage\n"
+            "# per entry of `chain_stages` (which also depends on its parent's output folder).\n"
+            + yaml.safe_dump(_stage_lists(params), default_flow_style=False, sort_keys=False))
 
 
 def check_cells_file(params, path: str | Path = CELLS_FILE) -> None:
     """The stage list dvc.yaml expands must be this catalog, or cells would have no stage (or no plan)."""
     try:
-        listed = (yaml.safe_load(Path(path).read_text()) or {}).get("cells", [])
+        text = yaml.safe_load(Path(path).read_text()) or {}
     except FileNotFoundError:
-        listed = []
-    expected = [c.id for c in catalog_cells(params)]
-    if listed != expected:
+        text = {}
+    lists = _stage_lists(params)
+    listed = list(text.get("cells", [])) + list(text.get("chain_stages") or {})
+    expected = lists["cells"] + list(lists["chain_stages"])
+    if listed != expected or (text.get("chain_stages") or {}) != lists["chain_stages"]:
         missing = sorted(set(expected) - set(listed))
         extra = sorted(set(listed) - set(expected))
         what = f"lacks {missing[0]}" if missing else (f"lists {extra[0]}, not in the catalog" if extra else "is out of order")
-        raise ConfigError(f"{path} {what} ({len(expected)} catalog cells): run `tcompress catalog` to rewrite it")
+        raise ConfigError(f"{path} {what} ({len(expected)} catalog cells and chains): run `tcompress catalog` to "
+                          "rewrite it")
 
 
 def table_layout(params) -> dict[str, dict[str, Any]]:

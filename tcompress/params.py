@@ -39,16 +39,19 @@ class Params:
     bits: tuple[int, ...] = setting((8, 4))
     modes: tuple[str, ...] = setting(("sym", "asym"))
     groups: tuple[str, ...] = setting(("att", "full"))
+    chains: tuple[str, ...] = field(default=())   # the chains that run (may be none): read by _chains
     # Filled from the registry: each method's section, and the catalog dvc.yaml has stages for.
     sections: Mapping[str, Any] = field(default_factory=dict, init=True)
     catalog: Mapping[str, Mapping[str, tuple]] = field(default_factory=dict, init=True)
+    chain_catalog: tuple[str, ...] = field(default=(), init=True)   # catalog.chains
 
     def method_params(self, name: str) -> Any:
         return self.sections[name]
 
 
 CORPUS_DIR = Path("data/corpus")  # a `files` corpus lives here; dvc.yaml's prepare stage depends on it
-FIXED = tuple(f.name for f in dataclasses.fields(Params) if f.name not in ("sections", "catalog"))
+FIXED = tuple(f.name for f in dataclasses.fields(Params) if f.name not in ("sections", "catalog", "chain_catalog"))
+CHAINS_KEY = "chains"   # catalog.chains: the chains dvc.yaml has stages for
 SHARED_GRID_KEYS = ("bits", "modes", "groups")
 
 
@@ -61,10 +64,12 @@ def _check_shared_keys(params: Params, methods: list) -> None:
 
 
 def _build_catalog(raw: Any, methods: list) -> dict[str, dict[str, tuple]]:
-    """``catalog: {method: {axis key: [values]}}``; a method or axis left out keeps its file's default."""
+    """``catalog: {method: {axis key: [values]}}``; a method or axis left out keeps its file's default.
+    (``catalog.chains`` is read by ``_chain_catalog``.)"""
     raw = raw or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"catalog: expected a mapping of method to axis values, got {raw!r}")
+    raw = {k: v for k, v in raw.items() if k != CHAINS_KEY}
     by_name = {m.name: m for m in methods}
     unknown = sorted(set(raw) - set(by_name))
     if unknown:
@@ -86,6 +91,18 @@ def _build_catalog(raw: Any, methods: list) -> dict[str, dict[str, tuple]]:
             values = list(values) if isinstance(values, (list, tuple)) else [values]
             catalog[m.name][axis.key] = tuple(axis.validate(f"catalog.{m.name}.{axis.key}", v) for v in values)
     return catalog
+
+
+def _chains(value: Any, key: str) -> tuple[str, ...]:
+    """A list of chain specs, possibly empty (unlike a grid key)."""
+    value = [] if value is None else value
+    if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+        raise ConfigError(f"{key}: expected a list of chains such as 'agp:10-70-1-full > kmeans:4', got {value!r}")
+    return tuple(value)
+
+
+def _chain_catalog(raw: Any) -> tuple[str, ...]:
+    return _chains((raw or {}).get(CHAINS_KEY) if isinstance(raw, dict) else None, "catalog.chains")
 
 
 def _check_consistency(p: Params) -> None:
@@ -123,14 +140,16 @@ def params_from_dict(raw: dict) -> Params:
                           f"and one section per method ({', '.join(names)})")
     fixed = {k: v for k, v in raw.items() if k in FIXED}
     selected = fixed.pop("methods", list(names))
+    chains = _chains(fixed.pop("chains", None), "chains")
     params = build(Params, fixed, "", corpus)
     selected = coerce("methods", selected, tuple[str, ...], {"choices": tuple(names)}, corpus)
     sections = {m.name: build(m.params, raw.get(m.name), m.name, corpus) for m in methods}
     catalog = _build_catalog(raw.get("catalog"), methods)
-    params = dataclasses.replace(params, methods=selected, sections=sections, catalog=catalog)
+    params = dataclasses.replace(params, methods=selected, chains=chains, sections=sections, catalog=catalog,
+                                 chain_catalog=_chain_catalog(raw.get("catalog")))
     _check_shared_keys(params, methods)
     _check_consistency(params)
-    selected_cells(params)  # every grid value valid and in the catalog
+    selected_cells(params)  # every grid value valid and in the catalog, every chain too
     return params
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tcompress.closure import closure, digest_files, file_digest
-from tcompress.grid import catalog_cells, selected_cells, table_layout
+from tcompress.grid import catalog_cells, catalog_chains, selected_cells, selected_chains, table_layout
 from tcompress.methods import Budget, get, registered
 from tcompress.schema import ConfigError, plain
 
@@ -44,6 +44,12 @@ def _cell_entry(params, cell) -> dict:
     return entry
 
 
+def _chain_entry(params, chain) -> dict:
+    """A chain's entry: its last link's, under the chain's id, with the links and the parent it starts from."""
+    return {**_cell_entry(params, chain.last), "cell": chain.id, "chain": [c.id for c in chain.links],
+            "spec": chain.spec, "parent": chain.parent_id}
+
+
 def resolve(params) -> dict[str, dict]:
     """Each stage's resolved config; ``cells`` holds every selected cell's entry."""
     e = params.evaluate
@@ -57,8 +63,9 @@ def resolve(params) -> dict[str, dict]:
         "tokenize": {"tokenizer": plain(params.tokenizer)},
         "train": {"seed": params.seed, "model": plain(params.model), "train": plain(params.train)},
         "evaluate": {**decoding, "beam_size": e.beam_size},
-        "cells": {"catalog": [c.id for c in catalog_cells(params)],
-                  "cells": {c.id: _cell_entry(params, c) for c in selected_cells(params)},
+        "cells": {"catalog": [c.id for c in catalog_cells(params)] + [c.id for c in catalog_chains(params)],
+                  "cells": {**{c.id: _cell_entry(params, c) for c in selected_cells(params)},
+                            **{c.id: _chain_entry(params, c) for c in selected_chains(params)}},
                   "evaluate": {**decoding, "beam_size": e.cell_beam_size},
                   "batch_tokens": params.train.batch_tokens, "seed": params.seed,
                   "layout": table_layout(params)},

@@ -10,7 +10,6 @@ the page and metrics/summary.md cannot disagree.
 from __future__ import annotations
 
 import json
-import math
 import re
 from html import escape
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from tcompress.methods import get, registered
-from tcompress.results import SUMMARY_RATIOS, markdown_report, plot_points, summary
+from tcompress.results import SUMMARY_RATIOS, markdown_report, pareto_front, plot_points, summary
 from tcompress.svgplot import PALETTE, Point, Series, heat_style, xy_plot
 
 FIXED_COLORS = {"baseline": "#222222", "control (fine-tuned, uncompressed)": "#8c8c8c"}
@@ -35,6 +34,7 @@ code{font-size:13px;white-space:nowrap}
 .stats b{font-size:16px}.best{display:flex;gap:12px;margin:8px 0}
 .best div{flex:1;border:2px solid #4e79a7;border-radius:6px;padding:6px 10px;background:#f5f8fc}
 .best b{font-size:17px}.ns{color:#999}.sig{color:#1f6f1f;font-weight:600}
+#summary-table td{white-space:nowrap}#summary-table td:nth-child(5),#summary-table td:nth-child(9){white-space:normal}
 svg.chart text{font-size:12px;fill:#333}svg.chart .axis-title{font-size:13px;font-weight:600}
 svg.chart .grid{stroke:#eee}svg.chart circle.mark:hover{stroke:#000;stroke-width:2}
 td.heat{text-align:right;min-width:58px}details{margin:4px 0}
@@ -66,12 +66,6 @@ def _megabytes(n) -> str:
 
 def _code(text: str) -> Html:
     return Html(f"<code>{escape(text)}</code>")
-
-
-def _significance(value) -> Html:
-    if value is None or pd.isna(value):
-        return Html("–")
-    return Html('<span class="sig">yes</span>' if value else '<span class="ns">ns</span>')
 
 
 # ------------------------------------------------------------------ 1. the baseline
@@ -119,43 +113,32 @@ def summary_section(facts: dict) -> str:
                      f"Δ <b>{e['delta_ref']:+.2f}</b> vs {e['reference']}, 95 % CI {_ci_text(e)} {verdict}</div>")
     rows = []
     for name, entry in facts["by_method"].items():
-        title = get(name).title.split(" (")[0]     # the table's headline; its row axes are in the tables below
-        for ratio in SUMMARY_RATIOS:
+        # The method's name (its params.yaml section), its title on hover: a row stays one line high.
+        row: list = [Html(f'<code title="{escape(get(name).title)}">{escape(name)}</code>')]
+        for ratio in SUMMARY_RATIOS:   # one row per method, so the table stays on the first screen
             e = entry[f"{ratio}x"]
             if e is None:
-                none = Html(f'<span class="ns">none reaches {ratio}×</span>')
-                rows.append([title, f"≥ {ratio}×", none, *["–"] * 6])
+                row += [Html(f'<span class="ns">none reaches {ratio}×</span>'), "–", "–", "–"]
                 continue
-            vs_control = e["delta_ref"] if e["reference"] == "control" else None
-            file_ratio = f" (file {e['file_ratio']:.2f}×)" if "file_ratio" in e else ""
-            rows.append([title, f"≥ {ratio}×", _code(e["cell"]), f"{e['compression_ratio']:.2f}×{file_ratio}",
-                         f"{e['bleu']:.2f}", f"{e['delta_bleu']:+.2f}", _fmt(vs_control, "+.2f"),
-                         f"{_ci_text(e)} vs {e['reference']}" if "ci_low" in e else "–",
-                         _significance(e.get("significant"))])
-    table = _table(["method", "target", "best cell", "ratio", "BLEU", "Δ vs baseline", "Δ vs control",
-                    "95 % CI of Δ", "significant"], rows, numeric={3, 4, 5, 6}, table_id="summary-table")
+            file_ratio = f" ({e['file_ratio']:.2f}×)" if "file_ratio" in e else ""
+            ci = f" {_ci_text(e)}" if "ci_low" in e else ""
+            verdict = "" if "ci_low" not in e else ("" if e["significant"] else " ns")
+            row += [_code(e["cell"]), f"{e['compression_ratio']:.2f}×{file_ratio}", f"{e['bleu']:.2f}",
+                    Html(f"{e['delta_ref']:+.2f} vs {e['reference']}{ci}"
+                         + (f' <span class="ns">{verdict.strip()}</span>' if verdict else ""))]
+        rows.append(row)
+    headers = ["method"] + [f"{h} (≥ {r}×)" if h == "best cell" else h for r in SUMMARY_RATIOS
+                            for h in ("best cell", "ratio (file)", "BLEU", "Δ [95 % CI]")]
+    table = _table(headers, rows, numeric={2, 3, 6, 7}, table_id="summary-table")
     return (f'<h2 id="summary">Summary: best cell per method</h2>'
             f'<div class="best" id="best-cells">{"".join(boxes)}</div>{table}'
-            f'<p class="note">{facts["cells"]} cells. Ranked by Δ BLEU against the reference (a fine-tuning '
+            f'<p class="note">{facts["cells"]} cells. Best cell of each method at a ratio of at least '
+            f"{' and '.join(f'{r}×' for r in SUMMARY_RATIOS)}, ranked by Δ BLEU against the reference (a fine-tuning "
             "method's control, else the baseline decoded the same way); CI: sacreBLEU paired bootstrap; "
             "ns: not significant at p &lt; 0.05.</p>")
 
 
 # ------------------------------------------------------------------ 3. trade-off plots
-
-def pareto_front(points: list[Point], larger_x_better: bool = True) -> list[Point]:
-    """The points no other point beats on both BLEU (y) and x (a larger ratio, or fewer bytes)."""
-    sign = 1 if larger_x_better else -1
-    front: list[Point] = []
-    best = -math.inf
-    for p in sorted(points, key=lambda p: (-sign * p.x, -p.y)):
-        # sweeping from the best x down, a point survives only by a higher BLEU than every point
-        # with a better x (exact duplicates of a survivor survive with it)
-        if p.y > best or (front and (p.x, p.y) == (front[-1].x, front[-1].y)):
-            front.append(p)
-            best = max(best, p.y)
-    return sorted(front, key=lambda p: p.x)
-
 
 def series_colors(names: list[str]) -> dict[str, str]:
     colors = dict(FIXED_COLORS)

@@ -10,6 +10,8 @@ differently decoded number.
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -87,7 +89,7 @@ def collect(baseline_file: str | Path, cells_dir: str | Path, cell_dirs: str | P
     decodings = sorted({c["decoding"] for c in cells}) or ["greedy"]
     rows = [baseline_row(baseline, d) for d in decodings]
     base_bleu = {r["decoding"]: r["bleu"] for r in rows}
-    columns = ["cell", "method", "control", *axis_columns(), *METRIC_COLUMNS]
+    columns = ["cell", "method", "control", "chain", *axis_columns(), *METRIC_COLUMNS]
     for c in cells:
         rows.append({**{k: c.get(k) for k in columns}, "control": bool(c.get("control")),
                      "stored_megabytes": round(c["stored_bits"] / 8e6, 3)})
@@ -110,7 +112,7 @@ def _order(values: list, catalog: list) -> list:
 def method_table(frame: pd.DataFrame, method_name: str, columns: list[str]) -> str:
     """Rows (one per combination of the method's row axes) by layer groups, each "BLEU / ratio×"."""
     method = get(method_name)
-    cells = frame[(frame["method"] == method_name) & ~frame["control"]]
+    cells = frame[(frame["method"] == method_name) & ~frame["control"] & frame["chain"].isna()]
     groups = _order(list(cells["group"].dropna().unique()), columns) if "group" in cells else []
     lines = ["| | " + " | ".join(g.upper().replace("+", ",") for g in groups) + " |",
              "|" + "---|" * (len(groups) + 1)]
@@ -162,13 +164,56 @@ def markdown_report(frame: pd.DataFrame, layout: dict[str, dict]) -> str:
     for method in registered():
         if method.name in present:
             cells = _row_sort(frame[frame["method"] == method.name])
-            parts += ["", f"## {method.title}", "",
-                      method_table(cells, method.name, layout.get(method.name, {}).get("columns", []))]
+            parts += ["", f"## {method.title}"]
+            if (~cells["control"] & cells["chain"].isna()).any():   # not only a chain's last link
+                parts += ["", method_table(cells, method.name, layout.get(method.name, {}).get("columns", []))]
             for _, c in cells[cells["control"]].iterrows():
                 ci = "" if pd.isna(c["delta_ci_low"]) else f", 95 % CI [{c['delta_ci_low']:+.2f}, {c['delta_ci_high']:+.2f}]"
                 parts += ["", f"Control `{c['cell']}` (the same fine-tuning, nothing compressed): BLEU {c['bleu']:.2f}, "
                               f"{c['delta_bleu']:+.2f} against the baseline{ci}."]
+    chains = frame[frame["chain"].notna()]
+    if len(chains):
+        parts += ["", "## Chains (each link starts from the model of the links before it)", "",
+                  "The ratio counts each nonzero parameter at its stored width (n_m·32 / Σ nonzero bits: pruning's "
+                  "and quantization's formulas at once); Δ as above, against the last link's control where it "
+                  "fine-tunes.", "", "| chain | BLEU (Δ) / ratio (file) | starts from |", "|---|---|---|"]
+        by_id = frame.set_index("cell")
+        for _, c in chains.sort_values("compression_ratio").iterrows():
+            parent = c["cell"].rsplit("_then_", 1)[0]
+            start = _entry(by_id.loc[parent]) if parent in by_id.index else "–"
+            parts.append(f"| {c['chain']} | {_entry(c)} | {parent}: {start} |")
+    points = frame[~frame["control"] & (frame["decoding"] == frame["decoding"].iloc[-1])]
+    for column, what in (("compression_ratio", "the formula's ratio"), ("file_ratio", "the file's ratio")):
+        rows = points[points[column].notna() | (points["method"] == "baseline")]
+        front = pareto_front([FrontPoint(1.0 if r["method"] == "baseline" else float(r[column]), float(r["bleu"]),
+                                         r["cell"]) for _, r in rows.iterrows()])
+        if front:
+            parts += ["", f"## Pareto front: BLEU against {what}", "",
+                      "The cells no other cell beats on both BLEU and compression (controls left out; the "
+                      "baseline at 1x).", "", "| cell | BLEU | ratio |", "|---|---|---|"]
+            parts += [f"| {p.cell} | {p.y:.2f} | {p.x:.2f}x |" for p in front]
     return "\n".join(parts) + "\n"
+
+
+def pareto_front(points: list, larger_x_better: bool = True) -> list:
+    """The points no other point beats on both BLEU (y) and x (a larger ratio, or fewer bytes)."""
+    sign = 1 if larger_x_better else -1
+    front: list = []
+    best = -math.inf
+    for p in sorted(points, key=lambda p: (-sign * p.x, -p.y)):
+        # sweeping from the best x down, a point survives only by a higher BLEU than every point
+        # with a better x (exact duplicates of a survivor survive with it)
+        if p.y > best or (front and (p.x, p.y) == (front[-1].x, front[-1].y)):
+            front.append(p)
+            best = max(best, p.y)
+    return sorted(front, key=lambda p: p.x)
+
+
+@dataclass(frozen=True)
+class FrontPoint:
+    x: float      # compression
+    y: float      # BLEU
+    cell: str
 
 
 SUMMARY_RATIOS = (4, 8)
@@ -260,6 +305,8 @@ def plot_points(frame: pd.DataFrame) -> list[dict]:
             series = "baseline"
         elif r["control"]:
             series = "control (fine-tuned, uncompressed)"
+        elif isinstance(r["chain"], str):
+            series = f"chain > {r['method']}"
         else:
             method = get(r["method"])
             series = method.series_of({a.name: r[a.name] for a in method.axes})

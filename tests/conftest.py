@@ -26,11 +26,19 @@ TINY = {
     "catalog": {"ptq": {"bits": [8, 4], "modes": ["sym", "asym"], "groups": ["ff", "att", "full"]},
                 "qat": {"bits": [8, 4], "modes": ["sym", "asym"], "groups": ["ff", "att", "full"]},
                 "agp": {"schedules": ["10-70-1", "45-70-3"], "groups": ["ff", "full"]},
-                "imp": {"groups": ["ff", "full"]}},
+                "imp": {"groups": ["ff", "full"]},
+                "kmeans": {"bits": [4], "groups": ["att"]}, "kmeans_ptq": {"bits": [4, 1], "groups": ["att"]},
+                "binary": {"groups": ["att"]}, "bsflex": {"centroids": ["flex"], "groups": ["att"]},
+                "qsgd": {"bits": [8, 1], "groups": ["att"]},
+                "chains": ["agp:10-70-1-full > kmeans:4", "agp:10-70-1-full > qat:sym-4"]},
     "ptq": {"calibration_batches": 2, "calibration_batch_tokens": 400},
     "qat": {"bits": [4], "modes": ["sym"], "groups": ["full"], "epochs": 1, "warmup_steps": 2, "lr": 1.0e-3},
     "agp": {"schedules": ["10-70-1"], "groups": ["full"], "epochs": 2, "start": 0, "end": 8, "warmup_steps": 2},
     "imp": {"groups": ["full"], "rounds": 2, "steps_per_round": 4, "epochs": 1, "warmup_steps": 2},
+    **{m: {"epochs": 1, "warmup_steps": 2, "lr": 1.0e-3} for m in ("kmeans", "binary", "bsflex", "qsgd")},
+    "kmeans": {"bits": [4], "groups": ["att"], "epochs": 1, "warmup_steps": 2, "lr": 1.0e-3},
+    "kmeans_ptq": {"bits": [4], "groups": ["att"]},
+    "qsgd": {"bits": [8], "groups": ["att"], "epochs": 1, "warmup_steps": 2, "lr": 1.0e-3},
 }
 
 

@@ -26,8 +26,20 @@ def test_repository_params_load():
     ({"data": "files"}, "files.train_source: required when data is 'files'"),
     ({"tokenizer": {"joint": False}}, "model.share_embeddings: true needs tokenizer.joint: true"),
     # the grid: every method, axis and catalog value is checked before any stage runs
-    ({"methods": ["ptq", "kmeans"]}, "methods: 'kmeans' is not allowed; expected one of ptq, qat, agp, imp"),
-    ({"kmeans": {"bits": 4}}, "kmeans: unknown key; allowed keys: data, seed"),
+    ({"methods": ["ptq", "distill"]}, "methods: 'distill' is not allowed; expected one of ptq, qat, agp, imp, "
+     "kmeans_ptq, kmeans, binary, bsflex, qsgd"),
+    ({"distill": {"bits": 4}}, "distill: unknown key; allowed keys: data, seed"),
+    ({"kmeans": {"bits": [9]}}, "kmeans.bits: 9 is out of range; expected an int from 1 to 8"),
+    # chains: parsed, checked against the registry and the catalog before any stage runs
+    ({"chains": ["agp:10-70-1-full > binary:att"]}, "chains[0]: 'agp:10-70-1-full > binary:att': binary cannot "
+     "continue a chain"),
+    ({"chains": ["kmeans:4-full > qat:sym-4"]}, "chains[0]: 'kmeans:4-full > qat:sym-4': kmeans cannot start a chain"),
+    ({"chains": ["agp:10-70-1-full > lasso:4"]}, "unknown method 'lasso'"),
+    ({"chains": ["agp:10-70-1-full > kmeans:9"]}, "chains[0]: 'kmeans:9' gives no reading of kmeans's axes"),
+    ({"chains": ["agp:45-70-3-full > kmeans:4"]}, "chains: 'agp:45-70-3-full > kmeans:4' is not in catalog.chains"),
+    ({"chains": "agp:10-70-1-full"}, "chains: expected a list of chains"),
+    ({"catalog": {"chains": ["agp:10-70-1-emb > kmeans:4"]}}, "catalog.chains: 'agp:10-70-1-emb > kmeans:4' starts "
+     "from agp-10-70-1-emb, which is not a catalog cell"),
     ({"groups": ["ff", "convs"]}, "groups: unknown layer group 'convs'"),
     ({"bits": 0}, "bits: 0 is out of range"),
     ({"bits": 1}, "bits: 1 is out of range"),
@@ -39,7 +51,8 @@ def test_repository_params_load():
     ({"agp": {"schedules": ["70-10-1"]}}, "agp.schedules: '70-10-1': need 0 <= initial <= final <= 100"),
     ({"agp": {"unit": "hours"}}, "agp.unit: 'hours' is not allowed; expected one of steps, epochs"),
     ({"catalog": {"ptq": {"bitz": [8]}}}, "catalog.ptq.bitz: unknown axis; ptq has modes, bits, groups"),
-    ({"catalog": {"kmeans": {}}}, "catalog.kmeans: unknown method; registered methods: ptq, qat, agp, imp"),
+    ({"catalog": {"distill": {}}}, "catalog.distill: unknown method; registered methods: ptq, qat, agp, imp, "
+     "kmeans_ptq"),
     ({"runtime": {"device": "tpu"}}, "runtime.device: 'tpu' is not allowed; expected one of auto, cpu, cuda"),
     ({"data": "files", "files": {s: f"data/corpus/{s}" for s in ("train_source", "train_target", "valid_source",
                                  "valid_target", "test_source")} | {"test_target": "/home/me/test.de"}},

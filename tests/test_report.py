@@ -29,7 +29,7 @@ from tcompress.svgplot import Point
 
 N_MODEL = 1_000_000
 GROUP_SHARE = {"emb": .10, "att": .35, "ff": .45, "gen": .10, "ff+emb+gen": .65, "ff+att": .80, "full": 1.0}
-BITS_LOSS = {16: .05, 8: .5, 4: 6.0, 3: 15.0, 2: 25.0}
+BITS_LOSS = {16: .05, 8: .5, 4: 6.0, 3: 15.0, 2: 25.0, 1: 40.0}
 BASE_BLEU = 30.0
 
 
@@ -224,12 +224,16 @@ def test_summary_comes_first_and_names_the_best_cell_with_its_interval(grid):
     entry = next(e["4x"] for e in facts["by_method"].values() if e["4x"] and e["4x"]["cell"] == best)
     box = html[html.index('class="best"'):html.index('id="summary-table"')]
     assert best in box and f"[{entry['ci_low']:+.2f}, {entry['ci_high']:+.2f}]" in box
-    rows = Page(html).table("Summary")
-    for name, by_ratio in facts["by_method"].items():
-        for ratio, e in by_ratio.items():
+    rows = Page(html).table("Summary")   # one row per method: best cell, ratio, BLEU, Δ for each target
+    assert rows[0][1] == "best cell (≥ 4×)" and rows[0][5] == "best cell (≥ 8×)"
+    assert len(rows) == 1 + len(facts["by_method"])
+    for (name, by_ratio), row in zip(facts["by_method"].items(), rows[1:]):
+        for k, (ratio, e) in enumerate(by_ratio.items()):
             if e:
-                assert any(r[2] == e["cell"] and r[1] == f"≥ {ratio[:-1]}×" and r[4] == f"{e['bleu']:.2f}"
-                           for r in rows[1:]), (name, ratio)
+                assert row[1 + 4 * k] == e["cell"] and row[3 + 4 * k] == f"{e['bleu']:.2f}", (name, ratio)
+                assert row[4 + 4 * k].startswith(f"{e['delta_ref']:+.2f} vs {e['reference']}"), (name, ratio)
+            else:
+                assert row[1 + 4 * k] == f"none reaches {ratio[:-1]}×", (name, ratio)
 
 
 @pytest.mark.parametrize("how", ["no such columns", "no cell has one"])

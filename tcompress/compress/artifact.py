@@ -19,8 +19,8 @@ from torch import nn
 
 from tcompress import safetensors_file
 from tcompress.checkpoint import CheckpointError, load_safe, model_payload
+from tcompress.compress.codebook import CodebookModule
 from tcompress.compress.packing import decode_state, encode_state
-from tcompress.compress.linear_quant import QuantSpec
 from tcompress.compress.walker import replace_module
 from tcompress.compress.quantized import QuantizedModule
 from tcompress.config import ModelConfig
@@ -30,12 +30,17 @@ from tcompress.schema import build
 
 FORMAT = "tcompress.packed/1"
 TORCH_ZIP_MAGIC = b"PK\x03\x04"
+# The stored forms a compressed model may hold, by the key its artifact lists them under. Each class
+# has ``describe()`` (JSON recorded per module), ``shell(inner, info)`` (an empty one to load the
+# state into) and ``stored_bits()``.
+STORED_FORMS: dict[str, type[nn.Module]] = {"quantized": QuantizedModule, "codebook": CodebookModule}
 
 
 def save_compressed(model: EncoderDecoder, path: str | Path, **extra: Any) -> int:
     """Write ``model`` as a packed safetensors artifact; returns its bytes on disk."""
-    wrapped = {name: m.describe() for name, m in model.named_modules() if isinstance(m, QuantizedModule)}
-    payload = model_payload(model, compression={"quantized": wrapped}, **extra)
+    compression = {kind: {name: m.describe() for name, m in model.named_modules() if type(m) is cls}
+                   for kind, cls in STORED_FORMS.items()}
+    payload = model_payload(model, compression={k: v for k, v in compression.items() if v}, **extra)
     layouts, stored = encode_state(payload.pop("model"))
     metadata = {"format": FORMAT, "layout": json.dumps(layouts, separators=(",", ":")),
                 "tcompress": json.dumps(payload, separators=(",", ":"))}
@@ -85,12 +90,16 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[En
 
 
 def rebuild_wrappers(model: EncoderDecoder, compression: dict[str, Any]) -> None:
-    """Put the empty quantized shells a compressed checkpoint describes into a fresh float model,
-    so that its state dict loads into them."""
-    for name, info in compression.get("quantized", {}).items():
-        old = model.get_submodule(name)
-        spec = QuantSpec(info["bits"], info["mode"], info["per_channel"])
-        replace_module(model, old, QuantizedModule(old, spec, tuple(info["sites"])))
+    """Put the empty shells a compressed checkpoint describes into a fresh float model, so that its
+    state dict loads into them."""
+    unknown = set(compression) - set(STORED_FORMS)
+    if unknown:
+        raise CheckpointError(f"compressed modules of unknown kind {sorted(unknown)}; this version reads "
+                              f"{', '.join(STORED_FORMS)}")
+    for kind, modules in compression.items():
+        for name, info in modules.items():
+            old = model.get_submodule(name)
+            replace_module(model, old, STORED_FORMS[kind].shell(old, info))
 
 
 def stored_bits(model: nn.Module) -> int:
@@ -98,10 +107,19 @@ def stored_bits(model: nn.Module) -> int:
     size and zero point) at 32."""
     total = 0
     for module in model.modules():
-        if isinstance(module, QuantizedModule):
-            for pname in module.param_names:
-                total += getattr(module, f"{pname}_q").numel() * module.spec.bits
-                total += 32 * (getattr(module, f"{pname}_scale").numel() + getattr(module, f"{pname}_zero_point").numel())
-        else:
-            total += 32 * sum(p.numel() for p in module.parameters(recurse=False))
+        if type(module) in STORED_FORMS.values():
+            total += module.stored_bits()
+        total += 32 * sum(p.numel() for p in module.parameters(recurse=False))
+    return total
+
+
+def nonzero_bits(model: nn.Module) -> int:
+    """Bits of the model's nonzero parameters as stored: each nonzero at its code width, float ones at
+    32; zeros, step sizes and codebooks free. A chain's formula ratio n_m·32 / this combines the
+    thesis's two formulas: pruning's n_m / NNZ and quantization's bit widths."""
+    total = 0
+    for module in model.modules():
+        if type(module) in STORED_FORMS.values():
+            total += module.nonzero_bits()
+        total += 32 * sum(int(torch.count_nonzero(p)) for p in module.parameters(recurse=False))
     return total

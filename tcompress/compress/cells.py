@@ -19,7 +19,8 @@ import torch
 
 from tcompress.batching import make_batches, pad
 from tcompress.checkpoint import load_safe
-from tcompress.compress.artifact import load_model, save_compressed, stored_bits
+from tcompress.compress.artifact import load_model, nonzero_bits, save_compressed, stored_bits
+from tcompress.compress.pruning import ZeroKeeper
 from tcompress.config import TrainConfig
 from tcompress.data.corpora import read_ids, read_split
 from tcompress.methods import Cell, get
@@ -41,6 +42,7 @@ class CellContext:
                  resume: str | Path | None, device: torch.device, checkpoint_every: int = 200):
         self.entry, self.tokenized, self.valid_split, self.resume = entry, tokenized, valid_split, resume
         self.device, self.seed, self.checkpoint_every = device, entry["seed"], checkpoint_every
+        self.extra_hooks: list = []
 
     def calibration_batches(self, n_batches: int, batch_tokens: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The first ``n_batches`` training batches of a seeded shuffle, as (src, tgt_in) pairs."""
@@ -63,7 +65,9 @@ class CellContext:
                                 self.entry["train"]["batch_tokens"], 0))
 
     def finetune(self, model, hooks: list) -> dict:
-        """The one training loop under the method's budget; returns the facts the metrics report."""
+        """The one training loop under the method's budget; returns the facts the metrics report. A
+        chain's parent's zeros stay zero (``extra_hooks``: its ``ZeroKeeper``)."""
+        hooks = [*hooks, *self.extra_hooks]
         if self.resume is None or "train" not in self.entry:
             raise ValueError(f"cell {self.entry['cell']} trains: its method must subclass FinetuneParams "
                              "and the stage needs --resume")
@@ -84,14 +88,25 @@ class CellContext:
                 "precision": resolve_precision(cfg.precision, self.device, quiet=True)}
 
 
-def compress_cell(entry: dict, baseline: str | Path, out_dir: str | Path, ctx: CellContext) -> dict:
+def compress_cell(entry: dict, baseline: str | Path, out_dir: str | Path, ctx: CellContext,
+                  start_from: str | Path | None = None) -> dict:
+    """Compress the baseline, or for a chain (``entry["parent"]``) the parent's model ``start_from``,
+    with the entry's method; save the artifact; return the cell's facts."""
     start = time.perf_counter()
     method = get(entry["method"])
     cell = Cell(method.name, tuple((a.name, entry["axes"][a.name]) for a in method.axes if a.name in entry["axes"]),
                 control=entry["control"])
     axes = {a.key: [entry["axes"][a.name]] for a in method.axes if a.name in entry["axes"]}
     params = build(method.params, {**entry["params"], **axes}, method.name)
-    model, _ = load_model(baseline, ctx.device)
+    chain = "parent" in entry
+    if chain != (start_from is not None):
+        raise ValueError(f"cell {entry['cell']}: a chain needs its parent's model (--start), and only a chain takes one")
+    model, payload = load_model(start_from or baseline, ctx.device)
+    if chain and payload.get("compression"):
+        raise ValueError(f"chain {entry['cell']}: its parent {entry['parent']} stores coded modules; a chain "
+                         "continues from a float (pruned) model")
+    if chain:  # the parent's pruned weights stay pruned while this link trains
+        ctx.extra_hooks.append(ZeroKeeper.of_zeros(model))
     if getattr(params, "from_scratch", False):
         model = make_model(model.cfg, model.vocab).to(ctx.device)
     if cell.control:  # the method's budget through the same loop, nothing compressed
@@ -102,7 +117,10 @@ def compress_cell(entry: dict, baseline: str | Path, out_dir: str | Path, ctx: C
     if "compression_ratio" not in details:
         raise ValueError(f"method {method.name}: compress() must return compression_ratio")
     # A trained cell reports the precision its fine-tuning ran in; calibration and decoding are fp32.
-    facts = {"cell": cell.id, "method": method.name, "control": cell.control, **cell.as_dict(),
+    if chain:  # both formulas at once: nonzeros at their code width
+        details |= {"link_ratio": details["compression_ratio"], "chain": entry["spec"], "parent": entry["parent"],
+                    "compression_ratio": round(details["n_model"] * 32 / nonzero_bits(model), 4)}
+    facts = {"cell": entry["cell"], "method": method.name, "control": cell.control, **cell.as_dict(),
              "precision": "fp32", **details, "stored_bits": stored_bits(model)}
     file_bytes = save_compressed(model.cpu(), Path(out_dir) / ARTIFACT,
                                  cell={k: v for k, v in facts.items() if k != "finetune_curve"})

@@ -224,6 +224,31 @@ class MagnitudePruner(Hook):
         return {"tensors": tensors, "total": {"zeros": zeros, "numel": numel, "sparsity": zeros / numel}}
 
 
+class ZeroKeeper(Hook):
+    """Holds given entries of given parameters at exactly zero through training (a chain's parent's
+    pruned weights; k-means' zero centroid): their gradients are zeroed after every backward pass
+    and the entries after every step. Its masks come from the starting model, so a resumed run
+    rebuilds them as they were."""
+
+    def __init__(self, masks: list[tuple[nn.Parameter, torch.Tensor]]):
+        self.masks = masks   # (parameter, True where the entry stays zero)
+
+    @classmethod
+    def of_zeros(cls, model: nn.Module) -> "ZeroKeeper":
+        """Every exact zero of every weight matrix of ``model``."""
+        return cls([(p, (p == 0).detach()) for p in model.parameters() if p.dim() >= 2 and bool((p == 0).any())])
+
+    def after_backward(self, model: nn.Module, state: TrainState) -> None:
+        for p, zero in self.masks:
+            if p.grad is not None:
+                p.grad.masked_fill_(zero.to(p.grad.device), 0.0)
+
+    @torch.no_grad()
+    def on_step_end(self, model: nn.Module, state: TrainState) -> None:
+        for p, zero in self.masks:
+            p.masked_fill_(zero.to(p.device), 0.0)
+
+
 # ------------------------------------------------------------------------------ registered methods
 
 @register(AGPConfig)

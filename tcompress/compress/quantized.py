@@ -21,12 +21,15 @@ ACTIVATION_SITES = {"none": (), "inputs": ("input",), "both": SITES}
 
 
 class QuantizedModule(nn.Module):
-    def __init__(self, inner: nn.Module, spec: QuantSpec, sites: tuple[str, ...] = ()):
+    def __init__(self, inner: nn.Module, spec: QuantSpec, sites: tuple[str, ...] = (),
+                 params: tuple[str, ...] | None = None):
         """An empty shell shaped like ``inner``'s quantized form; fill it with ``from_float`` or
-        ``load_state_dict``. ``sites`` are the activations that get quantized."""
+        ``load_state_dict``. ``sites`` are the activations that get quantized; ``params`` the
+        parameters that become codes (all by default; the others stay float)."""
         super().__init__()
         self.spec = spec
-        self.param_names = tuple(name for name, _ in inner.named_parameters(recurse=False))
+        self.param_names = tuple(name for name, _ in inner.named_parameters(recurse=False)
+                                 if params is None or name in params)
         self.sites = tuple(s for s in SITES if s in sites)
         for pname in self.param_names:
             p = getattr(inner, pname)
@@ -81,10 +84,29 @@ class QuantizedModule(nn.Module):
             out = self._quantize_activation("output", out)
         return out
 
+    @classmethod
+    def shell(cls, inner: nn.Module, info: dict) -> "QuantizedModule":
+        """The empty shell ``describe()``'s record rebuilds (the artifact's loader)."""
+        params = info.get("params")
+        return cls(inner, QuantSpec(info["bits"], info["mode"], info["per_channel"]), tuple(info["sites"]),
+                   None if params is None else tuple(params))
+
     def describe(self) -> dict:
         """What the artifact records to rebuild this shell before loading its state."""
         return {"bits": self.spec.bits, "mode": self.spec.mode, "per_channel": self.spec.per_channel,
-                "sites": list(self.sites)}
+                "sites": list(self.sites), "params": list(self.param_names)}
+
+    def nonzero_bits(self) -> int:
+        """Nonzero parameters at the code width (the formula ratio of a pruned, then quantized model)."""
+        return sum(int(torch.count_nonzero(getattr(self.inner, p))) for p in self.param_names) * self.spec.bits
+
+    def stored_bits(self) -> int:
+        """Codes at their width, every step size and zero point at 32 bits."""
+        total = 0
+        for pname in self.param_names:
+            total += getattr(self, f"{pname}_q").numel() * self.spec.bits
+            total += 32 * (getattr(self, f"{pname}_scale").numel() + getattr(self, f"{pname}_zero_point").numel())
+        return total
 
     def extra_repr(self) -> str:
         return f"bits={self.spec.bits}, mode={self.spec.mode}, per_channel={self.spec.per_channel}, " \

@@ -76,4 +76,5 @@ METHOD = register(Method(
     name="agp", title="Automated gradual pruning (initial / final sparsity / frequency)", params=AGPParams,
     axes=(SCHEDULE, PRUNING_GROUP), catalog={"schedules": THESIS_SCHEDULES, "groups": PRUNING_GROUPS},
     compress=compress, check=check, row_axes=("schedule",), row_label=_row_label, order=30,
+    float_output=True,
 ))

@@ -20,6 +20,8 @@ method:
   and the one training loop (``ctx.finetune``), so no method owns a loop.
 - ``check(params, budget)``: cross-key checks, run by the plan stage before any cell.
 - ``row_axes``/``row_label``/``series``: how its cells appear in the tables and the plot.
+- ``float_output``/``keeps_zeros``: whether a chain (``tcompress.chains``) may continue from its
+  model (a pruned float model), and whether it may continue another's (it keeps exact zeros).
 
 This module is torch-free: plan and resolve import the registry; a method's ``compress`` imports
 the heavy machinery (``tcompress.compress``) when it runs.
@@ -118,6 +120,8 @@ class Method:
     row_label: Callable[[Mapping[str, Any]], str] = _default_row_label
     series: Callable[[Mapping[str, Any]], str] | None = None
     order: int = 100          # position in tables: the thesis's order, new methods after
+    float_output: bool = False   # its artifact is a float model a chain may continue (pruning)
+    keeps_zeros: bool = True     # it keeps a parent's exact zeros, so it may continue a chain
 
     @property
     def trains(self) -> bool:

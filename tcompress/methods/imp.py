@@ -42,5 +42,5 @@ def compress(model, cell, params: IMPParams, ctx) -> dict:
 METHOD = register(Method(
     name="imp", title="Iterative magnitude pruning", params=IMPParams, axes=(PRUNING_GROUP,),
     catalog={"groups": PRUNING_GROUPS}, compress=compress, check=check,
-    row_label=lambda values: "iterative", order=40,
+    row_label=lambda values: "iterative", order=40, float_output=True,
 ))
