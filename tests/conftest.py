@@ -1,3 +1,4 @@
+import json
 import os
 import shutil
 import signal
@@ -103,6 +104,22 @@ def kill_after(proc: subprocess.Popen, appears: Path, what: str) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, f"{what} finished before it could be interrupted"
+
+
+def ran_stages(out: str) -> set[str]:
+    """The stages a `dvc repro` printed as running."""
+    return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage '")}
+
+
+def computing(project: Path, stages: set[str]) -> set[str]:
+    """The stages that computed: a catalog chain that is not selected also runs when the cell it
+    starts from changes (its stage depends on that cell's folder), but only rewrites its 'off'
+    marker, without torch (0.7 s); its metrics stay empty."""
+    def off(stage: str) -> bool:
+        if not stage.startswith("chain@"):
+            return False
+        return json.loads((project / "metrics" / "cells" / f"{stage.split('@', 1)[1]}.json").read_text()) == {}
+    return {s for s in stages if not off(s)}
 
 
 def dvc(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:

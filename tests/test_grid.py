@@ -14,16 +14,12 @@ import pytest
 import sacrebleu
 import yaml
 
-from conftest import REPO, dvc, make_project, run, tiny_params
+from conftest import REPO, dvc, make_project, ran_stages, run, tiny_params
 from tcompress.data.corpora import read_split
 
 pytestmark = pytest.mark.slow
 UPSTREAM = ("prepare", "tokenize", "train", "evaluate")
 BOOKKEEPING = {"resolve", "plan", "aggregate"}
-
-
-def ran(out: str) -> set[str]:
-    return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage '")}
 
 
 def cell_metrics(project, cell: str) -> dict:
@@ -80,7 +76,7 @@ def test_repro_computes_selected_cells_and_aggregates(grid_project):
 
 def test_exp_run_with_scalar_bits_runs_only_those_cells(grid_project):
     out = dvc(["exp", "run", "-S", "bits=4"], grid_project).stdout
-    stages = ran(out)
+    stages = ran_stages(out)
     assert not stages & set(UPSTREAM), out
     computed = {s for s in stages if s.startswith("cell@")}
     # 4-bit cells computed (or restored from the run-cache the test projects share), 8-bit ones off
@@ -100,7 +96,7 @@ def test_exp_run_with_scalar_bits_runs_only_those_cells(grid_project):
     # Back to the committed grid: every cell comes back from DVC's run-cache, nothing is recomputed.
     run(["git", "checkout", "-q", "--", "params.yaml"], grid_project)
     back = dvc(["repro"], grid_project).stdout
-    assert ran(back) <= BOOKKEEPING, back
+    assert ran_stages(back) <= BOOKKEEPING, back
     assert cell_metrics(grid_project, "ptq-sym-8-full")["compression_ratio"] == 4.0
     run(["git", "checkout", "-q", "--", "."], grid_project)
 
@@ -111,7 +107,7 @@ def test_one_new_grid_value_reruns_only_its_cells(grid_project):
     (grid_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     try:
         out = dvc(["repro"], grid_project).stdout
-        stages = ran(out)
+        stages = ran_stages(out)
         # before any cell runs, resolve says what will be computed and what it should take
         assert "2 cells with new settings: about" in out
         assert stages - BOOKKEEPING <= {"cell@ptq-sym-8-att", "cell@ptq-asym-8-att"} and "aggregate" in stages
@@ -131,7 +127,7 @@ def test_bad_grid_value_fails_before_any_cell(grid_project, key, value, named):
         proc = dvc(["repro"], grid_project, check=False)
         assert proc.returncode != 0
         assert named in proc.stderr + proc.stdout
-        assert not ran(proc.stdout) - {"resolve"}, proc.stdout
+        assert not ran_stages(proc.stdout) - {"resolve"}, proc.stdout
     finally:
         run(["git", "checkout", "-q", "--", "."], grid_project)
 
@@ -145,7 +141,7 @@ def test_push_then_fresh_clone_pull_runs_nothing(grid_project, tmp_path):
     run(["git", "clone", "-q", str(grid_project), str(clone)], tmp_path)
     dvc(["pull", "--run-cache"], clone)
     out = dvc(["repro"], clone).stdout
-    assert not ran(out), out
+    assert not ran_stages(out), out
     assert cell_metrics(clone, "ptq-sym-8-full") == cell_metrics(grid_project, "ptq-sym-8-full")
     assert (clone / "data/cells/ptq-sym-8-full/model.safetensors").read_bytes() == \
         (grid_project / "data/cells/ptq-sym-8-full/model.safetensors").read_bytes()

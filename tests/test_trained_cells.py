@@ -7,7 +7,7 @@ import pytest
 import sacrebleu
 import yaml
 
-from conftest import dvc, make_project, run, tiny_params
+from conftest import computing, dvc, make_project, ran_stages, run, tiny_params
 from tcompress.data.corpora import read_split
 from tcompress.compress.artifact import load_model
 from tcompress.compress.quantized import QuantizedModule
@@ -15,10 +15,6 @@ from tcompress.layer_groups import select_modules
 
 pytestmark = pytest.mark.slow
 PRUNED = ("agp-10-70-1-full", "imp-full")
-
-
-def ran(out: str) -> set[str]:
-    return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage '")}
 
 
 def metrics(project, cell: str) -> dict:
@@ -91,12 +87,13 @@ def test_changing_an_agp_param_reruns_only_agp_cells(trained_project):
     params["agp"]["lr"] = 5.0e-4
     (trained_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     try:
-        stages = ran(dvc(["repro"], trained_project).stdout)
+        stages = computing(trained_project, ran_stages(dvc(["repro"], trained_project).stdout))
         assert stages == {"resolve", "plan", "cell@agp-10-70-1-full", "cell@agp-control",
                           "aggregate"}   # the budget changed, so the control reruns too
     finally:
         run(["git", "checkout", "-q", "--", "."], trained_project)
-        assert ran(dvc(["repro"], trained_project).stdout) <= {"aggregate"}  # the rest from the run-cache
+        # the rest from the run-cache
+        assert computing(trained_project, ran_stages(dvc(["repro"], trained_project).stdout)) <= {"aggregate"}
 
 
 def test_a_value_of_another_corpus_reruns_nothing_but_resolve(trained_project):
@@ -108,11 +105,11 @@ def test_a_value_of_another_corpus_reruns_nothing_but_resolve(trained_project):
     try:
         status = dvc(["status"], trained_project).stdout
         assert "resolve:" in status and "train:" not in status and "cell@" not in status, status
-        assert ran(dvc(["repro"], trained_project).stdout) == {"resolve"}
+        assert ran_stages(dvc(["repro"], trained_project).stdout) == {"resolve"}
         # the synthetic entry is a dependency: exactly the QAT cell and its control (and the bookkeeping) rerun
         params["qat"]["epochs"]["synthetic"] += 1
         (trained_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        stages = ran(dvc(["repro"], trained_project).stdout)
+        stages = ran_stages(dvc(["repro"], trained_project).stdout)
         assert stages == {"resolve", "plan", "cell@qat-sym-4-full", "cell@qat-control", "aggregate"}
         assert metrics(trained_project, "qat-sym-4-full")["finetune_steps"] > 0
     finally:
@@ -125,7 +122,7 @@ def test_a_runtime_setting_reruns_nothing(trained_project):
     params["runtime"] = {"threads": 2, "checkpoint_every": 7, "device": "cpu"}
     (trained_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     try:
-        assert ran(dvc(["repro"], trained_project).stdout) == {"resolve"}
+        assert ran_stages(dvc(["repro"], trained_project).stdout) == {"resolve"}
     finally:
         run(["git", "checkout", "-q", "--", "."], trained_project)
         dvc(["repro"], trained_project)
@@ -139,7 +136,7 @@ def test_a_schedule_longer_than_its_budget_fails_in_plan_before_any_cell(trained
         proc = dvc(["repro"], trained_project, check=False)
         assert proc.returncode != 0
         assert "agp.end: the schedule prunes until step 100 but the fine-tuning budget is" in proc.stderr + proc.stdout
-        assert ran(proc.stdout) <= {"resolve", "plan"}, proc.stdout
+        assert ran_stages(proc.stdout) <= {"resolve", "plan"}, proc.stdout
     finally:
         run(["git", "checkout", "-q", "--", "."], trained_project)
         dvc(["repro"], trained_project)

@@ -355,3 +355,31 @@ def test_out_of_range_bits_name_the_key_when_not_selected(section, bits):
     with pytest.raises(ConfigError) as err:
         params_from_dict(repo_params(**{section: {"bits": [bits]}}))
     assert section in str(err.value) and "bits" in str(err.value)
+
+
+class NoTraining:
+    """A cell context whose fine-tuning takes no step: what compress() does around the loop."""
+    seed = 0
+
+    def finetune(self, model, hooks):
+        return {}
+
+
+def test_binary_score_scale_multiplies_every_attention_score_through_the_queries():
+    """binary.score_scale c: each exported query projection computes c times what the unscaled cell's
+    does (so q·k/√d_k is multiplied by c); every other projection is unchanged."""
+    from tcompress.methods.base import Cell
+    from tcompress.methods.binary import BinaryParams, compress_binary
+
+    torch.manual_seed(0)
+    plain, scaled = tiny_model(), tiny_model()
+    scaled.load_state_dict(plain.state_dict())
+    cell = Cell("binary", (("group", "att"),))
+    compress_binary(plain, cell, BinaryParams(groups=("att",)), NoTraining())
+    compress_binary(scaled, cell, BinaryParams(groups=("att",), score_scale=0.25), NoTraining())
+    x = torch.randn(3, 5, plain.cfg.d_model, generator=gen(2))
+    names = [n for n, m in plain.named_modules() if isinstance(m, CodebookModule)]
+    assert any(n.endswith(".q_proj") for n in names)
+    for name in names:
+        a, b = plain.get_submodule(name)(x), scaled.get_submodule(name)(x)
+        assert torch.allclose(b, 0.25 * a if name.endswith(".q_proj") else a, atol=1e-6), name

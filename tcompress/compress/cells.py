@@ -19,6 +19,7 @@ import torch
 
 from tcompress.batching import make_batches, pad
 from tcompress.checkpoint import load_safe
+from tcompress.closure import file_digest
 from tcompress.compress.artifact import load_model, nonzero_bits, save_compressed, stored_bits
 from tcompress.compress.pruning import ZeroKeeper
 from tcompress.config import TrainConfig
@@ -107,6 +108,8 @@ def compress_cell(entry: dict, baseline: str | Path, out_dir: str | Path, ctx: C
                          "continues from a float (pruned) model")
     if chain:  # the parent's pruned weights stay pruned while this link trains
         ctx.extra_hooks.append(ZeroKeeper.of_zeros(model))
+        # The plan names the parent, not its contents: a resume file from another parent must not match.
+        entry["inputs"] = {**entry.get("inputs", {}), "parent": file_digest(start_from)}
     if getattr(params, "from_scratch", False):
         model = make_model(model.cfg, model.vocab).to(ctx.device)
     if cell.control:  # the method's budget through the same loop, nothing compressed

@@ -32,6 +32,9 @@ class BinaryParams(FinetuneParams):
     groups: tuple[str, ...] = setting(("att",), doc="grid key")
     scale: str = setting("mean", choices=SCALES, doc="α: mean |w| (per tensor or row), or none (plain ±1)")
     per_row: bool = setting(False, doc="one α per output row instead of one per tensor")
+    score_scale: float = setting(1.0, lo=0.0, lo_open=True, doc="multiplies every attention score q·k/√d_k "
+                                 "(seed 002's fix for ±1 attention weights replaces √d_k by 25·d_k: "
+                                 "√d_k/(25·d_k), 0.005 at d_k = 64); 1 = off")
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,8 @@ def two_centroids(w, flex: bool, iterations: int):
 
 # ------------------------------------------------------------------------------------------ method
 
-def _wrap(model, group: str, make_quantizer) -> list:
+def _wrap(model, group: str, quantizer_for) -> list:
+    """Every weight matrix of the group trained through ``quantizer_for(module)``."""
     from tcompress.compress.codebook import ShadowWeightModule, weight_matrices
     from tcompress.compress.walker import replace_module
 
@@ -124,7 +128,7 @@ def _wrap(model, group: str, make_quantizer) -> list:
         raise ValueError(f"layer group {group!r} has no weight matrix to binarize")
     wrappers = []
     for module in modules.values():
-        wrapper = ShadowWeightModule(module, make_quantizer(module.weight))
+        wrapper = ShadowWeightModule(module, quantizer_for(module))
         replace_module(model, module, wrapper)
         wrappers.append(wrapper)
     return wrappers
@@ -160,11 +164,38 @@ def _facts(model, n_model: int) -> dict:
             "compression_ratio": round(quantization_ratio(n_model, coded, 1), 4)}
 
 
+def check_binary(params: BinaryParams, budget) -> None:
+    from tcompress.schema import ConfigError
+
+    if params.score_scale != 1.0 and not any(g in ("att", "full") or "att" in g.split("+") for g in params.groups):
+        raise ConfigError("binary.score_scale: scales attention scores through the binarized query projections, "
+                          f"but binary.groups {list(params.groups)} has none (add att)")
+
+
+def _scaled_queries(model, group: str, scale: float) -> set:
+    """The query projections of the group, their biases multiplied by ``scale`` (their binarized
+    weights are, in the quantizer): q·k, hence every attention score, is multiplied by it."""
+    import torch
+
+    from tcompress.compress.codebook import weight_matrices
+
+    names = {name for name in weight_matrices(model, group) if name.endswith(".q_proj")}
+    with torch.no_grad():
+        for name in names:
+            bias = model.get_submodule(name).bias
+            if bias is not None:
+                bias.mul_(scale)
+    return {id(model.get_submodule(name)) for name in names}
+
+
 def compress_binary(model, cell, params: BinaryParams, ctx) -> dict:
     from tcompress.model import count_parameters
 
     n_model = count_parameters(model)
-    wrappers = _wrap(model, cell["group"], lambda w: _binarizer(params.scale, params.per_row))
+    binarize = _binarizer(params.scale, params.per_row)
+    queries = _scaled_queries(model, cell["group"], params.score_scale) if params.score_scale != 1.0 else set()
+    wrappers = _wrap(model, cell["group"], lambda m: (lambda w: params.score_scale * binarize(w))
+                     if id(m) in queries else binarize)
     facts = ctx.finetune(model, [])
     export_binary(model, wrappers, per_row_codebook=params.per_row)
     return {**facts, **_facts(model, n_model)}
@@ -178,7 +209,7 @@ def compress_bsflex(model, cell, params: BSFlexParams, ctx) -> dict:
     n_model = count_parameters(model)
     start = time.perf_counter()
     flex = cell["centroids"] == "flex"
-    wrappers = _wrap(model, cell["group"], lambda w: two_centroids(w, flex, params.init_iterations))
+    wrappers = _wrap(model, cell["group"], lambda m: two_centroids(m.weight, flex, params.init_iterations))
     fit_seconds = time.perf_counter() - start
     facts = ctx.finetune(model, [])
     export_binary(model, wrappers, per_row_codebook=False)
@@ -187,7 +218,8 @@ def compress_bsflex(model, cell, params: BSFlexParams, ctx) -> dict:
 
 BINARY = register(Method(
     name="binary", title="Binarized weights, α·sign(w) with STE", params=BinaryParams, axes=(OWN_GROUP,),
-    catalog={"groups": BINARY_GROUPS}, compress=compress_binary, row_label=lambda v: "1-bit sign", order=60,
+    catalog={"groups": BINARY_GROUPS}, compress=compress_binary, check=check_binary,
+    row_label=lambda v: "1-bit sign", order=60,
     keeps_zeros=False,   # sign(0) is +1: a pruned weight would come back as +α
 ))
 BSFLEX = register(Method(
