@@ -164,8 +164,11 @@ def markdown_report(frame: pd.DataFrame, layout: dict[str, dict]) -> str:
     for method in registered():
         if method.name in present:
             cells = _row_sort(frame[frame["method"] == method.name])
+            own = ~cells["control"] & cells["chain"].isna()    # not a control, not a chain's last link
+            if not (own | cells["control"]).any():
+                continue
             parts += ["", f"## {method.title}"]
-            if (~cells["control"] & cells["chain"].isna()).any():   # not only a chain's last link
+            if own.any():
                 parts += ["", method_table(cells, method.name, layout.get(method.name, {}).get("columns", []))]
             for _, c in cells[cells["control"]].iterrows():
                 ci = "" if pd.isna(c["delta_ci_low"]) else f", 95 % CI [{c['delta_ci_low']:+.2f}, {c['delta_ci_high']:+.2f}]"
