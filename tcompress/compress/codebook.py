@@ -148,6 +148,22 @@ def weight_matrices(model: nn.Module, group: str) -> dict[str, nn.Module]:
     return out
 
 
+def shadow_weights(model: nn.Module, group: str, quantizer_for: Callable[[nn.Module], Callable]) -> list:
+    """Every weight matrix of ``group`` replaced, in place, by a ``ShadowWeightModule`` that computes
+    with ``quantizer_for(module)``; the wrappers, for the method's export once training ends."""
+    from tcompress.compress.walker import replace_module
+
+    modules = weight_matrices(model, group)
+    if not modules:
+        raise ValueError(f"layer group {group!r} has no weight matrix to quantize")
+    wrappers = []
+    for module in modules.values():
+        wrapper = ShadowWeightModule(module, quantizer_for(module))
+        replace_module(model, module, wrapper)
+        wrappers.append(wrapper)
+    return wrappers
+
+
 def coded_weights(model: nn.Module) -> int:
     """Weights held as codebook indices (each shared tensor once): the n_c of the ratio formula."""
     return sum(m.weight_codes.numel() for m in {id(m): m for m in model.modules()

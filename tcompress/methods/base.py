@@ -179,6 +179,16 @@ def _check_bits(bits: int) -> None:
         raise ValueError(f"{bits} is out of range; expected an int from 2 to 16")
 
 
+def _check_low_bits(bits: int) -> None:
+    if not 1 <= bits <= 8:
+        raise ValueError(f"{bits} is out of range; expected an int from 1 to 8")
+
+
+def low_bits_axis(doc: str) -> Axis:
+    """The ``bits`` axis of methods whose codes are 1 to 8 bits wide (weight sharing, QSGD)."""
+    return Axis("bits", "bits", int, doc, _check_low_bits, shared=True)
+
+
 def _check_mode(mode: str) -> None:
     from tcompress.compress.linear_quant import MODES  # imports torch: only when a value is checked
 

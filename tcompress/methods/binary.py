@@ -118,22 +118,6 @@ def two_centroids(w, flex: bool, iterations: int):
 
 # ------------------------------------------------------------------------------------------ method
 
-def _wrap(model, group: str, quantizer_for) -> list:
-    """Every weight matrix of the group trained through ``quantizer_for(module)``."""
-    from tcompress.compress.codebook import ShadowWeightModule, weight_matrices
-    from tcompress.compress.walker import replace_module
-
-    modules = weight_matrices(model, group)
-    if not modules:
-        raise ValueError(f"layer group {group!r} has no weight matrix to binarize")
-    wrappers = []
-    for module in modules.values():
-        wrapper = ShadowWeightModule(module, quantizer_for(module))
-        replace_module(model, module, wrapper)
-        wrappers.append(wrapper)
-    return wrappers
-
-
 def export_binary(model, wrappers: list, per_row_codebook: bool) -> None:
     """Each trained wrapper -> a CodebookModule: code 1 where the binarized weight took the upper value."""
     import torch
@@ -189,12 +173,13 @@ def _scaled_queries(model, group: str, scale: float) -> set:
 
 
 def compress_binary(model, cell, params: BinaryParams, ctx) -> dict:
+    from tcompress.compress.codebook import shadow_weights
     from tcompress.model import count_parameters
 
     n_model = count_parameters(model)
     binarize = _binarizer(params.scale, params.per_row)
     queries = _scaled_queries(model, cell["group"], params.score_scale) if params.score_scale != 1.0 else set()
-    wrappers = _wrap(model, cell["group"], lambda m: (lambda w: params.score_scale * binarize(w))
+    wrappers = shadow_weights(model, cell["group"], lambda m: (lambda w: params.score_scale * binarize(w))
                      if id(m) in queries else binarize)
     facts = ctx.finetune(model, [])
     export_binary(model, wrappers, per_row_codebook=params.per_row)
@@ -204,12 +189,13 @@ def compress_binary(model, cell, params: BinaryParams, ctx) -> dict:
 def compress_bsflex(model, cell, params: BSFlexParams, ctx) -> dict:
     import time
 
+    from tcompress.compress.codebook import shadow_weights
     from tcompress.model import count_parameters
 
     n_model = count_parameters(model)
     start = time.perf_counter()
     flex = cell["centroids"] == "flex"
-    wrappers = _wrap(model, cell["group"], lambda m: two_centroids(m.weight, flex, params.init_iterations))
+    wrappers = shadow_weights(model, cell["group"], lambda m: two_centroids(m.weight, flex, params.init_iterations))
     fit_seconds = time.perf_counter() - start
     facts = ctx.finetune(model, [])
     export_binary(model, wrappers, per_row_codebook=False)

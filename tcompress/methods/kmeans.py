@@ -14,18 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from tcompress.methods.base import GROUP, Axis, FinetuneParams, Method, register
+from tcompress.methods.base import GROUP, FinetuneParams, Method, low_bits_axis, register
 from tcompress.schema import setting
 
 INITS = ("kmeans++", "linear")
-
-
-def _check_bits(bits: int) -> None:
-    if not 1 <= bits <= 8:
-        raise ValueError(f"{bits} is out of range; expected an int from 1 to 8 (2 to 256 centroids)")
-
-
-BITS = Axis("bits", "bits", int, "2^bits centroids per codebook", _check_bits, shared=True)
+BITS = low_bits_axis("2^bits centroids per codebook")
 
 
 @dataclass(frozen=True)

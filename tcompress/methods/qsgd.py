@@ -21,20 +21,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from tcompress.methods.base import GROUP, Axis, FinetuneParams, Method, register
+from tcompress.methods.base import GROUP, FinetuneParams, Method, low_bits_axis, register
 from tcompress.schema import setting
 
 BUCKETS = ("row", "tensor")
 NORMS = ("l2", "max")
 EXPORTS = ("nearest", "stochastic")
 
-
-def _check_bits(bits: int) -> None:
-    if not 1 <= bits <= 8:
-        raise ValueError(f"{bits} is out of range; expected an int from 1 to 8")
-
-
-BITS = Axis("bits", "bits", int, "s = 2^(bits-1) - 1 levels per sign (1 bit: s = 1)", _check_bits, shared=True)
+BITS = low_bits_axis("s = 2^(bits-1) - 1 levels per sign (1 bit: s = 1)")
 
 
 @dataclass(frozen=True)
@@ -125,23 +119,15 @@ def export_codes(model, wrappers: list, s: int, bits: int, params: QSGDParams, s
 
 
 def compress(model, cell, params: QSGDParams, ctx) -> dict:
-    from tcompress.compress.codebook import ShadowWeightModule, weight_matrices
+    from tcompress.compress.codebook import shadow_weights
     from tcompress.compress.ratio import quantization_ratio
-    from tcompress.compress.walker import replace_module
     from tcompress.model import count_parameters
 
     n_model, s = count_parameters(model), levels(cell["bits"])
-    modules = weight_matrices(model, cell["group"])
-    if not modules:
-        raise ValueError(f"layer group {cell['group']!r} has no weight matrix to quantize")
-    wrappers = []
-    for module in modules.values():
-        wrapper = ShadowWeightModule(module, _quantizer(s, params))
-        replace_module(model, module, wrapper)
-        wrappers.append(wrapper)
+    wrappers = shadow_weights(model, cell["group"], lambda module: _quantizer(s, params))
+    coded = sum(w.inner.weight.numel() for w in wrappers)
     facts = ctx.finetune(model, [])
     export_codes(model, wrappers, s, cell["bits"], params, ctx.seed)
-    coded = sum(m.weight.numel() for m in modules.values())
     return {**facts, "n_model": n_model, "n_compressed": coded, "levels": s, "code_bits": code_bits(cell["bits"]),
             "compression_ratio": round(quantization_ratio(n_model, coded, code_bits(cell["bits"])), 4)}
 
