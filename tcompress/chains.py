@@ -9,7 +9,8 @@ nothing else. The chain's id joins the links' cell ids with ``_then_``.
 
 Which methods may chain is said by the methods themselves: every link but the last must leave a
 float model (``Method.float_output``: pruning), every link but the first must keep the parent's
-zeros (``Method.keeps_zeros``; binarization has no zero). While a later link trains, the parent's
+zeros (``Method.keeps_zeros``; binarization has no zero). A method that ``continues_any`` (node
+pruning: it reshapes a model without retraining) may follow any link. While a later link trains, the parent's
 zeros are held at zero (``tcompress.compress.cells``), and its quantization ranges are those of the
 nonzero weights (symmetric and asymmetric ranges both include 0; k-means clusters the nonzeros).
 
@@ -108,7 +109,7 @@ def parse_chain(spec: str, where: str = "chains") -> Chain:
         links.append(parse_link(part, where, group))
     for i, link in enumerate(links):
         method = get(link.method)
-        if i < len(links) - 1 and not method.float_output:
+        if i < len(links) - 1 and not method.float_output and not get(links[i + 1].method).continues_any:
             raise ConfigError(f"{where}: {spec!r}: {link.method} cannot start a chain link; a chain continues "
                               "from a float model (a pruning method: agp, imp, or another with float_output)")
         if i > 0 and not method.keeps_zeros:

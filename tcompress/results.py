@@ -113,17 +113,26 @@ def method_table(frame: pd.DataFrame, method_name: str, columns: list[str]) -> s
     """Rows (one per combination of the method's row axes) by layer groups, each "BLEU / ratio×"."""
     method = get(method_name)
     cells = frame[(frame["method"] == method_name) & ~frame["control"] & frame["chain"].isna()]
-    groups = _order(list(cells["group"].dropna().unique()), columns) if "group" in cells else []
-    lines = ["| | " + " | ".join(g.upper().replace("+", ",") for g in groups) + " |",
-             "|" + "---|" * (len(groups) + 1)]
+    grouped = any(a.name == "group" for a in method.axes)
+    groups = _order(list(cells["group"].dropna().unique()), columns) if grouped and "group" in cells else []
+    heads = [g.upper().replace("+", ",") for g in groups] if grouped else ["whole model"]
+    lines = ["| | " + " | ".join(heads) + " |", "|" + "---|" * (len(heads) + 1)]
     rows = cells[list(method.row_axes)].drop_duplicates() if method.row_axes else pd.DataFrame([{}])
+    for axis in reversed(method.row_axes):   # text values in the catalog's order (ops: all, naive, …)
+        order = list(method.catalog.get(method.axis(axis).key, ()))
+        if method.axis(axis).kind is str and order and axis != "mode":   # modes: _row_sort
+            rows = rows.sort_values(axis, key=lambda v, order=order: v.map(
+                lambda x: order.index(x) if x in order else len(order)), kind="stable")
     for _, key in rows.iterrows():
         mask = pd.Series(True, index=cells.index)
         for axis in method.row_axes:
             mask &= cells[axis] == key[axis]
-        row = cells[mask].set_index("group")
         values = {a: (int(key[a]) if method.axis(a).kind is int else key[a]) for a in method.row_axes}
-        entries = [_entry(row.loc[g]) if g in row.index else "–" for g in groups]
+        if grouped:
+            row = cells[mask].set_index("group")
+            entries = [_entry(row.loc[g]) if g in row.index else "–" for g in groups]
+        else:          # a method without layer groups (FullyQT, node pruning): one cell per row
+            entries = [_entry(cells[mask].iloc[0])]
         lines.append(f"| {method.row_label(values)} | " + " | ".join(entries) + " |")
     return "\n".join(lines)
 

@@ -31,7 +31,10 @@ TINY = {
                 "kmeans": {"bits": [4], "groups": ["att"]}, "kmeans_ptq": {"bits": [4, 1], "groups": ["att"]},
                 "binary": {"groups": ["att"]}, "bsflex": {"centroids": ["flex"], "groups": ["att"]},
                 "qsgd": {"bits": [8, 1], "groups": ["att"]},
-                "chains": ["agp:10-70-1-full > kmeans:4", "agp:10-70-1-full > qat:sym-4"]},
+                "fullyqt": {"bits": [8], "ops": ["all", "naive", "qkv", "ln_den"]},
+                "fullyqt_ptq": {"bits": [8], "ops": ["all"]}, "nodeprune": {"rules": ["adaptive", "xmax", "l1"]},
+                "chains": ["agp:10-70-1-full > kmeans:4", "agp:10-70-1-full > qat:sym-4",
+                           "fullyqt:8-all > nodeprune:adaptive"]},
     "ptq": {"calibration_batches": 2, "calibration_batch_tokens": 400},
     "qat": {"bits": [4], "modes": ["sym"], "groups": ["full"], "epochs": 1, "warmup_steps": 2, "lr": 1.0e-3},
     "agp": {"schedules": ["10-70-1"], "groups": ["full"], "epochs": 2, "start": 0, "end": 8, "warmup_steps": 2},
@@ -40,6 +43,9 @@ TINY = {
     "kmeans": {"bits": [4], "groups": ["att"], "epochs": 1, "warmup_steps": 2, "lr": 1.0e-3},
     "kmeans_ptq": {"bits": [4], "groups": ["att"]},
     "qsgd": {"bits": [8], "groups": ["att"], "epochs": 1, "warmup_steps": 2, "lr": 1.0e-3},
+    "fullyqt": {"ops": ["all"], "epochs": 1, "warmup_steps": 2, "lr": 1.0e-3},
+    "fullyqt_ptq": {"calibration_batches": 2, "calibration_batch_tokens": 400},
+    "nodeprune": {"estimate_batches": 3, "estimate_batch_tokens": 400},
 }
 
 

@@ -27,7 +27,7 @@ def test_repository_params_load():
     ({"tokenizer": {"joint": False}}, "model.share_embeddings: true needs tokenizer.joint: true"),
     # the grid: every method, axis and catalog value is checked before any stage runs
     ({"methods": ["ptq", "distill"]}, "methods: 'distill' is not allowed; expected one of ptq, qat, agp, imp, "
-     "kmeans_ptq, kmeans, binary, bsflex, qsgd"),
+     "fullyqt, fullyqt_ptq, nodeprune, kmeans_ptq, kmeans, binary, bsflex, qsgd"),
     ({"distill": {"bits": 4}}, "distill: unknown key; allowed keys: data, seed"),
     ({"kmeans": {"bits": [9]}}, "kmeans.bits: 9 is out of range; expected an int from 1 to 8"),
     # chains: parsed, checked against the registry and the catalog before any stage runs
@@ -52,7 +52,12 @@ def test_repository_params_load():
     ({"agp": {"unit": "hours"}}, "agp.unit: 'hours' is not allowed; expected one of steps, epochs"),
     ({"catalog": {"ptq": {"bitz": [8]}}}, "catalog.ptq.bitz: unknown axis; ptq has modes, bits, groups"),
     ({"catalog": {"distill": {}}}, "catalog.distill: unknown method; registered methods: ptq, qat, agp, imp, "
-     "kmeans_ptq"),
+     "fullyqt, fullyqt_ptq, nodeprune, kmeans_ptq"),
+    ({"fullyqt": {"ops": ["softmax"]}}, "fullyqt.ops: 'softmax' is not allowed; expected one of all, all_flat, naive"),
+    ({"fullyqt": {"bits": [1]}}, "fullyqt.bits: 1 is out of range; expected an int from 2 to 16"),
+    ({"nodeprune": {"rules": ["random"]}}, "nodeprune.rules: 'random' is not allowed; expected one of adaptive, xmax, l1"),
+    ({"nodeprune": {"z": 0}}, "nodeprune.z: "),
+    ({"chains": ["fullyqt:8-all > kmeans:4-full"]}, "fullyqt cannot start a chain link"),
     ({"runtime": {"device": "tpu"}}, "runtime.device: 'tpu' is not allowed; expected one of auto, cpu, cuda"),
     ({"data": "files", "files": {s: f"data/corpus/{s}" for s in ("train_source", "train_target", "valid_source",
                                  "valid_target", "test_source")} | {"test_target": "/home/me/test.de"}},

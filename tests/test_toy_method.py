@@ -102,5 +102,6 @@ def test_an_unknown_method_is_one_line_listing_the_registered_ones():
     from tcompress.schema import ConfigError
 
     with pytest.raises(ConfigError, match="unknown method 'distill'; registered methods: ptq, qat, agp, imp, "
-                                          "kmeans_ptq, kmeans, binary, bsflex, qsgd$"):
+                                          "fullyqt, fullyqt_ptq, nodeprune, kmeans_ptq, kmeans, binary, "
+                                          "bsflex, qsgd$"):
         get("distill")

@@ -20,6 +20,8 @@ from torch import nn
 from tcompress import safetensors_file
 from tcompress.checkpoint import CheckpointError, load_safe, model_payload
 from tcompress.compress.codebook import CodebookModule
+from tcompress.compress.fullyqt import FQ_MODULES
+from tcompress.compress.node_pruning import NodePrunedFeedForward
 from tcompress.compress.packing import decode_state, encode_state
 from tcompress.compress.walker import replace_module
 from tcompress.compress.quantized import QuantizedModule
@@ -33,7 +35,8 @@ TORCH_ZIP_MAGIC = b"PK\x03\x04"
 # The stored forms a compressed model may hold, by the key its artifact lists them under. Each class
 # has ``describe()`` (JSON recorded per module), ``shell(inner, info)`` (an empty one to load the
 # state into) and ``stored_bits()``.
-STORED_FORMS: dict[str, type[nn.Module]] = {"quantized": QuantizedModule, "codebook": CodebookModule}
+STORED_FORMS: dict[str, type[nn.Module]] = {"quantized": QuantizedModule, "codebook": CodebookModule,
+                                             **{cls.kind: cls for cls in (*FQ_MODULES, NodePrunedFeedForward)}}
 
 
 def save_compressed(model: EncoderDecoder, path: str | Path, **extra: Any) -> int:
@@ -96,10 +99,12 @@ def rebuild_wrappers(model: EncoderDecoder, compression: dict[str, Any]) -> None
     if unknown:
         raise CheckpointError(f"compressed modules of unknown kind {sorted(unknown)}; this version reads "
                               f"{', '.join(STORED_FORMS)}")
-    for kind, modules in compression.items():
-        for name, info in modules.items():
-            old = model.get_submodule(name)
-            replace_module(model, old, STORED_FORMS[kind].shell(old, info))
+    # Outer wrappers first: a module wrapped inside another is named through the outer one's ``inner``.
+    entries = sorted(((name, kind, info) for kind, modules in compression.items() for name, info in modules.items()),
+                     key=lambda e: e[0].count("."))
+    for name, kind, info in entries:
+        old = model.get_submodule(name)
+        replace_module(model, old, STORED_FORMS[kind].shell(old, info))
 
 
 def stored_bits(model: nn.Module) -> int:
@@ -109,6 +114,20 @@ def stored_bits(model: nn.Module) -> int:
     for module in model.modules():
         if type(module) in STORED_FORMS.values():
             total += module.stored_bits()
+        total += 32 * sum(p.numel() for p in module.parameters(recurse=False))
+    return total
+
+
+def parameter_bits(model: nn.Module) -> int:
+    """Bits of the model's parameters: integer codes and codebook indices at their width, float
+    parameters at 32; step sizes, zero points, codebooks and activation ranges not counted (the
+    thesis's formula, which FullyQT's Table 5 ratios follow)."""
+    total = 0
+    for module in model.modules():
+        if isinstance(module, QuantizedModule):
+            total += sum(getattr(module, f"{p}_q").numel() for p in module.param_names) * module.spec.bits
+        elif isinstance(module, CodebookModule):
+            total += module.weight_codes.numel() * module.bits
         total += 32 * sum(p.numel() for p in module.parameters(recurse=False))
     return total
 

@@ -103,10 +103,10 @@ def compress_cell(entry: dict, baseline: str | Path, out_dir: str | Path, ctx: C
     if chain != (start_from is not None):
         raise ValueError(f"cell {entry['cell']}: a chain needs its parent's model (--start), and only a chain takes one")
     model, payload = load_model(start_from or baseline, ctx.device)
-    if chain and payload.get("compression"):
+    if chain and payload.get("compression") and not method.continues_any:
         raise ValueError(f"chain {entry['cell']}: its parent {entry['parent']} stores coded modules; a chain "
                          "continues from a float (pruned) model")
-    if chain:  # the parent's pruned weights stay pruned while this link trains
+    if chain and method.trains:  # the parent's pruned weights stay pruned while this link trains
         ctx.extra_hooks.append(ZeroKeeper.of_zeros(model))
         # The plan names the parent, not its contents: a resume file from another parent must not match.
         entry["inputs"] = {**entry.get("inputs", {}), "parent": file_digest(start_from)}
@@ -120,9 +120,11 @@ def compress_cell(entry: dict, baseline: str | Path, out_dir: str | Path, ctx: C
     if "compression_ratio" not in details:
         raise ValueError(f"method {method.name}: compress() must return compression_ratio")
     # A trained cell reports the precision its fine-tuning ran in; calibration and decoding are fp32.
-    if chain:  # both formulas at once: nonzeros at their code width
+    if chain:  # both formulas at once: nonzeros at their code width (a continues_any link counts itself)
+        whole = details["compression_ratio"] if method.continues_any else \
+            round(details["n_model"] * 32 / nonzero_bits(model), 4)
         details |= {"link_ratio": details["compression_ratio"], "chain": entry["spec"], "parent": entry["parent"],
-                    "compression_ratio": round(details["n_model"] * 32 / nonzero_bits(model), 4)}
+                    "compression_ratio": whole}
     facts = {"cell": entry["cell"], "method": method.name, "control": cell.control, **cell.as_dict(),
              "precision": "fp32", **details, "stored_bits": stored_bits(model)}
     file_bytes = save_compressed(model.cpu(), Path(out_dir) / ARTIFACT,

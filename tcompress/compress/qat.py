@@ -33,9 +33,11 @@ class QATConfig:
 
 
 class FakeQuantModule(nn.Module):
-    def __init__(self, inner: nn.Module, spec: QuantSpec, sites: tuple[str, ...], momentum: float):
+    def __init__(self, inner: nn.Module, spec: QuantSpec, sites: tuple[str, ...], momentum: float,
+                 params: tuple[str, ...] | None = None):
+        """``params``: the parameters that are quantized (all by default; FullyQT leaves biases float)."""
         super().__init__()
-        self.inner, self.spec, self.momentum = inner, spec, momentum
+        self.inner, self.spec, self.momentum, self.params = inner, spec, momentum, params
         self.act_spec = QuantSpec(spec.bits, spec.mode)  # activations: one range per tensor
         self.sites = tuple(s for s in SITES if s in sites)
         self.enabled = True
@@ -63,6 +65,8 @@ class FakeQuantModule(nn.Module):
     def _weights(self) -> dict[str, torch.Tensor]:
         out = {}
         for name, p in self.inner.named_parameters(recurse=False):
+            if self.params is not None and name not in self.params:
+                continue
             per_channel = self.spec.per_channel and p.dim() > 1
             scale, zero_point = qparams(*tensor_range(p, per_channel), self.spec)
             out[name] = fake_quantize_ste(p, scale, zero_point, self.spec)
@@ -83,7 +87,7 @@ class FakeQuantModule(nn.Module):
         """The integer form: parameters from their own range (as in training), activations from the EMA."""
         ranges = {site: (getattr(self, f"{site}_lo").item(), getattr(self, f"{site}_hi").item())
                   for site in self.sites if bool(getattr(self, f"{site}_seen"))}
-        return QuantizedModule.from_float(self.inner, self.spec, ranges)
+        return QuantizedModule.from_float(self.inner, self.spec, ranges, self.params)
 
 
 class DelayedStart(Hook):

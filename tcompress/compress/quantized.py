@@ -47,12 +47,14 @@ class QuantizedModule(nn.Module):
         self.register_load_state_dict_post_hook(lambda module, _keys: module.refresh())
 
     @classmethod
-    def from_float(cls, inner: nn.Module, spec: QuantSpec,
-                   act_ranges: dict[str, tuple[float, float]] | None = None) -> "QuantizedModule":
-        """Quantize ``inner``'s parameters from their own ranges and its activations from ``act_ranges``."""
+    def from_float(cls, inner: nn.Module, spec: QuantSpec, act_ranges: dict[str, tuple[float, float]] | None = None,
+                   params: tuple[str, ...] | None = None) -> "QuantizedModule":
+        """Quantize ``inner``'s parameters (``params``: those only) from their own ranges and its
+        activations from ``act_ranges``."""
         act_ranges = act_ranges or {}
-        floats = {name: p.detach().float() for name, p in inner.named_parameters(recurse=False)}
-        module = cls(inner, spec, tuple(act_ranges))
+        floats = {name: p.detach().float() for name, p in inner.named_parameters(recurse=False)
+                  if params is None or name in params}
+        module = cls(inner, spec, tuple(act_ranges), params)
         with torch.no_grad():
             for pname, value in floats.items():
                 for key, t in quantize_tensor(value, spec).items():

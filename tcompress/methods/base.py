@@ -21,7 +21,8 @@ method:
 - ``check(params, budget)``: cross-key checks, run by the plan stage before any cell.
 - ``row_axes``/``row_label``/``series``: how its cells appear in the tables and the plot.
 - ``float_output``/``keeps_zeros``: whether a chain (``tcompress.chains``) may continue from its
-  model (a pruned float model), and whether it may continue another's (it keeps exact zeros).
+  model (a pruned float model), and whether it may continue another's (it keeps exact zeros);
+  ``continues_any``: it may continue any cell's model, quantized ones included.
 
 This module is torch-free: plan and resolve import the registry; a method's ``compress`` imports
 the heavy machinery (``tcompress.compress``) when it runs.
@@ -122,6 +123,8 @@ class Method:
     order: int = 100          # position in tables: the thesis's order, new methods after
     float_output: bool = False   # its artifact is a float model a chain may continue (pruning)
     keeps_zeros: bool = True     # it keeps a parent's exact zeros, so it may continue a chain
+    continues_any: bool = False  # it may continue any cell's model, coded or not (node pruning reshapes, and
+                                 # its compress returns the whole chain's ratio)
 
     @property
     def trains(self) -> bool:
