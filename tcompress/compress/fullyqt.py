@@ -104,13 +104,14 @@ class ActQuant(nn.Module):
         self.seen.fill_(True)
 
     def quantize(self, x: torch.Tensor) -> torch.Tensor:
-        lo, hi = self.lo.to(x.dtype), self.hi.to(x.dtype)
-        step = ((hi - lo) / self.levels).clamp(min=torch.finfo(torch.float32).tiny)
-        clamped = torch.clamp(x, lo, hi)
-        q = torch.round((clamped - lo) / step) * step + lo
+        # In float32 whatever the autocast dtype: bf16's 8-bit mantissa would misround the codes.
+        xf = x.float()
+        step = ((self.hi - self.lo) / self.levels).clamp(min=torch.finfo(torch.float32).tiny)
+        clamped = torch.clamp(xf, self.lo, self.hi)
+        q = torch.round((clamped - self.lo) / step) * step + self.lo
         if self.keep_grad:            # identity gradient, even where the value was clamped
-            return x + (q - x).detach()
-        return clamped + (q - clamped).detach()   # zero gradient where clamped (clamp's own)
+            return (xf + (q - xf).detach()).to(x.dtype)
+        return (clamped + (q - clamped).detach()).to(x.dtype)   # zero gradient where clamped (clamp's own)
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         if not (self.used and self.active):
