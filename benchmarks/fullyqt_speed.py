@@ -1,6 +1,6 @@
 """FullyQT's cost and node pruning's gain, each measured in one process, alternating:
 
-- training: optimizer steps per second of the fp32 model and of the same model under FullyQT (every
+- training: optimizer steps per second of the float model and of the same model under FullyQT (every
   point quantized, ranges tracked), on the same training batches (seed 001: "about twice as slow");
 - decoding: greedy sentences per second of a cell's artifact and of its node-pruned child's.
 
@@ -29,15 +29,16 @@ from tcompress.model import count_parameters
 from int8_speed import cpu_flags  # the sibling benchmark's: every table names the same CPU flags
 
 
-def train_steps(model, batches, steps: int) -> float:
-    """Seconds for ``steps`` forward/backward/update steps (fp32, as the cells train on a CPU without bf16)."""
+def train_steps(model, batches, steps: int, bf16: bool = False) -> float:
+    """Seconds for ``steps`` forward/backward/update steps, in bf16 autocast or fp32 as the cells train."""
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     loss_fn = torch.nn.CrossEntropyLoss(ignore_index=0)
     model.train()
     start = time.perf_counter()
     for src, tgt in batches[:steps]:
-        logits = model(src, tgt[:, :-1])
-        loss = loss_fn(logits.reshape(-1, logits.size(-1)), tgt[:, 1:].reshape(-1))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(src, tgt[:, :-1])
+        loss = loss_fn(logits.float().reshape(-1, logits.size(-1)), tgt[:, 1:].reshape(-1))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -68,25 +69,32 @@ def decode(model, ids, batch: int) -> tuple[float, list]:
 @click.option("--rounds", default=3, show_default=True)
 @click.option("--batch-tokens", default=3000, show_default=True)
 @click.option("--batch-sentences", default=128, show_default=True)
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+              help="training precision; auto: bf16 where the CPU computes it natively, as the cells do")
 @click.option("--threads", default=2, show_default=True)
 @click.option("--out", required=True)
-def main(checkpoint, tokenized, pruned, parent, test_split, steps, rounds, batch_tokens, batch_sentences, threads, out):
+def main(checkpoint, tokenized, pruned, parent, test_split, steps, rounds, batch_tokens, batch_sentences, precision,
+         threads, out):
+    from tcompress.precision import resolve_precision
+
     torch.set_num_threads(threads)
+    bf16 = resolve_precision(precision, "cpu") == "bf16"
     src, tgt = read_ids(tokenized, "train")
     order = make_batches([len(s) for s in src], [len(t) for t in tgt], batch_tokens, 0)[: steps]
     batches = [(pad([src[i] for i in b]), pad([tgt[i] for i in b])) for b in order]
-    fp32, _ = load_model(checkpoint)
+    float_model, _ = load_model(checkpoint)
     fq, _ = load_model(checkpoint)
     fully_quantize(fq, FullyQTSpec())
-    train_steps(fq, batches, 2), train_steps(fp32, batches, 2)   # warm-up (first-call allocations)
-    times = {"fp32": [], "fullyqt": []}
+    train_steps(fq, batches, 2, bf16), train_steps(float_model, batches, 2, bf16)   # warm-up (first-call allocations)
+    times = {"float": [], "fullyqt": []}
     for _ in range(rounds):
-        times["fp32"].append(train_steps(fp32, batches, steps))
-        times["fullyqt"].append(train_steps(fq, batches, steps))
+        times["float"].append(train_steps(float_model, batches, steps, bf16))
+        times["fullyqt"].append(train_steps(fq, batches, steps, bf16))
     best = {k: min(v) for k, v in times.items()}
     result = {"training": {"steps": steps, "rounds": rounds, "batch_tokens": batch_tokens,
+                           "precision": "bf16" if bf16 else "fp32",
                            "seconds_per_step": {k: round(v / steps, 4) for k, v in best.items()},
-                           "slowdown": round(best["fullyqt"] / best["fp32"], 3)}}
+                           "slowdown": round(best["fullyqt"] / best["float"], 3)}}
     click.echo(json.dumps(result["training"]))
     if pruned and test_split:
         from tcompress.tokenizer import Tokenizer
@@ -109,7 +117,8 @@ def main(checkpoint, tokenized, pruned, parent, test_split, steps, rounds, batch
     result |= {"command": "python benchmarks/fullyqt_speed.py " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in (("checkpoint", checkpoint), ("tokenized", tokenized),
                                                       ("pruned", pruned), ("parent", parent), ("test", test_split),
-                                                      ("steps", steps), ("rounds", rounds), ("threads", threads),
+                                                      ("steps", steps), ("rounds", rounds), ("precision", precision),
+                                                      ("threads", threads),
                                                       ("out", out)) if v is not None),
                "cpu": platform.processor() or platform.machine(), "cpu_flags": cpu_flags(),
                "torch": torch.__version__, "threads": threads}
