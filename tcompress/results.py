@@ -23,7 +23,8 @@ METRIC_COLUMNS = ["bleu", "delta_bleu", "delta_ci_low", "delta_ci_high", "p_valu
                   "delta_control_ci_low", "delta_control_ci_high", "p_value_control", "delta_ref", "significant",
                   "chrf", "compression_ratio", "file_ratio", "file_bytes", "n_compressed", "n_model", "nonzero", "decoding",
                   "stored_megabytes", "bleu_int8", "sentences_per_second_int8", "int8_kernel",
-                  "sentences_per_second", "finetune_steps", "finetune_seconds", "compress_seconds", "precision"]
+                  "sentences_per_second", "finetune_steps", "finetune_seconds", "compress_seconds", "precision",
+                  "from_scratch"]
 
 
 def axis_columns() -> list[str]:
@@ -95,6 +96,7 @@ def collect(baseline_file: str | Path, cells_dir: str | Path, cell_dirs: str | P
                      "stored_megabytes": round(c["stored_bits"] / 8e6, 3)})
     frame = pd.DataFrame(rows, columns=columns)
     frame["control"] = frame["control"].fillna(False).astype(bool)
+    frame["from_scratch"] = frame["from_scratch"].map(lambda v: bool(v) if pd.notna(v) else False)
     frame["delta_bleu"] = (frame["bleu"] - frame["decoding"].map(base_bleu)).round(4)
     control_bleu = {r["method"]: r["bleu"] for _, r in frame[frame["control"]].iterrows()}
     reference = frame["method"].map(lambda m: control_bleu.get(m, float("nan"))).astype(float)
@@ -128,12 +130,15 @@ def method_table(frame: pd.DataFrame, method_name: str, columns: list[str]) -> s
         for axis in method.row_axes:
             mask &= cells[axis] == key[axis]
         values = {a: (int(key[a]) if method.axis(a).kind is int else key[a]) for a in method.row_axes}
+        label = method.row_label(values)
+        if "from_scratch" in cells and cells[mask]["from_scratch"].astype(bool).any():   # a fresh model trained
+            label += " (from scratch)"
         if grouped:
             row = cells[mask].set_index("group")
             entries = [_entry(row.loc[g]) if g in row.index else "–" for g in groups]
         else:          # a method without layer groups (FullyQT, node pruning): one cell per row
             entries = [_entry(cells[mask].iloc[0])]
-        lines.append(f"| {method.row_label(values)} | " + " | ".join(entries) + " |")
+        lines.append(f"| {label} | " + " | ".join(entries) + " |")
     return "\n".join(lines)
 
 

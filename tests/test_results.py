@@ -83,3 +83,13 @@ def test_without_trained_methods_there_is_no_control_column_to_fill(grid, tmp_pa
     assert list(only.index) == ["baseline", "ptq-sym-8-full"]
     assert only["delta_control"].isna().all() and only.loc["ptq-sym-8-full", "delta_ref"] == \
         only.loc["ptq-sym-8-full", "delta_bleu"]
+
+
+def test_a_cell_trained_from_scratch_is_named_so_in_its_table(grid):
+    frame, _ = grid
+    frame = frame.reset_index()
+    layout = {"ptq": {"columns": ["full"]}, "qat": {"columns": ["full"]}}
+    assert "(from scratch)" not in markdown_report(frame, layout)
+    frame.loc[frame["cell"] == "qat-sym-4-full", "from_scratch"] = True
+    rows = [line for line in markdown_report(frame, layout).splitlines() if "(from scratch)" in line]
+    assert len(rows) == 1 and rows[0].startswith("| 4-bit Sym. (from scratch) |")

@@ -127,6 +127,8 @@ def compress_cell(entry: dict, baseline: str | Path, out_dir: str | Path, ctx: C
                     "compression_ratio": whole}
     facts = {"cell": entry["cell"], "method": method.name, "control": cell.control, **cell.as_dict(),
              "precision": "fp32", **details, "stored_bits": stored_bits(model)}
+    if getattr(params, "from_scratch", False):   # the tables name it: the same id as the fine-tuned cell
+        facts["from_scratch"] = True
     file_bytes = save_compressed(model.cpu(), Path(out_dir) / ARTIFACT,
                                  cell={k: v for k, v in facts.items() if k != "finetune_curve"})
     # The sizes a user compares: the artifact they would ship against the float checkpoint they have.

@@ -86,8 +86,7 @@ def compress(model, cell, params: FullyQTParams, ctx) -> dict:
     quantizers, weights = fully_quantize(model, spec)
     facts = ctx.finetune(model, [StartStep(quantizers, weights, params.start_step)])
     freeze(model)
-    return {**facts, **_facts(model, n_model, spec), "start_step": params.start_step,
-            "from_scratch": params.from_scratch}
+    return {**facts, **_facts(model, n_model, spec), "start_step": params.start_step}
 
 
 def compress_ptq(model, cell, params: FullyQTPTQParams, ctx) -> dict:
