@@ -3,12 +3,14 @@ removal from float and quantized FFNs, down to the artifact."""
 
 import pytest
 import torch
+from torch import nn
 
 from tcompress.chains import parse_chain
 from tcompress.compress.artifact import load_model, parameter_bits, save_compressed
 from tcompress.compress.fullyqt import FullyQTSpec, freeze, fully_quantize
-from tcompress.compress.node_pruning import (NodePrunedFeedForward, _linear, estimate_xmax, feed_forwards,
-                                             l1_scores, select_nodes, shrink)
+from tcompress.compress.node_pruning import (NodePrunedFeedForward, estimate_xmax, feed_forwards, l1_scores,
+                                             select_nodes, shrink)
+from tcompress.compress.walker import unwrapped
 from tcompress.compress.quantized import QuantizedModule
 from tcompress.config import ModelConfig
 from tcompress.decode import greedy
@@ -92,7 +94,7 @@ def test_removing_nodes_that_output_zero_leaves_the_logits_and_translations_unch
     assert all(removed[n] >= len(v) for n, v in DEAD.items()) and removed["encoder.layers.0.feed_forward"] == 3
     total = sum(removed.values())
     assert count_parameters(model) == n_before - total * (2 * 16 + 1)   # a row of W1, its bias, a column of W2
-    assert _linear(feed_forwards(model)["encoder.layers.0.feed_forward"].w_2).in_features == 29
+    assert unwrapped(feed_forwards(model)["encoder.layers.0.feed_forward"].w_2, nn.Linear).in_features == 29
     assert torch.allclose(model(src, tgt), before, atol=1e-6) and greedy(model, src, 12) == before_hyps
     save_compressed(model, tmp_path / "m.safetensors")
     loaded, payload = load_model(tmp_path / "m.safetensors")

@@ -33,9 +33,8 @@ from torch import nn
 
 from tcompress.compress.linear_quant import QuantSpec, fake_quantize, quantize_tensor
 from tcompress.compress.qat import FakeQuantModule
-from tcompress.compress.quantized import QuantizedModule
+from tcompress.compress.walker import replace_module, unwrapped
 from tcompress.model import PAD, Embeddings, MultiHeadedAttention, PositionalEncoding, PositionwiseFeedForward
-from tcompress.training import Hook
 
 # The quantized activations of §3.2, in forward order; "weights" and "pos" are the parameters.
 ACTIVATIONS = ("emb_pos", "qkv", "softmax_num", "softmax_den", "softmax_out", "att_out", "relu_out", "ff_out",
@@ -105,7 +104,7 @@ class ActQuant(nn.Module):
         self.register_buffer("hi", torch.zeros(shape))
         self.register_buffer("seen", torch.zeros((), dtype=torch.bool))
         self.used = True          # False: a point the spec leaves out (it never quantizes)
-        self.active = True        # off before the start step (the training hook)
+        self.enabled = True       # off before the start step (qat.DelayedStart, as for the weights)
         self.calibrating = False  # PTQ: track ranges outside training mode
         self.trace: list | None = None   # tests: a list to record (name, shape) of each quantization
 
@@ -144,7 +143,7 @@ class ActQuant(nn.Module):
         return _RangeQuantize.apply(x, self.lo, self.hi, step, self.keep_grad)
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-        if not (self.used and self.active):
+        if not (self.used and self.enabled):
             return x
         if self.training or self.calibrating:
             self.observe(x, valid)
@@ -215,7 +214,7 @@ class FQPositional(_FQModule):
             raise ValueError(f"sequence of {offset + x.size(1)} positions exceeds model.max_positions={self.pe_q.size(0)}")
         valid = _match(self.masks.last, x)
         setattr(self.masks, self.streams["stream"], valid)
-        pe = self.pe_q if self.points["emb_pos"].active else self.inner.pe    # float before the start step
+        pe = self.pe_q if self.points["emb_pos"].enabled else self.inner.pe    # float before the start step
         s = self.points["emb_pos"](x + pe[offset: offset + x.size(1)], _expand(valid))
         return self.inner.dropout(s)                    # quantization before dropout (§3.4)
 
@@ -272,7 +271,7 @@ class FQFeedForward(_FQModule):
     def __init__(self, inner: PositionwiseFeedForward, spec: FullyQTSpec, masks: PadMasks, stream: str):
         super().__init__()
         self.inner, self.spec, self.masks, self.streams = inner, spec, masks, {"stream": stream}
-        self.points = _points(spec, _out_features(inner.w_2), ("relu_out", "ff_out"))
+        self.points = _points(spec, unwrapped(inner.w_2, nn.Linear).out_features, ("relu_out", "ff_out"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         valid = _expand(_match(getattr(self.masks, self.streams["stream"]), x))
@@ -286,13 +285,13 @@ class FQLayerNorm(_FQModule):
     def __init__(self, inner: nn.Module, spec: FullyQTSpec, masks: PadMasks, stream: str):
         super().__init__()
         self.inner, self.spec, self.masks, self.streams = inner, spec, masks, {"stream": stream}
-        self.points = _points(spec, _layer_norm(inner).normalized_shape[0], ("ln_num", "ln_den", "ln_quot", "ln_out"))
+        self.points = _points(spec, unwrapped(inner, nn.LayerNorm).normalized_shape[0], ("ln_num", "ln_den", "ln_quot", "ln_out"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         valid = _expand(_match(getattr(self.masks, self.streams["stream"]), x))
         centered = x - x.mean(-1, keepdim=True)
         num = self.points["ln_num"](centered, valid)
-        den = self.points["ln_den"](torch.sqrt(centered.pow(2).mean(-1, keepdim=True) + _layer_norm(self.inner).eps),
+        den = self.points["ln_den"](torch.sqrt(centered.pow(2).mean(-1, keepdim=True) + unwrapped(self.inner, nn.LayerNorm).eps),
                                     valid)
         quot = self.points["ln_quot"](num / den, valid)
         gamma, beta = _ln_params(self.inner)
@@ -302,21 +301,11 @@ class FQLayerNorm(_FQModule):
 FQ_MODULES = (FQPositional, FQAttention, FQFeedForward, FQLayerNorm)
 
 
-def _layer_norm(module: nn.Module) -> nn.LayerNorm:
-    return module.inner if isinstance(module, (FakeQuantModule, QuantizedModule)) else module
-
-
 def _ln_params(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     """γ and β as the forward uses them: fake-quantized in training, dequantized once exported."""
-    ln = _layer_norm(module)
+    ln = unwrapped(module, nn.LayerNorm)
     gamma = module._weights()["weight"] if isinstance(module, FakeQuantModule) and module.enabled else ln.weight
     return gamma, ln.bias
-
-
-def _out_features(module: nn.Module) -> int:
-    while not isinstance(module, nn.Linear):
-        module = module.inner
-    return module.out_features
 
 
 def _stream(name: str) -> str:
@@ -325,15 +314,12 @@ def _stream(name: str) -> str:
 
 def fully_quantize(model: nn.Module, spec: FullyQTSpec) -> tuple[list[ActQuant], list[FakeQuantModule]]:
     """Wrap ``model`` in place; returns its activation quantizers and weight wrappers."""
-    from tcompress.compress.walker import replace_module
-
     masks = PadMasks()
     weights = []
     if "weights" in spec.points:
         per_row = spec.bucketing and not spec.naive
-        for _, module in list(model.named_modules()):
-            if isinstance(module, (nn.Linear, nn.Embedding, nn.LayerNorm)) and \
-                    not any(module is w.inner for w in weights):
+        for _, module in list(model.named_modules()):   # a shared module is listed once
+            if isinstance(module, (nn.Linear, nn.Embedding, nn.LayerNorm)):
                 w_spec = QuantSpec(spec.bits, "asym", per_row and not isinstance(module, nn.LayerNorm))
                 wrapper = FakeQuantModule(module, w_spec, (), spec.momentum, params=("weight",))
                 replace_module(model, module, wrapper)
@@ -361,22 +347,9 @@ def fully_quantize(model: nn.Module, spec: FullyQTSpec) -> tuple[list[ActQuant],
 
 
 def set_active(quantizers: list[ActQuant], weights: list[FakeQuantModule], on: bool) -> None:
-    """Quantization on or off (before the start step: float, no ranges tracked)."""
+    """Quantization on or off by hand (training switches it with ``qat.DelayedStart``)."""
     for module in (*quantizers, *weights):
-        module.active = module.enabled = on
-
-
-class StartStep(Hook):
-    """Float (no ranges tracked) before ``start_step`` (Table 4); derived from the step, so resumes agree."""
-
-    def __init__(self, quantizers: list[ActQuant], weights: list[FakeQuantModule], start_step: int):
-        self.quantizers, self.weights, self.start_step = quantizers, weights, start_step
-
-    def on_train_start(self, model, state) -> None:
-        set_active(self.quantizers, self.weights, state.step >= self.start_step)
-
-    def on_step_end(self, model, state) -> None:
-        set_active(self.quantizers, self.weights, state.step >= self.start_step)
+        module.enabled = on
 
 
 def freeze(model: nn.Module) -> int:
@@ -390,5 +363,5 @@ def freeze(model: nn.Module) -> int:
                          "is start_step beyond the training budget?")
     for q in model.modules():
         if isinstance(q, ActQuant):
-            q.calibrating, q.active = False, True
+            q.calibrating, q.enabled = False, True
     return export_quantized(model)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tcompress.compress.walker import replace_module, unwrapped
 from tcompress.model import PAD, PositionwiseFeedForward
 
 RULES = ("adaptive", "xmax", "l1")
@@ -33,20 +34,13 @@ class NodePrunedFeedForward(PositionwiseFeedForward):
         return cls(inner.w_1.in_features, info["d_ff"], inner.dropout.p)
 
     def describe(self) -> dict:
-        return {"d_ff": _linear(self.w_1).out_features}
+        return {"d_ff": unwrapped(self.w_1, nn.Linear).out_features}
 
     def stored_bits(self) -> int:
         return 0   # its Linears count themselves
 
     def nonzero_bits(self) -> int:
         return 0
-
-
-def _linear(module: nn.Module) -> nn.Linear:
-    """The float Linear inside any stored form (``inner`` chains)."""
-    while not isinstance(module, nn.Linear):
-        module = module.inner
-    return module
 
 
 def feed_forwards(model: nn.Module) -> dict[str, PositionwiseFeedForward]:
@@ -90,7 +84,8 @@ def estimate_xmax(model: nn.Module, batches: list, momentum: float = 0.9) -> dic
 
 def l1_scores(model: nn.Module) -> dict[str, torch.Tensor]:
     """‖W1[j, :]‖₁ per node, from the weights the model computes with."""
-    return {name: _linear(ffn.w_1).weight.detach().float().abs().sum(1) for name, ffn in feed_forwards(model).items()}
+    return {name: unwrapped(ffn.w_1, nn.Linear).weight.detach().float().abs().sum(1)
+            for name, ffn in feed_forwards(model).items()}
 
 
 def select_nodes(xmax: dict[str, torch.Tensor], rule: str, z: float, stacks: tuple[str, ...],
@@ -118,9 +113,10 @@ def select_nodes(xmax: dict[str, torch.Tensor], rule: str, z: float, stacks: tup
     return out
 
 
-def _sliced(module: nn.Module, keep: torch.Tensor, dim: int, width: int, linear: nn.Linear) -> nn.Module:
+def _sliced(module: nn.Module, keep: torch.Tensor, dim: int, width: int) -> nn.Module:
     """``module`` (a Linear or a stored form of one) with ``keep`` of its ``width`` outputs (dim 0)
     or inputs (dim 1); its state sliced, everything else (steps of other rows, codebooks) as it was."""
+    linear = unwrapped(module, nn.Linear)
     state = module.state_dict()
     for key, t in state.items():
         leaf = key.rsplit(".", 1)[-1]
@@ -138,22 +134,21 @@ def _sliced(module: nn.Module, keep: torch.Tensor, dim: int, width: int, linear:
 def shrink(model: nn.Module, prune: dict[str, torch.Tensor]) -> dict[str, int]:
     """Remove the masked nodes of every FFN in place; returns the nodes removed per layer. A layer
     keeps at least one node."""
-    from tcompress.compress.walker import replace_module
-
     ffns = feed_forwards(model)
     removed = {}
     for name, mask in prune.items():
         ffn = ffns[name]
-        width = _linear(ffn.w_1).out_features
+        w_1 = unwrapped(ffn.w_1, nn.Linear)
+        width = w_1.out_features
         keep = (~mask).nonzero().flatten()
         if keep.numel() == 0:
             keep = mask.new_zeros(1, dtype=torch.long)
         removed[name] = width - int(keep.numel())
         if not removed[name]:
             continue
-        new = NodePrunedFeedForward(_linear(ffn.w_1).in_features, int(keep.numel()), ffn.dropout.p)
-        new.w_1 = _sliced(ffn.w_1, keep, 0, width, _linear(ffn.w_1))
-        new.w_2 = _sliced(ffn.w_2, keep, 1, width, _linear(ffn.w_2))
+        new = NodePrunedFeedForward(w_1.in_features, int(keep.numel()), ffn.dropout.p)
+        new.w_1 = _sliced(ffn.w_1, keep, 0, width)
+        new.w_2 = _sliced(ffn.w_2, keep, 1, width)
         new.train(ffn.training)
-        replace_module(model, ffn, new.to(_linear(ffn.w_1).weight.device))
+        replace_module(model, ffn, new.to(w_1.weight.device))
     return removed

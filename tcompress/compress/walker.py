@@ -39,6 +39,14 @@ def compress_(model: nn.Module, config: Any, group: str, **context: Any) -> dict
     return fn(model, modules, config, **context)
 
 
+def unwrapped(module: nn.Module, cls: type) -> nn.Module:
+    """The ``cls`` module inside ``module``'s wrappers (a stored form or training wrapper keeps the
+    module it wraps as ``inner``), or ``module`` itself."""
+    while not isinstance(module, cls):
+        module = module.inner
+    return module
+
+
 def replace_module(model: nn.Module, old: nn.Module, new: nn.Module) -> int:
     """Put ``new`` wherever ``old`` is a child (a shared module sits under several names); returns how many."""
     replaced = 0

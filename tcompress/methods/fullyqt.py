@@ -68,23 +68,24 @@ def spec_of(bits: int, ops: str, momentum: float):
 
 
 def _facts(model, n_model: int, spec) -> dict:
-    from tcompress.compress.artifact import parameter_bits, stored_bits
+    from tcompress.compress.artifact import parameter_bits
     from tcompress.compress.fullyqt import ActQuant
 
     points = sorted({q.point for q in model.modules() if isinstance(q, ActQuant) and q.used})
     # The formula ratio counts parameters: weights in b bits, biases and β at 32 (ranges not counted).
     return {"n_model": n_model, "quantized_points": points, "bucketing": spec.bucketing and not spec.naive,
-            "compression_ratio": round(n_model * 32 / parameter_bits(model), 4), "stored_bits": stored_bits(model)}
+            "compression_ratio": round(n_model * 32 / parameter_bits(model), 4)}
 
 
 def compress(model, cell, params: FullyQTParams, ctx) -> dict:
-    from tcompress.compress.fullyqt import StartStep, freeze, fully_quantize
+    from tcompress.compress.fullyqt import freeze, fully_quantize
+    from tcompress.compress.qat import DelayedStart
     from tcompress.model import count_parameters
 
     n_model = count_parameters(model)
     spec = spec_of(cell["bits"], cell["ops"], params.ema_momentum)
     quantizers, weights = fully_quantize(model, spec)
-    facts = ctx.finetune(model, [StartStep(quantizers, weights, params.start_step)])
+    facts = ctx.finetune(model, [DelayedStart([*quantizers, *weights], params.start_step)])
     freeze(model)
     return {**facts, **_facts(model, n_model, spec), "start_step": params.start_step}
 

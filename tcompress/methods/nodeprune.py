@@ -32,19 +32,10 @@ RULE = Axis("rule", "rules", str, "adaptive: x_max < z·σ per layer | xmax, l1:
 class NodePruneParams:
     rules: tuple[str, ...] = setting(("adaptive",), doc="grid key; " + RULE.doc)
     z: float = setting(0.025, lo=0.0, lo_open=True, doc="threshold in standard deviations of a layer's x_max")
-    stacks: tuple[str, ...] = setting(STACKS, doc="the FFNs pruned: encoder, decoder, or both")
+    stacks: tuple[str, ...] = setting(STACKS, choices=STACKS, doc="the FFNs pruned: encoder, decoder, or both")
     estimate_batches: int = setting(200, lo=1, doc="training batches over which x_max is estimated")
     estimate_batch_tokens: int = setting(3000, lo=16)
     momentum: float = setting(0.9, lo=0.0, hi=1.0, doc="x_max: EMA of each batch's maximum")
-
-
-def check(params: NodePruneParams, budget) -> None:
-    from tcompress.schema import ConfigError
-
-    bad = [s for s in params.stacks if s not in STACKS]
-    if bad or not params.stacks:
-        raise ConfigError(f"nodeprune.stacks: {bad or '[]'} is not allowed; expected a non-empty list of "
-                          f"{', '.join(STACKS)}")
 
 
 def compress(model, cell, params: NodePruneParams, ctx) -> dict:
@@ -70,7 +61,7 @@ def compress(model, cell, params: NodePruneParams, ctx) -> dict:
 
 METHOD = register(Method(
     name="nodeprune", title="Node pruning of FFN neurons (FullyQT §4.4), no retraining", params=NodePruneParams,
-    axes=(RULE,), catalog={"rules": RULES}, compress=compress, check=check, row_axes=("rule",),
+    axes=(RULE,), catalog={"rules": RULES}, compress=compress, row_axes=("rule",),
     row_label=lambda v: {"adaptive": "adaptive, x_max < z·σ", "xmax": "fixed ratio, x_max sort",
                          "l1": "fixed ratio, L1 sort"}[v["rule"]],
     order=45, continues_any=True,
