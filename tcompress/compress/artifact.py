@@ -23,6 +23,7 @@ from tcompress.compress.codebook import CodebookModule
 from tcompress.compress.fullyqt import FQ_MODULES
 from tcompress.compress.node_pruning import NodePrunedFeedForward
 from tcompress.compress.packing import decode_state, encode_state
+from tcompress.compress.product_quant import ProductCodebookModule
 from tcompress.compress.walker import replace_module
 from tcompress.compress.quantized import QuantizedModule
 from tcompress.config import ModelConfig
@@ -36,7 +37,7 @@ TORCH_ZIP_MAGIC = b"PK\x03\x04"
 # has ``describe()`` (JSON recorded per module), ``shell(inner, info)`` (an empty one to load the
 # state into) and ``stored_bits()``.
 STORED_FORMS: dict[str, type[nn.Module]] = {"quantized": QuantizedModule, "codebook": CodebookModule,
-                                             **{cls.kind: cls for cls in (*FQ_MODULES, NodePrunedFeedForward)}}
+                                             **{cls.kind: cls for cls in (*FQ_MODULES, NodePrunedFeedForward, ProductCodebookModule)}}
 
 
 def save_compressed(model: EncoderDecoder, path: str | Path, **extra: Any) -> int:
@@ -128,6 +129,8 @@ def parameter_bits(model: nn.Module) -> int:
             total += sum(getattr(module, f"{p}_q").numel() for p in module.param_names) * module.spec.bits
         elif isinstance(module, CodebookModule):
             total += module.weight_codes.numel() * module.bits
+        elif isinstance(module, ProductCodebookModule):
+            total += module.index_bits()
         total += 32 * sum(p.numel() for p in module.parameters(recurse=False))
     return total
 
