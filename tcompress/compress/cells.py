@@ -112,6 +112,8 @@ def compress_cell(entry: dict, baseline: str | Path, out_dir: str | Path, ctx: C
         entry["inputs"] = {**entry.get("inputs", {}), "parent": file_digest(start_from)}
     if getattr(params, "from_scratch", False):
         model = make_model(model.cfg, model.vocab).to(ctx.device)
+    if cell.control and method.control_start is not None:
+        model = method.control_start(model, params, ctx)
     if cell.control:  # the method's budget through the same loop, nothing compressed
         details = {**ctx.finetune(model, []), "n_model": count_parameters(model), "n_compressed": 0,
                    "compression_ratio": 1.0}

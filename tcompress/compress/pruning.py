@@ -213,15 +213,18 @@ class MagnitudePruner(Hook):
 
     # -- reporting
     def sparsity_report(self) -> dict[str, Any]:
-        """Zeros of every pruned weight tensor (counted on the weights) and their total."""
-        tensors = {}
-        for name in self.modules:
-            w = self.weight(name)
-            zeros = int((w == 0).sum())
-            tensors[name] = {"zeros": zeros, "numel": w.numel(), "sparsity": zeros / w.numel()}
-        zeros = sum(t["zeros"] for t in tensors.values())
-        numel = sum(t["numel"] for t in tensors.values())
-        return {"tensors": tensors, "total": {"zeros": zeros, "numel": numel, "sparsity": zeros / numel}}
+        return sparsity_report({name: self.weight(name) for name in self.modules})
+
+
+def sparsity_report(weights: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Zeros of every pruned weight tensor (counted on the weights) and their total."""
+    tensors = {}
+    for name, w in weights.items():
+        zeros = int((w == 0).sum())
+        tensors[name] = {"zeros": zeros, "numel": w.numel(), "sparsity": zeros / w.numel()}
+    zeros = sum(t["zeros"] for t in tensors.values())
+    numel = sum(t["numel"] for t in tensors.values())
+    return {"tensors": tensors, "total": {"zeros": zeros, "numel": numel, "sparsity": zeros / numel}}
 
 
 class ZeroKeeper(Hook):

@@ -23,6 +23,9 @@ method:
 - ``float_output``/``keeps_zeros``: whether a chain (``tcompress.chains``) may continue from its
   model (a pruned float model), and whether it may continue another's (it keeps exact zeros);
   ``continues_any``: it may continue any cell's model, quantized ones included.
+- ``control_start(model, params, ctx) -> model``: where the control's budget starts, when that is not
+  the baseline (lottery tickets: the baseline's initial weights, so the control is the dense run of
+  the tickets' own recipe).
 
 This module is torch-free: plan and resolve import the registry; a method's ``compress`` imports
 the heavy machinery (``tcompress.compress``) when it runs.
@@ -125,6 +128,7 @@ class Method:
     keeps_zeros: bool = True     # it keeps a parent's exact zeros, so it may continue a chain
     continues_any: bool = False  # it may continue any cell's model, coded or not (node pruning reshapes, and
                                  # its compress returns the whole chain's ratio)
+    control_start: Callable[..., Any] | None = None   # the control's starting model; None: the baseline
 
     @property
     def trains(self) -> bool:
