@@ -34,7 +34,7 @@ code{font-size:13px;white-space:nowrap}
 .stats b{font-size:16px}.best{display:flex;gap:12px;margin:8px 0}
 .best div{flex:1;border:2px solid #4e79a7;border-radius:6px;padding:6px 10px;background:#f5f8fc}
 .best b{font-size:17px}.ns{color:#999}.sig{color:#1f6f1f;font-weight:600}
-#summary-table td{white-space:nowrap}#summary-table td:nth-child(5),#summary-table td:nth-child(9){white-space:normal}
+#summary-table{font-size:13px}#summary-table td{white-space:nowrap}#summary-table td:nth-child(5),#summary-table td:nth-child(9){font-size:12px}
 svg.chart text{font-size:12px;fill:#333}svg.chart .axis-title{font-size:13px;font-weight:600}
 svg.chart .grid{stroke:#eee}svg.chart circle.mark:hover{stroke:#000;stroke-width:2}
 td.heat{text-align:right;min-width:58px}details{margin:4px 0}

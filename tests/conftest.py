@@ -33,8 +33,11 @@ TINY = {
                 "qsgd": {"bits": [8, 1], "groups": ["att"]},
                 "fullyqt": {"bits": [8], "ops": ["all", "naive", "qkv", "ln_den"]},
                 "fullyqt_ptq": {"bits": [8], "ops": ["all"]}, "nodeprune": {"rules": ["adaptive", "xmax", "l1"]},
+                "q8bert": {"bits": [8], "groups": ["full"]},
+                "quant_noise": {"quantizers": ["int4", "ipq", "ipq_int8"], "rates": [10, 100], "groups": ["full"]},
+                "lottery": {"sparsities": [50, 80], "inits": ["rewind", "random"], "groups": ["full"]},
                 "chains": ["agp:10-70-1-full > kmeans:4", "agp:10-70-1-full > qat:sym-4",
-                           "fullyqt:8-all > nodeprune:adaptive"]},
+                           "fullyqt:8-all > nodeprune:adaptive", "lottery:50-rewind-full > lottery:80-rewind"]},
     "ptq": {"calibration_batches": 2, "calibration_batch_tokens": 400},
     "qat": {"bits": [4], "modes": ["sym"], "groups": ["full"], "epochs": 1, "warmup_steps": 2, "lr": 1.0e-3},
     "agp": {"schedules": ["10-70-1"], "groups": ["full"], "epochs": 2, "start": 0, "end": 8, "warmup_steps": 2},
@@ -46,6 +49,9 @@ TINY = {
     "fullyqt": {"ops": ["all"], "epochs": 1, "warmup_steps": 2, "lr": 1.0e-3},
     "fullyqt_ptq": {"calibration_batches": 2, "calibration_batch_tokens": 400},
     "nodeprune": {"estimate_batches": 3, "estimate_batch_tokens": 400},
+    "q8bert": {"epochs": 1, "warmup_steps": 2, "lr": 1.0e-3},
+    "lottery": {"sparsities": [50], "epochs": 1, "warmup_steps": 2},
+    "quant_noise": {"centroids": 16, "stages": 2, "iterations": 5, "epochs": 1, "warmup_steps": 2, "lr": 1.0e-3},
 }
 
 

@@ -27,7 +27,7 @@ def test_repository_params_load():
     ({"tokenizer": {"joint": False}}, "model.share_embeddings: true needs tokenizer.joint: true"),
     # the grid: every method, axis and catalog value is checked before any stage runs
     ({"methods": ["ptq", "distill"]}, "methods: 'distill' is not allowed; expected one of ptq, qat, agp, imp, "
-     "fullyqt, fullyqt_ptq, nodeprune, kmeans_ptq, kmeans, binary, bsflex, qsgd"),
+     "fullyqt, fullyqt_ptq, nodeprune, kmeans_ptq, kmeans, binary, bsflex, qsgd, q8bert, quant_noise, lottery"),
     ({"distill": {"bits": 4}}, "distill: unknown key; allowed keys: data, seed"),
     ({"kmeans": {"bits": [9]}}, "kmeans.bits: 9 is out of range; expected an int from 1 to 8"),
     # chains: parsed, checked against the registry and the catalog before any stage runs

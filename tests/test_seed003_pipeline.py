@@ -1,0 +1,156 @@
+"""Q8BERT, Quant-Noise (int4, iPQ, iPQ with int8 codebooks) and lottery tickets (one-shot, random
+re-init, and a second round as a chain) through `dvc repro` on the tiny configuration: each cell is
+scored from its artifact, stores its method's form, and reports the ratio of what it stores; a
+ticket restarts from exactly the weights the train stage started from."""
+
+import json
+import sys
+
+import pytest
+import sacrebleu
+import torch
+
+from click.testing import CliRunner
+
+from conftest import dvc, make_project, run, tiny_params
+from tcompress.compress.artifact import load_model, stored_bits
+from tcompress.compress.codebook import weight_matrices
+from tcompress.compress.product_quant import ProductCodebookModule
+from tcompress.compress.quantized import QuantizedModule
+from tcompress.data.corpora import read_split
+from tcompress.methods.lottery import initial_model
+from tcompress.model import make_model
+
+pytestmark = pytest.mark.slow
+CHAIN = "lottery-50-rewind-full_then_lottery-80-rewind-full"
+TICKETS = {"lottery-50-rewind-full", "lottery-50-random-full", "lottery-control", CHAIN}
+CELLS = {"q8bert-8-full", "q8bert-control", "quant_noise-int4-10-full", "quant_noise-int4-100-full",
+         "quant_noise-ipq-10-full", "quant_noise-ipq-100-full", "quant_noise-ipq_int8-10-full", "quant_noise-control"}
+
+
+def metrics(project, cell: str) -> dict:
+    return json.loads((project / "metrics" / "cells" / f"{cell}.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, shared_cache):
+    params = tiny_params(methods=["q8bert", "quant_noise", "lottery"], chains=["lottery:50-rewind-full > lottery:80-rewind"])
+    params["quant_noise"] |= {"quantizers": ["int4", "ipq", "ipq_int8"], "rates": [10, 100]}
+    project = make_project(tmp_path_factory.mktemp("seed003"), params, shared_cache)
+    dvc(["repro"], project)
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "seed 003"], project)
+    return project
+
+
+def cell_model(project, cell: str):
+    return load_model(project / "data" / "cells" / cell / "model.safetensors")[0]
+
+
+def test_every_cell_is_scored_from_its_artifact(project):
+    refs = read_split(project / "data/prepared/test.parquet")[1]
+    cells = {p.stem for p in (project / "metrics/cells").glob("*.json") if metrics(project, p.stem)}
+    assert cells == CELLS | TICKETS | {"quant_noise-ipq_int8-100-full"}
+    for cell in cells:
+        m = metrics(project, cell)
+        hyps = (project / f"data/cells/{cell}/hyps.txt").read_text().split("\n")[:-1]
+        assert m["bleu"] == round(sacrebleu.corpus_bleu(hyps, [refs]).score, 4), cell
+        assert m["file_bytes"] == (project / f"data/cells/{cell}/model.safetensors").stat().st_size, cell
+
+
+def test_q8bert_stores_symmetric_8_bit_weights_of_every_matrix_with_float_biases(project):
+    model = cell_model(project, "q8bert-8-full")
+    coded = [m for m in model.modules() if isinstance(m, QuantizedModule)]
+    assert len(coded) == len(weight_matrices(make_model(model.cfg, model.vocab), "full"))
+    for m in coded:
+        assert m.spec.mode == "sym" and m.spec.bits == 8 and m.param_names == ("weight",)
+        assert int(m.weight_q.abs().max()) == 127          # S_W = 127 / max|W|: the largest weight is ±127
+
+
+def test_int4_cells_store_4_bit_codes_per_row(project):
+    for cell in ("quant_noise-int4-10-full", "quant_noise-int4-100-full"):
+        coded = [m for m in cell_model(project, cell).modules() if isinstance(m, QuantizedModule)]
+        assert coded and all(m.spec.bits == 4 and m.weight_scale.dim() == 1 for m in coded)
+        assert metrics(project, cell)["compression_ratio"] > 6
+
+
+@pytest.mark.parametrize("cell, codebook_bits", [("quant_noise-ipq-10-full", 32), ("quant_noise-ipq-100-full", 32),
+                                                 ("quant_noise-ipq_int8-10-full", 8)])
+def test_ipq_cells_store_codes_and_codebooks_and_their_ratio_counts_both(project, cell, codebook_bits):
+    model = cell_model(project, cell)
+    pq = [m for m in model.modules() if isinstance(m, ProductCodebookModule)]
+    assert len(pq) == len(weight_matrices(make_model(model.cfg, model.vocab), "full"))
+    for m in pq:
+        assert m.block == 8 and m.centroids == 16 and m.codebook_bits == codebook_bits
+        assert m.inner.weight.reshape(-1, 8).unique(dim=0).shape[0] <= 16   # every block is a centroid
+    facts = json.loads((project / f"data/cells/{cell}/cell.json").read_text())
+    assert facts["compression_ratio"] == round(facts["n_model"] * 32 / stored_bits(model), 4)
+    if cell.endswith("-10-full"):   # noise first, then the two stages across the budget
+        steps = facts["finetune_steps"]
+        assert facts["ipq_stage_steps"] == [round(steps / 3), round(2 * steps / 3)]
+    else:
+        assert facts["ipq_stage_steps"] == [0]
+
+
+def test_int8_codebooks_make_a_smaller_file(project):
+    assert metrics(project, "quant_noise-ipq_int8-10-full")["file_bytes"] < \
+        metrics(project, "quant_noise-ipq-10-full")["file_bytes"]
+
+
+# ------------------------------------------------------------------------------------ lottery tickets
+
+class Started(Exception):
+    pass
+
+
+def test_rewinding_restarts_from_the_weights_the_train_stage_started_from(project, monkeypatch):
+    """Run the train stage's own entry point on the project's data, stopping it where training
+    begins: its model is what ``initial_model`` rebuilds, bit for bit."""
+    import tcompress.training
+
+    def fit(model, *args, **kwargs):
+        raise Started(model.state_dict())
+
+    monkeypatch.setattr(tcompress.training, "fit", fit)
+    monkeypatch.chdir(project)
+    monkeypatch.syspath_prepend(str(project / "stages"))
+    sys.modules.pop("train", None)
+    import train as train_stage
+
+    result = CliRunner().invoke(train_stage.main, [
+        "--config", "data/config/train.json", "--tokenized", "data/tokenized", "--prepared", "data/prepared",
+        "--out", "unused", "--resume", "unused.pt", "--metrics", "unused.json", "--curve", "unused_curve.json"])
+    assert isinstance(result.exception, Started), result.output
+    started = result.exception.args[0]
+    baseline, _ = load_model(project / "data/model/model.pt")
+    seed = json.loads((project / "data/config/train.json").read_text())["seed"]
+    theta0 = initial_model(baseline.cfg, baseline.vocab, seed).state_dict()
+    assert started.keys() == theta0.keys()
+    assert all(torch.equal(started[k], theta0[k]) for k in theta0)
+
+
+def _zeros(model) -> dict:
+    return {name: m.weight == 0 for name, m in weight_matrices(model, "full").items()}
+
+
+def test_a_ticket_prunes_the_trained_weights_smallest_and_random_reinit_shares_its_mask(project):
+    baseline, _ = load_model(project / "data/model/model.pt")
+    rewound, random = cell_model(project, "lottery-50-rewind-full"), cell_model(project, "lottery-50-random-full")
+    masks = _zeros(rewound)
+    assert masks.keys() == _zeros(baseline).keys()
+    for name, pruned in masks.items():
+        assert torch.equal(pruned, _zeros(random)[name])          # the same mask, both retrained
+        w = dict(weight_matrices(baseline, "full"))[name].weight.detach().abs()
+        assert pruned.sum() == round(0.5 * w.numel())
+        assert w[pruned].max() <= w[~pruned].min()                # the trained baseline's smallest half
+    assert not torch.equal(rewound.encoder.layers[0].feed_forward.w_1.weight,
+                           random.encoder.layers[0].feed_forward.w_1.weight)
+    facts = json.loads((project / "data/cells/lottery-50-rewind-full/cell.json").read_text())
+    assert facts["compression_ratio"] == round(facts["n_model"] / facts["nonzero"], 4)
+
+
+def test_a_second_round_prunes_its_parents_ticket_further_and_keeps_its_zeros(project):
+    parent, chain = _zeros(cell_model(project, "lottery-50-rewind-full")), _zeros(cell_model(project, CHAIN))
+    for name, pruned in chain.items():
+        assert (pruned | ~parent[name]).all()                     # every zero of round one is still zero
+        assert pruned.sum() == round(0.8 * pruned.numel())
