@@ -18,6 +18,8 @@ from tcompress.stage import guarded, read_config, write_json
 @click.option("--valid", "valid_split", required=True, type=click.Path(dir_okay=False),
               help="validation split (raw text) for the per-epoch BLEU of trained cells")
 @click.option("--test", "test_split", required=True, type=click.Path(dir_okay=False))
+@click.option("--teacher", type=click.Path(file_okay=False),
+              help="the teacher stage's output: the baseline's translations of the training sources")
 @click.option("--resume", "resume_path", required=True, type=click.Path(dir_okay=False),
               help="resumable checkpoint of a trained cell, kept outside DVC's outputs")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
@@ -26,8 +28,8 @@ from tcompress.stage import guarded, read_config, write_json
 @click.option("--start", "start_from", type=click.Path(dir_okay=False),
               help="a chain's parent's artifact: the model its last link starts from (file sizes stay against --baseline)")
 @guarded
-def main(plan_file: str, baseline: str, tokenized: str, valid_split: str, test_split: str, resume_path: str,
-         out: str, metrics: str, start_from: str | None) -> None:
+def main(plan_file: str, baseline: str, tokenized: str, valid_split: str, test_split: str, teacher: str | None,
+         resume_path: str, out: str, metrics: str, start_from: str | None) -> None:
     entry = read_config(plan_file)
     if not entry["selected"]:
         # Before importing torch: an off cell costs DVC's bookkeeping only. Its metrics are empty,
@@ -39,12 +41,17 @@ def main(plan_file: str, baseline: str, tokenized: str, valid_split: str, test_s
     from tcompress.plan import verify_inputs
     from tcompress.stage import runtime, seed_everything, setup_torch
 
-    verify_inputs(entry, {"baseline": Path(baseline), "tokenized": Path(tokenized), "valid": Path(valid_split),
-                          "test": Path(test_split)})
+    inputs = {"baseline": Path(baseline), "tokenized": Path(tokenized), "valid": Path(valid_split),
+              "test": Path(test_split)}
+    if "teacher" in entry["inputs"]:
+        if teacher is None:
+            raise click.UsageError(f"cell {entry['cell']} trains on the teacher's translations: pass --teacher")
+        inputs["teacher"] = Path(teacher) / "train.ids.parquet"
+    verify_inputs(entry, inputs)
     rt = runtime()
     device = setup_torch(rt)
     seed_everything(entry["seed"])
-    ctx = CellContext(entry, tokenized, valid_split, resume_path, device, rt.checkpoint_every)
+    ctx = CellContext(entry, tokenized, valid_split, resume_path, device, rt.checkpoint_every, teacher)
     facts = compress_cell(entry, baseline, out, ctx, start_from)
     write_json(Path(out) / "cell.json", facts)
     result = evaluate_cell(entry, Path(out), facts, tokenized, test_split, device)

@@ -101,6 +101,17 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
+class TeacherConfig:
+    """The baseline's translations of the training sources (sequence-level distillation's targets):
+    computed once, by the ``teacher`` stage, only when a selected cell asks for them."""
+    beam_size: int = setting(4, lo=1, doc="Kim & Rush: the teacher's top beam hypothesis")
+    length_penalty: float = setting(0.6, lo=0.0)
+    batch_sentences: int = setting(64, lo=1)
+    max_len_a: float = setting(1.5, lo=0.0, doc="output length limit = a * source length + b")
+    max_len_b: int = setting(10, lo=0)
+
+
+@dataclass(frozen=True)
 class RuntimeConfig:
     """How to run, not what to compute: no stage depends on these."""
     device: str = setting("auto", choices=("auto", "cpu", "cuda"))

@@ -46,7 +46,7 @@ def _product(method: Method, values: dict[str, tuple]) -> list[Cell]:
 
 
 def _control(method: Method) -> list[Cell]:
-    return [Cell(method.name, (), control=True)] if method.trains else []
+    return [Cell(method.name, (), control=True)] if method.trains and method.controlled else []
 
 
 def catalog_cells(params) -> list[Cell]:

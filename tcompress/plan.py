@@ -55,6 +55,9 @@ def resolve(params) -> dict[str, dict]:
     e = params.evaluate
     decoding = {"length_penalty": e.length_penalty, "batch_sentences": e.batch_sentences,
                 "max_len_a": e.max_len_a, "max_len_b": e.max_len_b}
+    cells = {**{c.id: _cell_entry(params, c) for c in selected_cells(params)},
+             **{c.id: _chain_entry(params, c) for c in selected_chains(params)}}
+    teacher = any(get(e["method"]).uses_teacher(e["axes"]) for e in cells.values() if not e["control"])
     corpus = plain(getattr(params, params.data))
     if params.data == "multi30k":  # where the checksummed files come from does not change them
         corpus = {k: v for k, v in corpus.items() if k not in ("local_dir", "url")}
@@ -63,9 +66,10 @@ def resolve(params) -> dict[str, dict]:
         "tokenize": {"tokenizer": plain(params.tokenizer)},
         "train": {"seed": params.seed, "model": plain(params.model), "train": plain(params.train)},
         "evaluate": {**decoding, "beam_size": e.beam_size},
+        # Only what the translations depend on, so the decode reruns when those change, not the grid.
+        "teacher": {"enabled": True, **plain(params.teacher)} if teacher else {"enabled": False},
         "cells": {"catalog": [c.id for c in catalog_cells(params)] + [c.id for c in catalog_chains(params)],
-                  "cells": {**{c.id: _cell_entry(params, c) for c in selected_cells(params)},
-                            **{c.id: _chain_entry(params, c) for c in selected_chains(params)}},
+                  "cells": cells,
                   "evaluate": {**decoding, "beam_size": e.cell_beam_size},
                   "batch_tokens": params.train.batch_tokens, "seed": params.seed,
                   "layout": table_layout(params)},
@@ -120,8 +124,9 @@ def _budget(tokenized: Path, batch_tokens: int, seed: int) -> Budget:
 
 
 def write_plan(config: dict, baseline: Path, tokenized: Path, valid: Path, test: Path, out: Path,
-               root: Path = REPO) -> list[str]:
-    """Every catalog cell's plan; returns the selected cells' ids."""
+               root: Path = REPO, teacher: Path | None = None) -> list[str]:
+    """Every catalog cell's plan; returns the selected cells' ids. A cell that trains on the teacher's
+    translations also holds their hash (``teacher``: the teacher stage's output)."""
     from tcompress.schema import build
 
     inputs = {"baseline": file_digest(baseline), "tokenized": _dir_digest(tokenized)}
@@ -142,8 +147,14 @@ def write_plan(config: dict, baseline: Path, tokenized: Path, valid: Path, test:
         name = entry["method"]
         if name not in digests:
             digests[name] = code_digest(name, CELL_SCRIPT, root)
+        cell_inputs = inputs
+        if not entry["control"] and get(name).uses_teacher(entry["axes"]):
+            if teacher is None or not (teacher / "train.ids.parquet").exists():
+                raise ConfigError(f"cell {cell_id} trains on the teacher's translations, but {teacher} holds "
+                                  "none; run `dvc repro` (the teacher stage decodes them)")
+            cell_inputs = {**inputs, "teacher": file_digest(teacher / "train.ids.parquet")}
         write_json(out / "cells" / f"{cell_id}.json",
-                   {**entry, "evaluate": config["evaluate"], "inputs": inputs, "code": digests[name]})
+                   {**entry, "evaluate": config["evaluate"], "inputs": cell_inputs, "code": digests[name]})
     return list(config["cells"])
 
 

@@ -38,6 +38,11 @@ class Hook:
     """Extension points of the loop; every method is optional. ``state`` is the live ``TrainState``."""
 
     def on_train_start(self, model: EncoderDecoder, state: "TrainState") -> None: ...
+    def training_loss(self, src: torch.Tensor, tgt: torch.Tensor, logits: torch.Tensor,
+                      loss: torch.Tensor) -> torch.Tensor:
+        """The summed loss the step minimizes, given the batch, the model's logits and the summed
+        label-smoothed cross-entropy (distillation mixes in the teacher's distribution)."""
+        return loss
     def after_backward(self, model: EncoderDecoder, state: "TrainState") -> None: ...
     def on_step_end(self, model: EncoderDecoder, state: "TrainState") -> None: ...
     def on_epoch_end(self, model: EncoderDecoder, state: "TrainState", metrics: dict) -> None: ...
@@ -81,13 +86,14 @@ def _autocast(cfg: TrainConfig, device: torch.device):
 
 
 def _loss(model: EncoderDecoder, src: torch.Tensor, tgt: torch.Tensor, smoothing: float,
-          cfg: TrainConfig, device: torch.device) -> tuple[torch.Tensor, int]:
+          cfg: TrainConfig, device: torch.device) -> tuple[torch.Tensor, int, torch.Tensor]:
+    """Summed cross-entropy, the number of target tokens, and the logits."""
     tgt_in, labels = tgt[:, :-1], tgt[:, 1:]  # teacher forcing: predict token t+1 from tokens ≤ t
     with _autocast(cfg, device):
         logits = model(src, tgt_in)
     loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), labels.reshape(-1),
                            ignore_index=PAD, label_smoothing=smoothing, reduction="sum")
-    return loss, int((labels != PAD).sum())
+    return loss, int((labels != PAD).sum()), logits
 
 
 @torch.no_grad()
@@ -97,8 +103,8 @@ def validate(model: EncoderDecoder, data: ParallelData, cfg: TrainConfig, device
     model.eval()
     total, tokens = 0.0, 0
     for batch in make_batches([len(s) for s in data.src], [len(t) for t in data.tgt], cfg.batch_tokens):
-        loss, n = _loss(model, pad([data.src[i] for i in batch]).to(device),
-                        pad([data.tgt[i] for i in batch]).to(device), 0.0, cfg, device)
+        loss, n, _ = _loss(model, pad([data.src[i] for i in batch]).to(device),
+                           pad([data.tgt[i] for i in batch]).to(device), 0.0, cfg, device)
         total, tokens = total + float(loss), tokens + n
     metrics = {"val_loss": total / max(tokens, 1)}
     if decode_tgt is not None and data.references is not None:
@@ -209,7 +215,9 @@ def fit(model: EncoderDecoder, train: ParallelData, valid: ParallelData, cfg: Tr
             tgt = pad([train.tgt[i] for i in batch]).to(device)
             for group in opt.param_groups:
                 group["lr"] = inverse_sqrt_lr(state.step + 1, cfg.lr, cfg.warmup_steps)
-            loss, n_tokens = _loss(model, src, tgt, cfg.label_smoothing, cfg, device)
+            loss, n_tokens, logits = _loss(model, src, tgt, cfg.label_smoothing, cfg, device)
+            for hook in hooks:
+                loss = hook.training_loss(src, tgt, logits, loss)
             opt.zero_grad(set_to_none=True)
             (loss / n_tokens).backward()
             for hook in hooks:

@@ -36,6 +36,7 @@ TINY = {
                 "q8bert": {"bits": [8], "groups": ["full"]},
                 "quant_noise": {"quantizers": ["int4", "ipq", "ipq_int8"], "rates": [10, 100], "groups": ["full"]},
                 "lottery": {"sparsities": [50, 80], "inits": ["rewind", "random"], "groups": ["full"]},
+                "distill": {"kds": ["word", "seq", "none"], "d_models": [16], "layers": [1], "d_ffs": [32]},
                 "chains": ["agp:10-70-1-full > kmeans:4", "agp:10-70-1-full > qat:sym-4",
                            "fullyqt:8-all > nodeprune:adaptive", "lottery:50-rewind-full > lottery:80-rewind"]},
     "ptq": {"calibration_batches": 2, "calibration_batch_tokens": 400},
@@ -51,6 +52,8 @@ TINY = {
     "nodeprune": {"estimate_batches": 3, "estimate_batch_tokens": 400},
     "q8bert": {"epochs": 1, "warmup_steps": 2, "lr": 1.0e-3},
     "lottery": {"sparsities": [50], "epochs": 1, "warmup_steps": 2},
+    "distill": {"d_models": [16], "layers": [1], "d_ffs": [32], "n_heads": 2, "epochs": 2, "warmup_steps": 5},
+    "teacher": {"beam_size": 2, "batch_sentences": 32},
     "quant_noise": {"centroids": 16, "stages": 2, "iterations": 5, "epochs": 1, "warmup_steps": 2, "lr": 1.0e-3},
 }
 

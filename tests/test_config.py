@@ -26,9 +26,9 @@ def test_repository_params_load():
     ({"data": "files"}, "files.train_source: required when data is 'files'"),
     ({"tokenizer": {"joint": False}}, "model.share_embeddings: true needs tokenizer.joint: true"),
     # the grid: every method, axis and catalog value is checked before any stage runs
-    ({"methods": ["ptq", "distill"]}, "methods: 'distill' is not allowed; expected one of ptq, qat, agp, imp, "
-     "fullyqt, fullyqt_ptq, nodeprune, kmeans_ptq, kmeans, binary, bsflex, qsgd, q8bert, quant_noise, lottery"),
-    ({"distill": {"bits": 4}}, "distill: unknown key; allowed keys: data, seed"),
+    ({"methods": ["ptq", "lasso"]}, "methods: 'lasso' is not allowed; expected one of ptq, qat, agp, imp, "
+     "fullyqt, fullyqt_ptq, nodeprune, kmeans_ptq, kmeans, binary, bsflex, qsgd, q8bert, quant_noise, lottery, distill"),
+    ({"lasso": {"bits": 4}}, "lasso: unknown key; allowed keys: data, seed"),
     ({"kmeans": {"bits": [9]}}, "kmeans.bits: 9 is out of range; expected an int from 1 to 8"),
     # chains: parsed, checked against the registry and the catalog before any stage runs
     ({"chains": ["agp:10-70-1-full > binary:att"]}, "chains[0]: 'agp:10-70-1-full > binary:att': binary cannot "
@@ -51,7 +51,7 @@ def test_repository_params_load():
     ({"agp": {"schedules": ["70-10-1"]}}, "agp.schedules: '70-10-1': need 0 <= initial <= final <= 100"),
     ({"agp": {"unit": "hours"}}, "agp.unit: 'hours' is not allowed; expected one of steps, epochs"),
     ({"catalog": {"ptq": {"bitz": [8]}}}, "catalog.ptq.bitz: unknown axis; ptq has modes, bits, groups"),
-    ({"catalog": {"distill": {}}}, "catalog.distill: unknown method; registered methods: ptq, qat, agp, imp, "
+    ({"catalog": {"lasso": {}}}, "catalog.lasso: unknown method; registered methods: ptq, qat, agp, imp, "
      "fullyqt, fullyqt_ptq, nodeprune, kmeans_ptq"),
     ({"fullyqt": {"ops": ["softmax"]}}, "fullyqt.ops: 'softmax' is not allowed; expected one of all, all_flat, naive"),
     ({"fullyqt": {"bits": [1]}}, "fullyqt.bits: 1 is out of range; expected an int from 2 to 16"),

@@ -1,7 +1,9 @@
-"""Q8BERT, Quant-Noise (int4, iPQ, iPQ with int8 codebooks) and lottery tickets (one-shot, random
-re-init, and a second round as a chain) through `dvc repro` on the tiny configuration: each cell is
-scored from its artifact, stores its method's form, and reports the ratio of what it stores; a
-ticket restarts from exactly the weights the train stage started from."""
+"""Q8BERT, Quant-Noise (int4, iPQ, iPQ with int8 codebooks), lottery tickets (one-shot, random
+re-init, and a second round as a chain) and distillation (word-level, sequence-level, references
+only) through `dvc repro` on the tiny configuration: each cell is scored from its artifact, stores
+its method's form, and reports the ratio of what it stores; a ticket restarts from exactly the
+weights the train stage started from; the teacher's translations are decoded once, for the
+sequence-level student only."""
 
 import json
 import sys
@@ -9,10 +11,11 @@ import sys
 import pytest
 import sacrebleu
 import torch
+import yaml
 
 from click.testing import CliRunner
 
-from conftest import dvc, make_project, run, tiny_params
+from conftest import computing, dvc, make_project, ran_stages, run, tiny_params
 from tcompress.compress.artifact import load_model, stored_bits
 from tcompress.compress.codebook import weight_matrices
 from tcompress.compress.product_quant import ProductCodebookModule
@@ -24,6 +27,7 @@ from tcompress.model import make_model
 pytestmark = pytest.mark.slow
 CHAIN = "lottery-50-rewind-full_then_lottery-80-rewind-full"
 TICKETS = {"lottery-50-rewind-full", "lottery-50-random-full", "lottery-control", CHAIN}
+STUDENTS = {f"distill-{kd}-16-1-32" for kd in ("word", "seq", "none")}
 CELLS = {"q8bert-8-full", "q8bert-control", "quant_noise-int4-10-full", "quant_noise-int4-100-full",
          "quant_noise-ipq-10-full", "quant_noise-ipq-100-full", "quant_noise-ipq_int8-10-full", "quant_noise-control"}
 
@@ -34,7 +38,8 @@ def metrics(project, cell: str) -> dict:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, shared_cache):
-    params = tiny_params(methods=["q8bert", "quant_noise", "lottery"], chains=["lottery:50-rewind-full > lottery:80-rewind"])
+    params = tiny_params(methods=["q8bert", "quant_noise", "lottery", "distill"],
+                         chains=["lottery:50-rewind-full > lottery:80-rewind"])
     params["quant_noise"] |= {"quantizers": ["int4", "ipq", "ipq_int8"], "rates": [10, 100]}
     project = make_project(tmp_path_factory.mktemp("seed003"), params, shared_cache)
     dvc(["repro"], project)
@@ -50,7 +55,7 @@ def cell_model(project, cell: str):
 def test_every_cell_is_scored_from_its_artifact(project):
     refs = read_split(project / "data/prepared/test.parquet")[1]
     cells = {p.stem for p in (project / "metrics/cells").glob("*.json") if metrics(project, p.stem)}
-    assert cells == CELLS | TICKETS | {"quant_noise-ipq_int8-100-full"}
+    assert cells == CELLS | TICKETS | STUDENTS | {"quant_noise-ipq_int8-100-full"}
     for cell in cells:
         m = metrics(project, cell)
         hyps = (project / f"data/cells/{cell}/hyps.txt").read_text().split("\n")[:-1]
@@ -154,3 +159,37 @@ def test_a_second_round_prunes_its_parents_ticket_further_and_keeps_its_zeros(pr
     for name, pruned in chain.items():
         assert (pruned | ~parent[name]).all()                     # every zero of round one is still zero
         assert pruned.sum() == round(0.8 * pruned.numel())
+
+
+# ------------------------------------------------------------------------------------- distillation
+
+def test_students_are_smaller_models_and_only_the_sequence_level_one_reads_the_teachers_translations(project):
+    baseline, _ = load_model(project / "data/model/model.pt")
+    teacher = json.loads((project / "data/teacher/teacher.json").read_text())
+    assert teacher["enabled"] and teacher["sentences"] == len(read_split(project / "data/prepared/train.parquet")[0])
+    for cell in STUDENTS:
+        student = cell_model(project, cell)
+        assert (student.cfg.d_model, student.cfg.n_layers, student.cfg.d_ff) == (16, 1, 32)
+        assert student.vocab == baseline.vocab
+        m = metrics(project, cell)
+        assert m["compression_ratio"] == round(m["n_model"] / m["n_student"], 4) and m["compression_ratio"] > 2
+        assert m["file_ratio"] > 2                                # the shipped file is the student's
+        plan = json.loads((project / f"data/plan/cells/{cell}.json").read_text())
+        assert ("teacher" in plan["inputs"]) == (cell == "distill-seq-16-1-32")
+    # The student trained on the teacher's translations saw them, not the references, as targets.
+    facts = json.loads((project / "data/cells/distill-seq-16-1-32/cell.json").read_text())
+    assert facts["finetune_sentences"] == teacher["sentences"]
+
+
+def test_dropping_the_sequence_level_student_switches_the_teacher_off_and_reruns_no_other_cell(project):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["distill"]["kds"] = ["word", "none"]
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = dvc(["repro"], project).stdout
+    try:
+        assert json.loads((project / "data/teacher/teacher.json").read_text()) == {"enabled": False}
+        assert computing(project, ran_stages(out)) <= {"resolve", "teacher", "plan", "cell@distill-seq-16-1-32",
+                                                        "aggregate"}
+    finally:
+        run(["git", "checkout", "--", "params.yaml"], project)
+        dvc(["repro"], project)      # the run-cache brings the translations back, decoded once

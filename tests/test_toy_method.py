@@ -101,7 +101,7 @@ def test_an_unknown_method_is_one_line_listing_the_registered_ones():
     from tcompress.methods import get
     from tcompress.schema import ConfigError
 
-    with pytest.raises(ConfigError, match="unknown method 'distill'; registered methods: ptq, qat, agp, imp, "
+    with pytest.raises(ConfigError, match="unknown method 'lasso'; registered methods: ptq, qat, agp, imp, "
                                           "fullyqt, fullyqt_ptq, nodeprune, kmeans_ptq, kmeans, binary, "
-                                          "bsflex, qsgd$"):
-        get("distill")
+                                          "bsflex, qsgd, q8bert, quant_noise, lottery, distill$"):
+        get("lasso")

@@ -40,9 +40,11 @@ class CellContext:
     """What a method's ``compress`` may ask for besides the model: data, batches, the training loop."""
 
     def __init__(self, entry: dict, tokenized: str | Path, valid_split: str | Path | None,
-                 resume: str | Path | None, device: torch.device, checkpoint_every: int = 200):
+                 resume: str | Path | None, device: torch.device, checkpoint_every: int = 200,
+                 teacher: str | Path | None = None):
         self.entry, self.tokenized, self.valid_split, self.resume = entry, tokenized, valid_split, resume
         self.device, self.seed, self.checkpoint_every = device, entry["seed"], checkpoint_every
+        self.teacher = teacher   # the teacher stage's output, for cells that train on its translations
         self.extra_hooks: list = []
 
     def calibration_batches(self, n_batches: int, batch_tokens: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -52,20 +54,25 @@ class CellContext:
         return [(pad([src[i] for i in b]).to(self.device), pad([tgt[i][:-1] for i in b]).to(self.device))
                 for b in batches]
 
-    def training_data(self) -> tuple[ParallelData, ParallelData]:
-        src, tgt = read_ids(self.tokenized, "train")
+    def training_data(self, teacher: bool = False) -> tuple[ParallelData, ParallelData]:
+        """The method's training subset, with the references as targets, or with ``teacher`` the
+        baseline's translations of the same sources (sequence-level distillation)."""
+        if teacher and "teacher" not in self.entry.get("inputs", {}):
+            raise ValueError(f"cell {self.entry['cell']}: its method reads the teacher's translations, but its "
+                             "plan holds none (the method's needs_teacher must say so for this cell)")
+        src, tgt = read_ids(self.teacher if teacher else self.tokenized, "train")
         keep = training_subset(len(src), self.entry["params"]["train_sentences"], self.seed)
         if keep is not None:
             src, tgt = [src[i] for i in keep], [tgt[i] for i in keep]
         refs = read_split(self.valid_split)[1] if self.valid_split else None
         return ParallelData(src, tgt), ParallelData(*read_ids(self.tokenized, "valid"), references=refs)
 
-    def steps_per_epoch(self) -> int:
-        train, _ = self.training_data()
+    def steps_per_epoch(self, teacher: bool = False) -> int:
+        train, _ = self.training_data(teacher)
         return len(make_batches([len(s) for s in train.src], [len(t) for t in train.tgt],
                                 self.entry["train"]["batch_tokens"], 0))
 
-    def finetune(self, model, hooks: list) -> dict:
+    def finetune(self, model, hooks: list, teacher: bool = False) -> dict:
         """The one training loop under the method's budget; returns the facts the metrics report. A
         chain's parent's zeros stay zero (``extra_hooks``: its ``ZeroKeeper``)."""
         hooks = [*hooks, *self.extra_hooks]
@@ -73,7 +80,7 @@ class CellContext:
             raise ValueError(f"cell {self.entry['cell']} trains: its method must subclass FinetuneParams "
                              "and the stage needs --resume")
         cfg = build(TrainConfig, self.entry["train"], "train")
-        train, valid = self.training_data()
+        train, valid = self.training_data(teacher)
         tok = Tokenizer.load(self.tokenized)
         keep = self.entry["params"].get("keep", "last")
         with tempfile.TemporaryDirectory() as tmp:  # fit's best-epoch copy
@@ -119,6 +126,7 @@ def compress_cell(entry: dict, baseline: str | Path, out_dir: str | Path, ctx: C
                    "compression_ratio": 1.0}
     else:
         details = method.compress(model, cell, params, ctx)
+    model = details.pop("model", model)   # a method may return a new model (a distilled student)
     if "compression_ratio" not in details:
         raise ValueError(f"method {method.name}: compress() must return compression_ratio")
     # A trained cell reports the precision its fine-tuning ran in; calibration and decoding are fp32.

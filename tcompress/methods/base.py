@@ -23,6 +23,9 @@ method:
 - ``float_output``/``keeps_zeros``: whether a chain (``tcompress.chains``) may continue from its
   model (a pruned float model), and whether it may continue another's (it keeps exact zeros);
   ``continues_any``: it may continue any cell's model, quantized ones included.
+- ``needs_teacher(values) -> bool``: whether a cell trains on the baseline's translations of the
+  training sources (the ``teacher`` stage computes them when some selected cell does; the cell
+  reads them with ``ctx.teacher_data()``).
 - ``control_start(model, params, ctx) -> model``: where the control's budget starts, when that is not
   the baseline (lottery tickets: the baseline's initial weights, so the control is the dense run of
   the tickets' own recipe).
@@ -129,10 +132,16 @@ class Method:
     continues_any: bool = False  # it may continue any cell's model, coded or not (node pruning reshapes, and
                                  # its compress returns the whole chain's ratio)
     control_start: Callable[..., Any] | None = None   # the control's starting model; None: the baseline
+    needs_teacher: Callable[[Mapping[str, Any]], bool] | None = None   # a cell trains on the teacher's outputs
+    controlled: bool = True   # a trained method gets a control cell; False where its grid holds its own
+                              # comparison (distillation: the same student trained on the references)
 
     @property
     def trains(self) -> bool:
         return issubclass(self.params, FinetuneParams)
+
+    def uses_teacher(self, values: Mapping[str, Any]) -> bool:
+        return self.needs_teacher is not None and bool(self.needs_teacher(values))
 
     def axis(self, name: str) -> Axis:
         return next(a for a in self.axes if a.name == name)

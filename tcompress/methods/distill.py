@@ -1,0 +1,126 @@
+"""Knowledge distillation into a smaller student (Hinton et al. 2015; Kim & Rush 2016; seed 003 §3.3).
+
+A cell trains a fresh student, smaller in ``d_model``, ``layers`` (each stack) and ``d_ff`` (grid
+axes), with the baseline as its frozen teacher, through the one training loop. The ``kd`` axis says
+what it learns from:
+
+- ``word``: word-level KD, per target position (1 − α)·CE(reference) + α·T²·KL(q_T ‖ p_T), q_T and
+  p_T the teacher's and the student's distributions at temperature T;
+- ``seq``: sequence-level KD, cross-entropy on the teacher's beam translations of the training
+  sources instead of the references (the ``teacher`` stage decodes them once, for every student);
+- ``none``: the same student trained on the references alone, on the same budget: the comparison
+  that says what distillation adds. It stands in for the method's control, so there is no other.
+
+The "compression" is the parameter ratio teacher / student; the file is the student's own. Speed:
+every cell's test decode reports sentences/s, and ``benchmarks/distill_speed.py`` times teacher and
+student in one run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tcompress.methods.base import Axis, Budget, FinetuneParams, Method, register
+from tcompress.schema import ConfigError, setting
+
+KDS = ("word", "seq", "none")
+
+
+def _check_kd(value: str) -> None:
+    if value not in KDS:
+        raise ValueError(f"{value!r} is not allowed; expected one of {', '.join(KDS)}")
+
+
+def _check_positive(value: int) -> None:
+    if value < 1:
+        raise ValueError(f"{value} is out of range; expected an int >= 1")
+
+
+KD = Axis("kd", "kds", str, "word: the teacher's distributions | seq: its translations | none: references only",
+          _check_kd)
+D_MODEL = Axis("d_model", "d_models", int, "the student's model width", _check_positive)
+LAYERS = Axis("layers", "layers", int, "the student's layers, in the encoder and in the decoder", _check_positive)
+D_FF = Axis("d_ff", "d_ffs", int, "the student's feed-forward width", _check_positive)
+
+
+@dataclass(frozen=True)
+class DistillParams(FinetuneParams):
+    kds: tuple[str, ...] = setting(KDS, doc="grid key: " + KD.doc)
+    d_models: tuple[int, ...] = setting((128,), doc="grid key: " + D_MODEL.doc)
+    layers: tuple[int, ...] = setting((3,), doc="grid key: " + LAYERS.doc)
+    d_ffs: tuple[int, ...] = setting((512,), doc="grid key: " + D_FF.doc)
+    n_heads: int = setting(4, lo=1, doc="the student's attention heads (must divide every d_model)")
+    temperature: float = setting(1.0, lo=0.0, lo_open=True, doc="word KD: T of both softmaxes")
+    alpha: float = setting(0.5, lo=0.0, hi=1.0, doc="word KD: weight of the teacher's term (1 − α: the references')")
+
+
+def check(params: DistillParams, budget: Budget) -> None:
+    bad = [d for d in params.d_models if d % params.n_heads]
+    if bad:
+        raise ConfigError(f"distill.n_heads: {params.n_heads} must divide every distill.d_models value; it does not "
+                          f"divide {', '.join(map(str, bad))}")
+    if params.from_scratch:
+        raise ConfigError("distill.from_scratch: a student always starts fresh; leave it false")
+
+
+def _word_kd_hook(teacher, temperature: float, alpha: float):
+    """The training-loop hook that mixes the teacher's distributions into the loss (imports torch)."""
+    import torch
+    import torch.nn.functional as F
+
+    from tcompress.model import PAD
+    from tcompress.training import Hook
+
+    class WordKD(Hook):
+        def training_loss(self, src, tgt, logits, loss):
+            tgt_in, labels = tgt[:, :-1], tgt[:, 1:]
+            with torch.no_grad(), torch.autocast(logits.device.type, dtype=torch.bfloat16,
+                                                 enabled=logits.dtype == torch.bfloat16):
+                teacher_logits = teacher(src, tgt_in)
+            keep = labels != PAD
+            log_p = F.log_softmax(logits.float()[keep] / temperature, dim=-1)         # (tokens, vocab)
+            log_q = F.log_softmax(teacher_logits.float()[keep] / temperature, dim=-1)
+            kl = F.kl_div(log_p, log_q, log_target=True, reduction="sum")            # Σ_tokens KL(q ‖ p)
+            return (1 - alpha) * loss + alpha * temperature ** 2 * kl
+
+    return WordKD()
+
+
+def student_model(teacher, cell, params: DistillParams, seed: int):
+    """A fresh student shaped by the cell's axes, the teacher's vocabulary and the rest of its config."""
+    import dataclasses
+
+    from tcompress.model import make_model
+    from tcompress.stage import seed_everything
+
+    cfg = dataclasses.replace(teacher.cfg, d_model=cell["d_model"], n_layers=cell["layers"], d_ff=cell["d_ff"],
+                              n_heads=params.n_heads)
+    seed_everything(seed)
+    return make_model(cfg, teacher.vocab)
+
+
+def compress(model, cell, params: DistillParams, ctx) -> dict:
+    from tcompress.model import count_parameters
+
+    teacher = model.eval().requires_grad_(False)
+    student = student_model(teacher, cell, params, ctx.seed).to(ctx.device)
+    hooks = [_word_kd_hook(teacher, params.temperature, params.alpha)] if cell["kd"] == "word" else []
+    facts = ctx.finetune(student, hooks, teacher=cell["kd"] == "seq")
+    n_teacher, n_student = count_parameters(teacher), count_parameters(student)
+    return {**facts, "model": student, "n_model": n_teacher, "n_student": n_student, "n_compressed": n_teacher,
+            "compression_ratio": round(n_teacher / n_student, 4)}
+
+
+def _row_label(values) -> str:
+    how = {"word": "word-level KD", "seq": "sequence-level KD", "none": "references only"}[values["kd"]]
+    return f"d{values['d_model']}, {values['layers']}+{values['layers']} layers, ff {values['d_ff']}: {how}"
+
+
+METHOD = register(Method(
+    name="distill", title="Knowledge distillation into a smaller student", params=DistillParams,
+    axes=(KD, D_MODEL, LAYERS, D_FF), check=check,
+    catalog={"kds": KDS, "d_models": (128, 256), "layers": (2, 3), "d_ffs": (512,)},
+    compress=compress, row_axes=("d_model", "layers", "d_ff", "kd"), row_label=_row_label,
+    series=lambda v: f"distill/{v['kd']}", order=83, controlled=False,
+    needs_teacher=lambda v: v["kd"] == "seq",
+))
