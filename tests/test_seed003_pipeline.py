@@ -21,6 +21,7 @@ from tcompress.compress.codebook import weight_matrices
 from tcompress.compress.product_quant import ProductCodebookModule
 from tcompress.compress.quantized import QuantizedModule
 from tcompress.data.corpora import read_split
+from tcompress.layer_groups import select_modules
 from tcompress.methods.lottery import initial_model
 from tcompress.model import make_model
 
@@ -83,11 +84,14 @@ def test_int4_cells_store_4_bit_codes_per_row(project):
                                                  ("quant_noise-ipq_int8-10-full", 8)])
 def test_ipq_cells_store_codes_and_codebooks_and_their_ratio_counts_both(project, cell, codebook_bits):
     model = cell_model(project, cell)
-    pq = [m for m in model.modules() if isinstance(m, ProductCodebookModule)]
-    assert len(pq) == len(weight_matrices(make_model(model.cfg, model.vocab), "full"))
-    for m in pq:
-        assert m.block == 8 and m.centroids == 16 and m.codebook_bits == codebook_bits
-        assert m.inner.weight.reshape(-1, 8).unique(dim=0).shape[0] <= 16   # every block is a centroid
+    pq = {name: m for name, m in model.named_modules() if isinstance(m, ProductCodebookModule)}
+    float_model = make_model(model.cfg, model.vocab)
+    assert len(pq) == len(weight_matrices(float_model, "full"))
+    attention = set(select_modules(float_model, "att"))
+    for name, m in pq.items():
+        block = 4 if name in attention else 8          # quant_noise.attention_block, quant_noise.block
+        assert m.block == block and m.centroids == 16 and m.codebook_bits == codebook_bits
+        assert m.inner.weight.reshape(-1, block).unique(dim=0).shape[0] <= 16   # every block is a centroid
     facts = json.loads((project / f"data/cells/{cell}/cell.json").read_text())
     assert facts["compression_ratio"] == round(facts["n_model"] * 32 / stored_bits(model), 4)
     if cell.endswith("-10-full"):   # noise first, then the two stages across the budget

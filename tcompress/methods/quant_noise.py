@@ -2,8 +2,8 @@
 
 One fine-tuning budget, then the model is stored quantized. The ``quantizer`` axis says how:
 ``int8`` / ``int4`` (scalar codes per weight, ``mode`` and ``per_channel`` below), ``ipq``
-(subvectors of ``block`` weights replaced by one of ``centroids`` codebook entries per matrix,
-quantized bottom-up in ``stages`` during the budget) or ``ipq_int8`` (the same, codebooks stored
+(subvectors of ``block`` weights, ``attention_block`` in attention projections, replaced by one
+of ``centroids`` codebook entries per matrix, quantized bottom-up in ``stages`` during the budget) or ``ipq_int8`` (the same, codebooks stored
 as int8). The ``rate`` axis is the percentage p of blocks quantized in each training step:
 
 - p = 0: the budget runs float (ipq: its own staged fine-tuning only), then quantization: the
@@ -48,6 +48,8 @@ class QuantNoiseParams(FinetuneParams):
     groups: Optional[tuple[str, ...]] = setting(("full",), doc="grid key; null: the top-level groups")
     block: int = setting(8, lo=1, doc="weights per block (a row's consecutive entries): the noise unit and "
                          "iPQ's subvector; it must divide every selected matrix's columns")
+    attention_block: int = setting(4, lo=1, doc="iPQ: the block of attention projections, which clustering hurts "
+                                   "most (fairseq's Transformer setting: 4 for attention, 8 elsewhere)")
     centroids: int = setting(256, lo=2, hi=256, doc="iPQ: codebook entries per matrix (log2 of it: bits per block)")
     stages: int = setting(4, lo=1, doc="iPQ: the selected matrices, bottom-up, quantized in this many groups")
     iterations: int = setting(20, lo=1, doc="iPQ: k-means iterations at most")
@@ -76,7 +78,10 @@ def compress(model, cell, params: QuantNoiseParams, ctx) -> dict:
     from tcompress.compress.walker import replace_module
     from tcompress.model import count_parameters
 
+    from tcompress.layer_groups import select_modules
+
     modules = list(weight_matrices(model, cell["group"]).values())   # model order: bottom-up
+    attention = {id(m) for m in select_modules(model, "att").values()}
     if not modules:
         raise ValueError(f"layer group {cell['group']!r} has no weight matrix to quantize")
     n_model = count_parameters(model)
@@ -85,7 +90,8 @@ def compress(model, cell, params: QuantNoiseParams, ctx) -> dict:
     ipq = quantizer.startswith("ipq")
     wrappers = []
     for module in modules:
-        wrapper = IPQTrainingModule(module, rate, params.block, params.centroids) if ipq else \
+        block = params.attention_block if id(module) in attention else params.block
+        wrapper = IPQTrainingModule(module, rate, block, params.centroids) if ipq else \
             NoisyScalarModule(module, QuantSpec(_bits(quantizer), params.mode, params.per_channel), rate, params.block)
         replace_module(model, module, wrapper)
         wrappers.append(wrapper)
