@@ -111,6 +111,36 @@ def make_project(dest: Path, params: dict, cache: Path | None = None) -> Path:
     return dest
 
 
+def repro_committed(tmp_path_factory, cache: Path, name: str, params: dict) -> Path:
+    """A project with ``params`` after `dvc repro`, its results committed (so tests can diff against them)."""
+    project = make_project(tmp_path_factory.mktemp(name), params, cache)
+    dvc(["repro"], project)
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", name], project)
+    return project
+
+
+def scored_cells(project: Path) -> set[str]:
+    """The cells with metrics, each checked to be scored from its own artifact: its BLEU is
+    sacrebleu's on its translations, its file size the artifact's."""
+    import sacrebleu
+
+    from tcompress.data.corpora import read_split
+
+    refs = read_split(project / "data/prepared/test.parquet")[1]
+    cells = set()
+    for path in (project / "metrics/cells").glob("*.json"):
+        m = json.loads(path.read_text())
+        if not m:
+            continue
+        cell = path.stem
+        hyps = (project / f"data/cells/{cell}/hyps.txt").read_text().split("\n")[:-1]
+        assert m["bleu"] == round(sacrebleu.corpus_bleu(hyps, [refs]).score, 4), cell
+        assert m["file_bytes"] == (project / f"data/cells/{cell}/model.safetensors").stat().st_size, cell
+        cells.add(cell)
+    return cells
+
+
 def kill_after(proc: subprocess.Popen, appears: Path, what: str) -> None:
     """SIGKILL ``proc`` as soon as ``appears`` exists (its first resumable checkpoint), as a crash would."""
     deadline = time.time() + 120

@@ -4,15 +4,12 @@ baseline and as a chain on the FullyQT cell) through `dvc repro` on the tiny con
 import json
 
 import pytest
-import sacrebleu
-import torch
 
-from conftest import dvc, make_project, run, tiny_params
+from conftest import repro_committed, scored_cells, tiny_params
 from tcompress.compress.artifact import load_model
 from tcompress.compress.fullyqt import ActQuant
 from tcompress.compress.node_pruning import NodePrunedFeedForward, feed_forwards
 from tcompress.compress.quantized import QuantizedModule
-from tcompress.data.corpora import read_split
 
 pytestmark = pytest.mark.slow
 CHAIN = "fullyqt-8-all_then_nodeprune-adaptive"
@@ -32,11 +29,7 @@ def project(tmp_path_factory, shared_cache):
     params = tiny_params(methods=["fullyqt", "fullyqt_ptq", "nodeprune"], chains=["fullyqt:8-all > nodeprune:adaptive"])
     params["fullyqt"]["ops"] = ["all", "qkv", "ln_den"]
     params["nodeprune"]["z"] = 1.0     # a tiny model has few useless nodes at the paper's z
-    project = make_project(tmp_path_factory.mktemp("fullyqt"), params, shared_cache)
-    dvc(["repro"], project)
-    run(["git", "add", "-A"], project)
-    run(["git", "commit", "-qm", "fullyqt"], project)
-    return project
+    return repro_committed(tmp_path_factory, shared_cache, "fullyqt", params)
 
 
 def cell_model(project, cell: str):
@@ -44,14 +37,9 @@ def cell_model(project, cell: str):
 
 
 def test_every_cell_is_scored_from_its_artifact(project):
-    refs = read_split(project / "data/prepared/test.parquet")[1]
-    cells = {p.stem for p in (project / "metrics/cells").glob("*.json") if metrics(project, p.stem)}
-    assert cells == {"fullyqt-8-all", "fullyqt-8-qkv", "fullyqt-8-ln_den", "fullyqt-control", "fullyqt_ptq-8-all",
-                     "nodeprune-adaptive", "nodeprune-xmax", "nodeprune-l1", CHAIN}
-    for cell in cells:
-        m = metrics(project, cell)
-        hyps = (project / f"data/cells/{cell}/hyps.txt").read_text().split("\n")[:-1]
-        assert m["bleu"] == round(sacrebleu.corpus_bleu(hyps, [refs]).score, 4), cell
+    assert scored_cells(project) == {"fullyqt-8-all", "fullyqt-8-qkv", "fullyqt-8-ln_den", "fullyqt-control",
+                                     "fullyqt_ptq-8-all", "nodeprune-adaptive", "nodeprune-xmax", "nodeprune-l1",
+                                     CHAIN}
 
 
 def test_fullyqt_cells_store_8_bit_weight_codes_and_frozen_ranges_and_run_on_integer_matmuls(project):

@@ -9,13 +9,12 @@ import json
 import sys
 
 import pytest
-import sacrebleu
 import torch
 import yaml
 
 from click.testing import CliRunner
 
-from conftest import computing, dvc, make_project, ran_stages, run, tiny_params
+from conftest import computing, dvc, ran_stages, repro_committed, run, scored_cells, tiny_params
 from tcompress.compress.artifact import load_model, stored_bits
 from tcompress.compress.codebook import weight_matrices
 from tcompress.compress.product_quant import ProductCodebookModule
@@ -42,11 +41,7 @@ def project(tmp_path_factory, shared_cache):
     params = tiny_params(methods=["q8bert", "quant_noise", "lottery", "distill"],
                          chains=["lottery:50-rewind-full > lottery:80-rewind"])
     params["quant_noise"] |= {"quantizers": ["int4", "ipq", "ipq_int8"], "rates": [10, 100]}
-    project = make_project(tmp_path_factory.mktemp("seed003"), params, shared_cache)
-    dvc(["repro"], project)
-    run(["git", "add", "-A"], project)
-    run(["git", "commit", "-qm", "seed 003"], project)
-    return project
+    return repro_committed(tmp_path_factory, shared_cache, "seed003", params)
 
 
 def cell_model(project, cell: str):
@@ -54,14 +49,7 @@ def cell_model(project, cell: str):
 
 
 def test_every_cell_is_scored_from_its_artifact(project):
-    refs = read_split(project / "data/prepared/test.parquet")[1]
-    cells = {p.stem for p in (project / "metrics/cells").glob("*.json") if metrics(project, p.stem)}
-    assert cells == CELLS | TICKETS | STUDENTS | {"quant_noise-ipq_int8-100-full"}
-    for cell in cells:
-        m = metrics(project, cell)
-        hyps = (project / f"data/cells/{cell}/hyps.txt").read_text().split("\n")[:-1]
-        assert m["bleu"] == round(sacrebleu.corpus_bleu(hyps, [refs]).score, 4), cell
-        assert m["file_bytes"] == (project / f"data/cells/{cell}/model.safetensors").stat().st_size, cell
+    assert scored_cells(project) == CELLS | TICKETS | STUDENTS | {"quant_noise-ipq_int8-100-full"}
 
 
 def test_q8bert_stores_symmetric_8_bit_weights_of_every_matrix_with_float_biases(project):

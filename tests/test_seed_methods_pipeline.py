@@ -5,15 +5,13 @@ zeros, and DVC reruns a chain when its parent changes and nothing else."""
 import json
 
 import pytest
-import sacrebleu
 import torch
 import yaml
 
-from conftest import computing, dvc, make_project, ran_stages, run, tiny_params
+from conftest import computing, dvc, ran_stages, repro_committed, scored_cells, tiny_params
 from tcompress.compress.artifact import load_model, nonzero_bits
 from tcompress.compress.codebook import CodebookModule
 from tcompress.compress.quantized import QuantizedModule
-from tcompress.data.corpora import read_split
 from tcompress.layer_groups import select_modules
 from tcompress.model import make_model
 
@@ -29,11 +27,7 @@ def metrics(project, cell: str) -> dict:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, shared_cache):
     params = tiny_params(methods=METHODS, chains=["agp:10-70-1-full > kmeans:4"])
-    project = make_project(tmp_path_factory.mktemp("seeds"), params, shared_cache)
-    dvc(["repro"], project)
-    run(["git", "add", "-A"], project)
-    run(["git", "commit", "-qm", "seed methods"], project)
-    return project
+    return repro_committed(tmp_path_factory, shared_cache, "seeds", params)
 
 
 def cell_model(project, cell: str):
@@ -41,16 +35,9 @@ def cell_model(project, cell: str):
 
 
 def test_each_cell_is_scored_from_its_artifact(project):
-    refs = read_split(project / "data/prepared/test.parquet")[1]
-    cells = [p.stem for p in (project / "metrics/cells").glob("*.json") if metrics(project, p.stem)]
-    expected = {"kmeans-4-att", "kmeans-control", "kmeans_ptq-4-att", "binary-att", "binary-control",
-                "bsflex-flex-att", "bsflex-control", "qsgd-8-att", "qsgd-control", "agp-10-70-1-full", CHAIN}
-    assert set(cells) == expected
-    for cell in cells:
-        m = metrics(project, cell)
-        hyps = (project / f"data/cells/{cell}/hyps.txt").read_text().split("\n")[:-1]
-        assert m["bleu"] == round(sacrebleu.corpus_bleu(hyps, [refs]).score, 4), cell
-        assert m["file_bytes"] == (project / f"data/cells/{cell}/model.safetensors").stat().st_size, cell
+    assert scored_cells(project) == {"kmeans-4-att", "kmeans-control", "kmeans_ptq-4-att", "binary-att",
+                                     "binary-control", "bsflex-flex-att", "bsflex-control", "qsgd-8-att",
+                                     "qsgd-control", "agp-10-70-1-full", CHAIN}
 
 
 @pytest.mark.parametrize("cell, bits", [("kmeans-4-att", 4), ("kmeans_ptq-4-att", 4), ("binary-att", 1),

@@ -20,7 +20,6 @@ The ``ops`` axis says what is quantized:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 from tcompress.methods.base import BITS, Axis, FinetuneParams, Method, register
 from tcompress.schema import setting
