@@ -7,7 +7,8 @@ each a DVC stage of its own). The ``init`` axis says where the survivors restart
 
 - ``rewind``: the baseline's own initial weights θ₀, exactly: the train stage seeds the generator
   with ``seed`` and builds the model, so ``initial_model`` repeats both (``rewind_step`` k > 0: late
-  rewinding, θ₀ trained k steps further with this cell's recipe before the mask is applied);
+  rewinding, θ₀ trained k steps further with this cell's recipe before the mask is applied; the
+  retraining then restarts the learning-rate schedule, where Frankle et al. continue it from k);
 - ``random``: a fresh initialization (seed + 1) under the same mask, the hypothesis's control.
 
 Every weight, bias and LayerNorm gain restarts from that point; the pruned entries stay exactly
