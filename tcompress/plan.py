@@ -57,7 +57,7 @@ def resolve(params) -> dict[str, dict]:
                 "max_len_a": e.max_len_a, "max_len_b": e.max_len_b}
     cells = {**{c.id: _cell_entry(params, c) for c in selected_cells(params)},
              **{c.id: _chain_entry(params, c) for c in selected_chains(params)}}
-    teacher = any(get(e["method"]).uses_teacher(e["axes"]) for e in cells.values() if not e["control"])
+    teacher = any(get(c["method"]).uses_teacher(c["axes"]) for c in cells.values() if not c["control"])
     corpus = plain(getattr(params, params.data))
     if params.data == "multi30k":  # where the checksummed files come from does not change them
         corpus = {k: v for k, v in corpus.items() if k not in ("local_dir", "url")}

@@ -25,7 +25,9 @@ method:
   ``continues_any``: it may continue any cell's model, quantized ones included.
 - ``needs_teacher(values) -> bool``: whether a cell trains on the baseline's translations of the
   training sources (the ``teacher`` stage computes them when some selected cell does; the cell
-  reads them with ``ctx.teacher_data()``).
+  trains on them with ``ctx.finetune(model, hooks, teacher=True)``).
+- ``controlled``: False drops the control cell of a trained method whose grid holds its own
+  comparison (distillation's references-only student).
 - ``control_start(model, params, ctx) -> model``: where the control's budget starts, when that is not
   the baseline (lottery tickets: the baseline's initial weights, so the control is the dense run of
   the tickets' own recipe).
