@@ -192,14 +192,26 @@ def get(name: str) -> Method:
 
 # ------------------------------------------------------------------ axes several methods share
 
-def _check_bits(bits: int) -> None:
-    if not 2 <= bits <= 16:
-        raise ValueError(f"{bits} is out of range; expected an int from 2 to 16")
+def one_of(choices: tuple[str, ...]) -> Callable[[str], None]:
+    """An axis check: the value must be one of ``choices``."""
+    def check(value: str) -> None:
+        if value not in choices:
+            raise ValueError(f"{value!r} is not allowed; expected one of {', '.join(choices)}")
+    return check
 
 
-def _check_low_bits(bits: int) -> None:
-    if not 1 <= bits <= 8:
-        raise ValueError(f"{bits} is out of range; expected an int from 1 to 8")
+def int_range(lo: int, hi: int | None = None, noun: str = "an int") -> Callable[[int], None]:
+    """An axis check: ``lo <= value`` (and ``<= hi``)."""
+    expected = f"{noun} >= {lo}" if hi is None else f"{noun} from {lo} to {hi}"
+
+    def check(value: int) -> None:
+        if value < lo or hi is not None and value > hi:
+            raise ValueError(f"{value} is out of range; expected {expected}")
+    return check
+
+
+_check_bits = int_range(2, 16)
+_check_low_bits = int_range(1, 8)
 
 
 def low_bits_axis(doc: str) -> Axis:

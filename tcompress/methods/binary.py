@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tcompress.methods.base import GROUP, Axis, FinetuneParams, Method, register
+from tcompress.methods.base import GROUP, Axis, FinetuneParams, Method, one_of, register
 from tcompress.schema import setting
 
 SCALES = ("mean", "none")
@@ -44,13 +44,8 @@ class BSFlexParams(FinetuneParams):
     init_iterations: int = setting(10, lo=1, doc="2-means iterations on the starting weights")
 
 
-def _check_centroids(value: str) -> None:
-    if value not in CENTROIDS:
-        raise ValueError(f"{value!r} is not allowed; expected one of {', '.join(CENTROIDS)}")
-
-
 CENTROID_AXIS = Axis("centroids", "centroids", str, "flex: re-estimated every step | fixed: the initial ones",
-                     _check_centroids)
+                     one_of(CENTROIDS))
 OWN_GROUP = Axis(GROUP.name, GROUP.key, GROUP.kind, GROUP.doc, GROUP.check, shared=False)
 
 

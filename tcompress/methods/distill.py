@@ -20,27 +20,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tcompress.methods.base import Axis, Budget, FinetuneParams, Method, register
+from tcompress.methods.base import Axis, Budget, FinetuneParams, Method, int_range, one_of, register
 from tcompress.schema import ConfigError, setting
 
 KDS = ("word", "seq", "none")
 
 
-def _check_kd(value: str) -> None:
-    if value not in KDS:
-        raise ValueError(f"{value!r} is not allowed; expected one of {', '.join(KDS)}")
-
-
-def _check_positive(value: int) -> None:
-    if value < 1:
-        raise ValueError(f"{value} is out of range; expected an int >= 1")
-
-
 KD = Axis("kd", "kds", str, "word: the teacher's distributions | seq: its translations | none: references only",
-          _check_kd)
-D_MODEL = Axis("d_model", "d_models", int, "the student's model width", _check_positive)
-LAYERS = Axis("layers", "layers", int, "the student's layers, in the encoder and in the decoder", _check_positive)
-D_FF = Axis("d_ff", "d_ffs", int, "the student's feed-forward width", _check_positive)
+          one_of(KDS))
+D_MODEL = Axis("d_model", "d_models", int, "the student's model width", int_range(1))
+LAYERS = Axis("layers", "layers", int, "the student's layers, in the encoder and in the decoder", int_range(1))
+D_FF = Axis("d_ff", "d_ffs", int, "the student's feed-forward width", int_range(1))
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tcompress.methods.base import BITS, Axis, FinetuneParams, Method, register
+from tcompress.methods.base import BITS, Axis, FinetuneParams, Method, one_of, register
 from tcompress.schema import setting
 
 # Torch-free copies of tcompress.compress.fullyqt's names (plan and resolve must not import torch).
@@ -31,13 +31,8 @@ BUCKETED = ("emb_pos", "qkv", "att_out", "ff_out", "ln_num", "ln_quot", "ln_out"
 OPS = ("all", "all_flat", "naive", *ACTIVATIONS, *(f"{p}_flat" for p in BUCKETED))
 
 
-def _check_ops(value: str) -> None:
-    if value not in OPS:
-        raise ValueError(f"{value!r} is not allowed; expected one of {', '.join(OPS)}")
-
-
 OPS_AXIS = Axis("ops", "ops", str, "what is quantized: all (the paper's scheme), all_flat, naive, or one "
-                "activation (Table 3), with _flat for no bucketing", _check_ops)
+                "activation (Table 3), with _flat for no bucketing", one_of(OPS))
 
 
 @dataclass(frozen=True)

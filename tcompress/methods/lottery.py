@@ -22,24 +22,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tcompress.methods.agp import PRUNING_GROUP
-from tcompress.methods.base import Axis, Budget, FinetuneParams, Method, register
+from tcompress.methods.base import Axis, Budget, FinetuneParams, Method, int_range, one_of, register
 from tcompress.schema import ConfigError, setting
 
 INITS = ("rewind", "random")
 
 
-def _check_sparsity(value: int) -> None:
-    if not 1 <= value <= 99:
-        raise ValueError(f"{value} is out of range; expected a percentage from 1 to 99")
-
-
-def _check_init(value: str) -> None:
-    if value not in INITS:
-        raise ValueError(f"{value!r} is not allowed; expected one of {', '.join(INITS)}")
-
-
-SPARSITY = Axis("sparsity", "sparsities", int, "percent of each selected weight matrix pruned", _check_sparsity)
-INIT = Axis("init", "inits", str, "rewind: the survivors restart from θ₀ | random: a fresh initialization", _check_init)
+SPARSITY = Axis("sparsity", "sparsities", int, "percent of each selected weight matrix pruned", int_range(1, 99, "a percentage"))
+INIT = Axis("init", "inits", str, "rewind: the survivors restart from θ₀ | random: a fresh initialization", one_of(INITS))
 
 
 @dataclass(frozen=True)

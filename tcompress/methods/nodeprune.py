@@ -12,20 +12,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tcompress.methods.base import Axis, Method, register
+from tcompress.methods.base import Axis, Method, one_of, register
 from tcompress.schema import setting
 
 RULES = ("adaptive", "xmax", "l1")
 STACKS = ("encoder", "decoder")
 
 
-def _check_rule(value: str) -> None:
-    if value not in RULES:
-        raise ValueError(f"{value!r} is not allowed; expected one of {', '.join(RULES)}")
-
-
 RULE = Axis("rule", "rules", str, "adaptive: x_max < z·σ per layer | xmax, l1: the adaptive count, lowest first",
-            _check_rule)
+            one_of(RULES))
 
 
 @dataclass(frozen=True)

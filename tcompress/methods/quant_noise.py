@@ -21,24 +21,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from tcompress.methods.base import GROUP, Axis, Budget, FinetuneParams, Method, register
+from tcompress.methods.base import GROUP, Axis, Budget, FinetuneParams, Method, int_range, one_of, register
 from tcompress.schema import ConfigError, setting
 
 QUANTIZERS = ("int8", "int4", "ipq", "ipq_int8")
 
 
-def _check_quantizer(value: str) -> None:
-    if value not in QUANTIZERS:
-        raise ValueError(f"{value!r} is not allowed; expected one of {', '.join(QUANTIZERS)}")
-
-
-def _check_rate(value: int) -> None:
-    if not 0 <= value <= 100:
-        raise ValueError(f"{value} is out of range; expected a percentage from 0 to 100")
-
-
-QUANTIZER = Axis("quantizer", "quantizers", str, "int8 | int4 | ipq | ipq_int8 (codebooks in int8)", _check_quantizer)
-RATE = Axis("rate", "rates", int, "percent of blocks quantized per training step: 0 none, 100 QAT", _check_rate)
+QUANTIZER = Axis("quantizer", "quantizers", str, "int8 | int4 | ipq | ipq_int8 (codebooks in int8)", one_of(QUANTIZERS))
+RATE = Axis("rate", "rates", int, "percent of blocks quantized per training step: 0 none, 100 QAT", int_range(0, 100, "a percentage"))
 
 
 @dataclass(frozen=True)
