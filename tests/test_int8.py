@@ -12,7 +12,8 @@ from tcompress.decode import beam_search, greedy
 from tcompress.model import Vocab, make_model
 from tcompress.schema import UserError
 
-INT_MM = choose_kernel()[0] == "int_mm"
+INT_MM = choose_kernel()[0] != "float"          # VNNI and torch._int_mm
+FBGEMM = choose_kernel()[0] == "fbgemm"         # ... and fbgemm's int8 GEMM: the default there
 
 
 def _reference(x, q, scale, zero_point, bias):
@@ -25,7 +26,8 @@ def _reference(x, q, scale, zero_point, bias):
 
 @pytest.mark.parametrize("mode,per_channel", [("sym", True), ("asym", True), ("sym", False), ("asym", False)])
 @pytest.mark.parametrize("kernel", ["float", pytest.param("int_mm", marks=pytest.mark.skipif(
-    not INT_MM, reason="no VNNI / torch._int_mm on this CPU: the float kernel is the one that runs"))])
+    not INT_MM, reason="no VNNI / torch._int_mm on this CPU: the float kernel is the one that runs")),
+    pytest.param("fbgemm", marks=pytest.mark.skipif(not FBGEMM, reason="no fbgemm with VNNI on this CPU"))])
 def test_int8_linear_computes_the_formula_from_the_codes(mode, per_channel, kernel):
     torch.manual_seed(0)
     w, b, x = torch.randn(40, 64), torch.randn(40), torch.randn(3, 7, 64)
@@ -42,13 +44,15 @@ def test_int8_linear_computes_the_formula_from_the_codes(mode, per_channel, kern
 
 
 @pytest.mark.skipif(not INT_MM, reason="no VNNI / torch._int_mm on this CPU")
-def test_integer_and_float_kernels_agree_bit_for_bit():
+@pytest.mark.parametrize("mode,per_channel", [("asym", True), ("sym", True), ("asym", False)])
+def test_integer_and_float_kernels_agree_bit_for_bit(mode, per_channel):
     torch.manual_seed(1)
     w, b, x = torch.randn(64, 1024), torch.randn(64), torch.randn(50, 1024)
-    codes = quantize_tensor(w, QuantSpec(8, "asym", True))
-    a = Int8Linear(codes["q"], codes["scale"], codes["zero_point"], b, "int_mm")(x)
+    codes = quantize_tensor(w, QuantSpec(8, mode, per_channel))
     f = Int8Linear(codes["q"], codes["scale"], codes["zero_point"], b, "float")(x)
-    assert torch.equal(a, f)  # every partial sum < 2**24: float32 holds the integers exactly
+    for kernel in ("int_mm", "fbgemm") if FBGEMM else ("int_mm",):
+        # every partial sum < 2**24: float32 holds the integers exactly; the rescaling rounds alike
+        assert torch.equal(Int8Linear(codes["q"], codes["scale"], codes["zero_point"], b, kernel)(x), f), kernel
 
 
 def _int8_model(bits=8, mode="sym", per_channel=True, activations="none"):

@@ -17,8 +17,11 @@ sentence's output independent of its batch mates, which a per-batch scale (torch
 quantization) does not. Asymmetric codes (0..255) are shifted by 128 into int8 and the shift is
 added back through the row sums of x_q, exactly.
 
-Kernels: ``torch._int_mm`` (int8 × int8 → int32) where the CPU has VNNI; elsewhere the same
-integers go through a float32 matmul, which is exact while every partial sum stays below 2**24
+Kernels, chosen by measurement (BENCHMARKS.md, "int8 decoding"): on a CPU with VNNI, fbgemm's int8
+GEMM with a fixed input scale of 1 applied to x / s_x, so that fbgemm's own quantization is the per-row
+one above, and the dequantization happens inside the same call (fewer, cheaper calls than
+``torch._int_mm``, which is the fallback where fbgemm is missing); elsewhere the same integers go
+through a float32 matmul, which is exact while every partial sum stays below 2**24
 (|x_q·w_q| ≤ 127·128 per product, so for inner sizes up to 1,032), so both paths give the same
 numbers and the fallback only costs speed. Without VNNI the static path is not taken either (fbgemm
 would saturate 16-bit sums of full-range u8 × s8 products, or need 7-bit activations): those cells
@@ -40,7 +43,7 @@ from tcompress.schema import UserError
 
 EXACT_FLOAT32 = 2 ** 24
 TINY = torch.finfo(torch.float32).tiny
-KERNELS = ("int_mm", "float")
+KERNELS = ("fbgemm", "int_mm", "float")
 
 
 def cpu_has_vnni() -> bool:
@@ -69,6 +72,8 @@ def choose_kernel(device: torch.device | str = "cpu") -> tuple[str, str]:
         torch._int_mm(torch.ones(2, 8, dtype=torch.int8), torch.ones(8, 8, dtype=torch.int8))
     except (RuntimeError, AttributeError) as err:
         return "float", f"int8: torch._int_mm is unavailable ({str(err).splitlines()[0][:80]}); exact float32 matmuls instead"
+    if fbgemm_static_available():
+        return "fbgemm", "int8: fbgemm's int8 GEMM (VNNI) for every quantized Linear, activations per row"
     return "int_mm", "int8: torch._int_mm (VNNI) for every quantized Linear"
 
 
@@ -81,12 +86,19 @@ class Int8Linear(nn.Module):
         n_out, n_in = codes.shape
         shift = 128 if codes.dtype == torch.uint8 else 0
         self.kernel, self.in_features, self.out_features = kernel, n_in, n_out
-        w = (codes.to(torch.int32) - shift).to(torch.int8).t().contiguous()  # (in, out)
-        self.register_buffer("weight_t", w if kernel == "int_mm" else w.float())
+        signed = (codes.to(torch.int32) - shift).to(torch.int8)
+        self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
         self.register_buffer("col_scale", scale.float().expand(n_out).contiguous())
+        if kernel == "fbgemm":
+            # fbgemm owns a packed copy of the codes; the input arrives already divided by its row
+            # scale, so fbgemm's fixed input scale 1 (zero point 128) quantizes every row per row.
+            self.packed = torch.ops.quantized.linear_prepack(_quantized_weight(signed, scale, zero_point - shift), None)
+            self.weight_t = self.col_offset = None
+            return
+        w = signed.t().contiguous()  # (in, out)
+        self.register_buffer("weight_t", w if kernel == "int_mm" else w.float())
         offset = shift - zero_point.to(torch.int64).expand(n_out)  # x·(q − z) = x·(q − shift) + (shift − z)·Σx
         self.register_buffer("col_offset", offset.to(torch.int32) if bool(offset.any()) else None)
-        self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
         if kernel == "float" and n_in * 127 * 128 >= EXACT_FLOAT32:
             self.weight_t = self.weight_t.double()  # float32 sums would round beyond 2**24
 
@@ -94,21 +106,34 @@ class Int8Linear(nn.Module):
         # Few, in-place kernels: at decoding sizes each call costs more in dispatch than in arithmetic.
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features).float()                    # (rows, in)
-        row_scale = torch.linalg.vector_norm(x2, float("inf"), dim=1, keepdim=True)
-        row_scale = row_scale.clamp_(min=TINY).div_(127.0)              # (rows, 1): max|x_row| / 127
-        xq = torch.div(x2, row_scale).round_().to(torch.int8)           # (rows, in), |xq| ≤ 127
-        if self.kernel == "int_mm":
-            acc = torch._int_mm(xq, self.weight_t)                      # (rows, out) int32, exact
-        else:  # the same integers through a float matmul, exact below 2**24, back to int32
-            acc = (xq.to(self.weight_t.dtype) @ self.weight_t).to(torch.int32)
-        if self.col_offset is not None:
-            acc += xq.sum(1, keepdim=True, dtype=torch.int32) * self.col_offset
-        y = acc * row_scale                                             # int32 · float32 -> float32
-        y = y.mul_(self.col_scale) if self.bias is None else torch.addcmul(self.bias, y, self.col_scale)
+        # abs().amax(): torch's inf-norm reduction is not vectorized on CPU (30x slower, a third of a step)
+        row_scale = x2.abs().amax(1, keepdim=True).clamp_(min=TINY).div_(127.0)  # (rows, 1): max|x_row| / 127
+        if self.kernel == "fbgemm":  # quantize (round half to even, +128), int8 GEMM, × column scales
+            y = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(
+                torch.div(x2, row_scale), 1.0, 128, self.packed)       # (rows, out) = acc · col_scale
+        else:
+            xq = torch.div(x2, row_scale).round_().to(torch.int8)       # (rows, in), |xq| ≤ 127
+            if self.kernel == "int_mm":
+                acc = torch._int_mm(xq, self.weight_t)                  # (rows, out) int32, exact
+            else:  # the same integers through a float matmul, exact below 2**24, back to int32
+                acc = (xq.to(self.weight_t.dtype) @ self.weight_t).to(torch.int32)
+            if self.col_offset is not None:
+                acc += xq.sum(1, keepdim=True, dtype=torch.int32) * self.col_offset
+            y = acc * self.col_scale                                    # the order fbgemm rounds in
+        y = y.mul_(row_scale) if self.bias is None else torch.addcmul(self.bias, y, row_scale)
         return y.reshape(*lead, self.out_features)
 
     def extra_repr(self) -> str:
         return f"in={self.in_features}, out={self.out_features}, kernel={self.kernel}"
+
+
+def _quantized_weight(signed: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor) -> torch.Tensor:
+    """int8 codes as the quantized tensor fbgemm packs (per output row or per tensor)."""
+    with warnings.catch_warnings():  # quantized tensors are deprecated in torch; the torch cap keeps them
+        warnings.simplefilter("ignore", UserWarning)
+        if scale.dim() == 1:
+            return torch._make_per_channel_quantized_tensor(signed, scale.double(), zero_point.to(torch.int64), 0)
+        return torch._make_per_tensor_quantized_tensor(signed, float(scale), int(zero_point))
 
 
 class StaticInt8Linear(nn.Module):
@@ -123,14 +148,9 @@ class StaticInt8Linear(nn.Module):
         codes, scale, zero_point = wrapper.weight_q, wrapper.weight_scale, wrapper.weight_zero_point
         shift = 128 if codes.dtype == torch.uint8 else 0
         signed = (codes.to(torch.int32) - shift).to(torch.int8)
-        with warnings.catch_warnings():  # quantized tensors are deprecated in torch; the torch cap keeps them
-            warnings.simplefilter("ignore", UserWarning)
-            if scale.dim() == 1:
-                qweight = torch._make_per_channel_quantized_tensor(signed, scale.double(), zero_point - shift, 0)
-            else:
-                qweight = torch._make_per_tensor_quantized_tensor(signed, float(scale), int(zero_point) - shift)
         self.out_features, self.in_features = codes.shape
-        self.packed = torch.ops.quantized.linear_prepack(qweight, None if bias is None else bias.detach().float())
+        self.packed = torch.ops.quantized.linear_prepack(_quantized_weight(signed, scale, zero_point - shift),
+                                                         None if bias is None else bias.detach().float())
         self.x_scale = float(wrapper.input_scale)
         self.x_zero_point = int(wrapper.input_zero_point) + (128 if wrapper.spec.mode == "sym" else 0)
 
