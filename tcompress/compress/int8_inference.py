@@ -92,7 +92,8 @@ class Int8Linear(nn.Module):
         if kernel == "fbgemm":
             # fbgemm owns a packed copy of the codes; the input arrives already divided by its row
             # scale, so fbgemm's fixed input scale 1 (zero point 128) quantizes every row per row.
-            self.packed = torch.ops.quantized.linear_prepack(_quantized_weight(signed, scale, zero_point - shift), None)
+            qweight = _quantized_weight(signed, scale, zero_point.to(torch.int64) - shift)
+            self.packed = torch.ops.quantized.linear_prepack(qweight, None)
             self.weight_t = self.col_offset = None
             return
         w = signed.t().contiguous()  # (in, out)
@@ -149,8 +150,8 @@ class StaticInt8Linear(nn.Module):
         shift = 128 if codes.dtype == torch.uint8 else 0
         signed = (codes.to(torch.int32) - shift).to(torch.int8)
         self.out_features, self.in_features = codes.shape
-        self.packed = torch.ops.quantized.linear_prepack(_quantized_weight(signed, scale, zero_point - shift),
-                                                         None if bias is None else bias.detach().float())
+        qweight = _quantized_weight(signed, scale, zero_point.to(torch.int64) - shift)
+        self.packed = torch.ops.quantized.linear_prepack(qweight, None if bias is None else bias.detach().float())
         self.x_scale = float(wrapper.input_scale)
         self.x_zero_point = int(wrapper.input_zero_point) + (128 if wrapper.spec.mode == "sym" else 0)
 
