@@ -55,6 +55,15 @@ def test_integer_and_float_kernels_agree_bit_for_bit(mode, per_channel):
         assert torch.equal(Int8Linear(codes["q"], codes["scale"], codes["zero_point"], b, kernel)(x), f), kernel
 
 
+def test_fbgemm_kernel_is_refused_and_not_chosen_without_vnni(monkeypatch):
+    import tcompress.compress.int8_inference as int8
+    monkeypatch.setattr(int8, "cpu_has_vnni", lambda: False)  # an AVX2-only CPU
+    codes = quantize_tensor(torch.randn(8, 16), QuantSpec(8, "sym", True))
+    with pytest.raises(ValueError, match="VNNI"):  # fbgemm would saturate 16-bit pair sums there
+        Int8Linear(codes["q"], codes["scale"], codes["zero_point"], None, "fbgemm")
+    assert int8.choose_kernel()[0] == "float"
+
+
 def _int8_model(bits=8, mode="sym", per_channel=True, activations="none"):
     torch.manual_seed(0)
     model = make_model(ModelConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, dropout=0.0), Vocab(60, 60))

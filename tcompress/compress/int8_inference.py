@@ -83,6 +83,9 @@ class Int8Linear(nn.Module):
         super().__init__()
         if kernel not in KERNELS:
             raise ValueError(f"kernel {kernel!r}: expected one of {', '.join(KERNELS)}")
+        if kernel == "fbgemm" and not fbgemm_static_available():
+            # without VNNI fbgemm sums u8 × s8 pairs in 16 bits and saturates full-range codes
+            raise ValueError("kernel 'fbgemm' needs fbgemm and a CPU with VNNI; use 'int_mm' or 'float'")
         n_out, n_in = codes.shape
         shift = 128 if codes.dtype == torch.uint8 else 0
         self.kernel, self.in_features, self.out_features = kernel, n_in, n_out
