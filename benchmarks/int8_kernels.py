@@ -1,28 +1,32 @@
 """Candidate int8 kernels for one Linear, per call, at the sizes a decoding step uses.
 
 Usage:
-    python benchmarks/int8_kernels.py --threads 2
+    python benchmarks/int8_kernels.py --threads 2 [--out benchmarks/results/int8_kernels.txt]
 
 For each shape (rows × in → out): float32 ``F.linear``; our ``Int8Linear`` (per-row activation
-scales, ``torch._int_mm``); fbgemm's ``linear_dynamic`` (what ``quantize_dynamic`` runs: one
-activation scale per call, so per batch); fbgemm with a static input range and float32 output
-(what ``StaticInt8Linear`` runs); oneDNN's ``qlinear_pointwise`` with per-row scales applied around
-it. Microseconds per call, mean of ``--calls`` after a warm-up.
+scales) with every kernel and activation width this CPU runs fast (fbgemm with 8-bit activations
+needs VNNI, with 7-bit ones AVX2; ``torch._int_mm`` is a scalar loop without VNNI and is left out
+there); the same fbgemm GEMM alone, on an input already divided by its row scales (what the per-row
+prologue and epilogue cost is the difference); fbgemm's ``linear_dynamic`` with ``reduce_range``
+(what ``quantize_dynamic`` runs: one 7-bit activation scale per call, so per batch). Microseconds
+per call, mean of ``--calls`` after a warm-up.
 """
 
 import platform
+import sys
 import time
 import warnings
+from pathlib import Path
 
 import click
 import torch
 import torch.nn.functional as F
 
-from tcompress.compress.int8_inference import Int8Linear, cpu_has_vnni
+from tcompress.compress.int8_inference import (Int8Linear, RowQuantizer, _quantized_weight, cpu_has_vnni,
+                                               fbgemm_static_available)
 from tcompress.compress.linear_quant import QuantSpec, quantize_tensor
 
 SHAPES = ((128, 256, 256), (128, 256, 1024), (128, 1024, 256), (128, 256, 8000), (1, 256, 256), (1, 256, 8000))
-TINY = torch.finfo(torch.float32).tiny
 
 
 def per_call_us(fn, calls: int) -> float:
@@ -34,46 +38,57 @@ def per_call_us(fn, calls: int) -> float:
     return (time.perf_counter() - start) / calls * 1e6
 
 
+def ours() -> list[tuple[str, int]]:
+    """(kernel, activation bits) of our Int8Linear that run fast here."""
+    runs = [(k, b) for k, b in (("fbgemm", 8), ("fbgemm", 7)) if fbgemm_static_available(b)]
+    return runs + ([("int_mm", 8)] if cpu_has_vnni() else [])
+
+
+def _uncached(layer: Int8Linear, x: torch.Tensor) -> torch.Tensor:
+    layer.rows._last = None  # one Linear per input: no q/k/v sibling to share the row quantization with
+    return layer(x)
+
+
 def candidates(rows: int, n_in: int, n_out: int) -> dict:
     torch.manual_seed(0)
     x, w, b = torch.randn(rows, n_in), torch.randn(n_out, n_in), torch.randn(n_out)
     codes = quantize_tensor(w, QuantSpec(8, "sym", per_channel=True))
-    ours = Int8Linear(codes["q"], codes["scale"], codes["zero_point"], b, "int_mm")
-    qweight = torch._make_per_channel_quantized_tensor(codes["q"], codes["scale"].double(),
-                                                       codes["zero_point"], 0)
-    packed = torch.ops.quantized.linear_prepack(qweight, b)
-    x_scale = float(x.abs().max() / 127)
-    onednn = torch.ops.onednn.qlinear_prepack(codes["q"], None)
-    w_scale, w_zero = codes["scale"].contiguous(), torch.zeros(n_out, dtype=torch.long)
-
-    def onednn_per_row():
-        s = torch.linalg.vector_norm(x, float("inf"), dim=1).clamp_(min=TINY).div_(127.0)
-        xq = torch.quantize_per_channel(x, s, torch.full((rows,), 128), 0, torch.quint8).int_repr()
-        y = torch.ops.onednn.qlinear_pointwise(xq, 1.0, 128, onednn, w_scale, w_zero, None, 1.0, 0,
-                                               torch.float32, "none", [], "")
-        return torch.addcmul(b, y, s[:, None])
-
-    return {"fp32 F.linear": lambda: F.linear(x, w, b),
-            "ours: per-row + torch._int_mm": lambda: ours(x),
-            "fbgemm linear_dynamic (per batch)": lambda: torch.ops.quantized.linear_dynamic(x, packed, False),
-            "fbgemm static range, fp32 out": lambda: torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(
-                x, x_scale, 128, packed),
-            "oneDNN qlinear, per-row scales": onednn_per_row}
+    qweight = _quantized_weight(codes["q"], codes["scale"], codes["zero_point"])
+    packed_bias, packed = torch.ops.quantized.linear_prepack(qweight, b), torch.ops.quantized.linear_prepack(qweight, None)
+    table = {"fp32 F.linear": lambda: F.linear(x, w, b)}
+    for kernel, bits in ours():
+        layer = Int8Linear(codes["q"], codes["scale"], codes["zero_point"], b, kernel, bits)
+        table[f"ours: {kernel}, {bits}-bit rows"] = lambda layer=layer: _uncached(layer, x)
+    bits = 8 if fbgemm_static_available(8) else 7
+    scaled, _ = RowQuantizer(bits)(x)
+    table[f"fbgemm GEMM alone ({bits}-bit)"] = lambda: torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(
+        scaled, 1.0, 2 ** (bits - 1), packed)
+    table["fbgemm linear_dynamic (per batch, 7-bit)"] = lambda: torch.ops.quantized.linear_dynamic(x, packed_bias, True)
+    return table
 
 
 @click.command()
 @click.option("--threads", default=2, show_default=True)
 @click.option("--calls", default=200, show_default=True)
-def main(threads, calls):
+@click.option("--out", type=click.Path(dir_okay=False), help="also write the table here, with the command")
+def main(threads, calls, out):
     torch.set_num_threads(threads)
     warnings.simplefilter("ignore", UserWarning)  # torch's deprecation notice for quantized tensors
-    print(f"{platform.processor() or platform.machine()}; VNNI: {cpu_has_vnni()}; torch {torch.__version__}; "
-          f"{threads} threads; µs per call, mean of {calls}")
+    flags = sorted(set(Path("/proc/cpuinfo").read_text().split()) & {"avx2", "avx512f", "avx512_vnni", "avx_vnni",
+                                                                     "avx512_bf16", "amx_int8"})
+    lines = [f"command: python {' '.join(sys.argv)}",
+             f"{platform.processor() or platform.machine()}; cpu flags: {' '.join(flags)}; VNNI: {cpu_has_vnni()}; "
+             f"torch {torch.__version__}; {threads} threads; µs per call, mean of {calls}"]
     table = {shape: {name: per_call_us(fn, calls) for name, fn in candidates(*shape).items()} for shape in SHAPES}
     names = list(next(iter(table.values())))
-    print("| rows × in → out | " + " | ".join(names) + " |\n|---|" + "---|" * len(names))
+    lines += ["| rows × in → out | " + " | ".join(names) + " | best of ours × fp32 |", "|---|" + "---|" * (len(names) + 1)]
     for (rows, n_in, n_out), row in table.items():
-        print(f"| {rows} × {n_in} → {n_out} | " + " | ".join(f"{row[n]:.1f}" for n in names) + " |")
+        best = min(v for n, v in row.items() if n.startswith("ours"))
+        lines.append(f"| {rows} × {n_in} → {n_out} | " + " | ".join(f"{row[n]:.1f}" for n in names)
+                     + f" | {row['fp32 F.linear'] / best:.2f} |")
+    print("\n".join(lines))
+    if out:
+        Path(out).write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

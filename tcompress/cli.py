@@ -50,21 +50,29 @@ def main(verbose: int, quiet: int) -> None:
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--int8", "int8", is_flag=True,
               help="integer matmuls for every quantized Linear, from the cell artifact's codes (8 bits or fewer)")
+@click.option("--int8-activation-bits", "activation_bits", type=click.Choice(["auto", "8", "7"]), default="auto",
+              show_default=True, help="width of the per-row activation codes with --int8; auto: 8 where the CPU "
+              "has VNNI, 7 where it has only AVX2 (8-bit codes would saturate fbgemm's 16-bit sums there; a "
+              "cell's bleu_int8 is always the 8-bit one)")
 def translate_cmd(checkpoint: str, tokenizer_dir: str, src_file: str, ref_file: str | None, out_file: str | None,
-                  beam_size: int, length_penalty: float, batch_sentences: int, device: str, int8: bool) -> None:
+                  beam_size: int, length_penalty: float, batch_sentences: int, device: str, int8: bool,
+                  activation_bits: str) -> None:
     """Translate SRC with CHECKPOINT; with --ref, print BLEU and chrF as JSON on stderr.
 
     A cell's metrics are greedy (--beam-size 1, the thesis's decoding, evaluate.cell_beam_size).
     An empty source line is translated to an empty line (and counted); --out is written whole or
     not at all."""
     try:  # every input checked before the model loads: a bad file costs nothing
+        if activation_bits != "auto" and not int8:
+            raise click.UsageError("--int8-activation-bits applies to --int8 decoding; add --int8")
         sources = read_text_lines(src_file)
         refs = read_text_lines(ref_file) if ref_file else None
         if refs is not None and len(refs) != len(sources):
             raise click.ClickException(f"--src has {len(sources)} lines but --ref has {len(refs)}; "
                                        "they must be line-aligned")
         model, _ = load_model(checkpoint, device)
-        int8_facts = to_int8_inference(model, device=device) if int8 else {}
+        bits = None if activation_bits == "auto" else int(activation_bits)
+        int8_facts = to_int8_inference(model, device=device, activation_bits=bits) if int8 else {}
     except (CheckpointError, CorpusError, UserError) as err:
         raise click.ClickException(str(err)) from None
     opts = DecodeOptions(beam_size=beam_size, length_penalty=length_penalty, batch_sentences=batch_sentences)

@@ -4,55 +4,89 @@ import pytest
 import torch
 
 from tcompress.compress import PTQConfig, compress_
-from tcompress.compress.int8_inference import (Int8Linear, StaticInt8Linear, choose_kernel, fbgemm_static_available,
-                                               int8_candidates, to_int8_inference)
+from tcompress.compress.int8_inference import (Int8Linear, RowQuantizer, StaticInt8Linear, choose_kernel,
+                                               fbgemm_static_available, int8_candidates, to_int8_inference)
 from tcompress.compress.linear_quant import QuantSpec, quantize_tensor
 from tcompress.config import ModelConfig
 from tcompress.decode import beam_search, greedy
 from tcompress.model import Vocab, make_model
 from tcompress.schema import UserError
 
-INT_MM = choose_kernel()[0] != "float"          # VNNI and torch._int_mm
-FBGEMM = choose_kernel()[0] == "fbgemm"         # ... and fbgemm's int8 GEMM: the default there
+
+def _int_mm_runs() -> bool:
+    try:  # a scalar loop without VNNI (slow, still exact): fine at these tests' sizes
+        torch._int_mm(torch.ones(17, 8, dtype=torch.int8), torch.ones(8, 8, dtype=torch.int8))
+        return True
+    except (RuntimeError, AttributeError):
+        return False
 
 
-def _reference(x, q, scale, zero_point, bias):
-    """The formula in float64: per-row int8 activations times (codes − zero point), rescaled."""
-    row_scale = x.abs().amax(1, keepdim=True).clamp(min=torch.finfo(torch.float32).tiny) / 127.0
+INT_MM = _int_mm_runs()
+
+
+def _kernels(bits: int) -> list:
+    """(bits, kernel) for every kernel, those this machine cannot run skipped, saying why."""
+    return [pytest.param(bits, "float"),
+            pytest.param(bits, "int_mm", marks=pytest.mark.skipif(not INT_MM, reason="torch._int_mm does not run here")),
+            pytest.param(bits, "fbgemm", marks=pytest.mark.skipif(
+                not fbgemm_static_available(bits), reason=f"no fbgemm for {bits}-bit activations on this CPU"))]
+
+
+def _reference(x, q, scale, zero_point, bias, bits=8):
+    """The formula in float64: per-row activation codes times (codes − zero point), rescaled."""
+    row_scale = x.abs().amax(1, keepdim=True).clamp(min=torch.finfo(torch.float32).tiny) / (2 ** (bits - 1) - 1)
     xq = torch.round(x / row_scale)
     acc = xq.double() @ (q.double() - zero_point.double().reshape(-1, 1)).t()
     return acc * row_scale.double() * scale.double() + bias.double()
 
 
 @pytest.mark.parametrize("mode,per_channel", [("sym", True), ("asym", True), ("sym", False), ("asym", False)])
-@pytest.mark.parametrize("kernel", ["float", pytest.param("int_mm", marks=pytest.mark.skipif(
-    not INT_MM, reason="no VNNI / torch._int_mm on this CPU: the float kernel is the one that runs")),
-    pytest.param("fbgemm", marks=pytest.mark.skipif(not FBGEMM, reason="no fbgemm with VNNI on this CPU"))])
-def test_int8_linear_computes_the_formula_from_the_codes(mode, per_channel, kernel):
+@pytest.mark.parametrize("bits,kernel", _kernels(8) + _kernels(7))
+def test_int8_linear_computes_the_formula_from_the_codes(mode, per_channel, bits, kernel):
     torch.manual_seed(0)
     w, b, x = torch.randn(40, 64), torch.randn(40), torch.randn(3, 7, 64)
     codes = quantize_tensor(w, QuantSpec(8, mode, per_channel))
-    layer = Int8Linear(codes["q"], codes["scale"], codes["zero_point"], b, kernel)
+    layer = Int8Linear(codes["q"], codes["scale"], codes["zero_point"], b, kernel, activation_bits=bits)
     out = layer(x)
     assert out.shape == (3, 7, 40)
-    ref = _reference(x.reshape(-1, 64), codes["q"], codes["scale"].expand(40), codes["zero_point"].expand(40), b)
+    ref = _reference(x.reshape(-1, 64), codes["q"], codes["scale"].expand(40), codes["zero_point"].expand(40), b, bits)
     assert torch.allclose(out.reshape(-1, 40).double(), ref, rtol=1e-5, atol=1e-5)
     dequantized = torch.nn.functional.linear(x, (codes["q"].double() - codes["zero_point"].double().reshape(-1, 1)
                                                  if per_channel else codes["q"].double() - codes["zero_point"].double())
                                              .float() * codes["scale"].reshape(-1, 1), b)
-    assert (out - dequantized).abs().max() < 0.05 * dequantized.abs().max()  # 8-bit activations: close
+    # 8- or 7-bit activations: close to the float product, the narrower ones less so
+    assert (out - dequantized).abs().max() < (0.05 if bits == 8 else 0.1) * dequantized.abs().max()
 
 
-@pytest.mark.skipif(not INT_MM, reason="no VNNI / torch._int_mm on this CPU")
+@pytest.mark.parametrize("bits", [8, 7])
 @pytest.mark.parametrize("mode,per_channel", [("asym", True), ("sym", True), ("asym", False)])
-def test_integer_and_float_kernels_agree_bit_for_bit(mode, per_channel):
+def test_integer_and_float_kernels_agree_bit_for_bit(mode, per_channel, bits):
     torch.manual_seed(1)
     w, b, x = torch.randn(64, 1024), torch.randn(64), torch.randn(50, 1024)
     codes = quantize_tensor(w, QuantSpec(8, mode, per_channel))
-    f = Int8Linear(codes["q"], codes["scale"], codes["zero_point"], b, "float")(x)
-    for kernel in ("int_mm", "fbgemm") if FBGEMM else ("int_mm",):
+    f = Int8Linear(codes["q"], codes["scale"], codes["zero_point"], b, "float", activation_bits=bits)(x)
+    kernels = [k for k, ok in (("int_mm", INT_MM), ("fbgemm", fbgemm_static_available(bits))) if ok]
+    if not kernels:
+        pytest.skip(f"no integer kernel for {bits}-bit activations runs on this CPU")
+    for kernel in kernels:
         # every partial sum < 2**24: float32 holds the integers exactly; the rescaling rounds alike
-        assert torch.equal(Int8Linear(codes["q"], codes["scale"], codes["zero_point"], b, kernel)(x), f), kernel
+        out = Int8Linear(codes["q"], codes["scale"], codes["zero_point"], b, kernel, activation_bits=bits)(x)
+        assert torch.equal(out, f), kernel
+
+
+@pytest.mark.skipif(not fbgemm_static_available(7), reason="no fbgemm on this CPU")
+def test_7bit_activations_cannot_saturate_fbgemms_16bit_pair_sums():
+    # The worst case for vpmaddubsw (AVX2): every activation code at +63 (u8 127 after the zero
+    # point) against weights at -128: pairs sum to -32,512, inside int16. Exact, on any x86 CPU.
+    n_in = 512
+    x = torch.full((4, n_in), 3.0)
+    x[1] = -3.0                                                           # codes -63 (u8 1)
+    q = torch.full((8, n_in), -128, dtype=torch.int8)
+    q[1::2] = 127
+    scale, zero = torch.full((8,), 0.01), torch.zeros(8, dtype=torch.long)
+    f = Int8Linear(q, scale, zero, None, "float", activation_bits=7)(x)
+    assert torch.equal(Int8Linear(q, scale, zero, None, "fbgemm", activation_bits=7)(x), f)
+    assert torch.allclose(f[0, 0], torch.tensor(3.0 * -128 * 0.01 * n_in))
 
 
 def test_fbgemm_kernel_is_refused_and_not_chosen_without_vnni(monkeypatch):
@@ -61,7 +95,30 @@ def test_fbgemm_kernel_is_refused_and_not_chosen_without_vnni(monkeypatch):
     codes = quantize_tensor(torch.randn(8, 16), QuantSpec(8, "sym", True))
     with pytest.raises(ValueError, match="VNNI"):  # fbgemm would saturate 16-bit pair sums there
         Int8Linear(codes["q"], codes["scale"], codes["zero_point"], None, "fbgemm")
-    assert int8.choose_kernel()[0] == "float"
+    assert int8.choose_kernel()[0] == "float"  # 8-bit activations: exact float matmuls, same numbers
+    has_fbgemm = "fbgemm" in torch.backends.quantized.supported_engines
+    # 7-bit activations run fbgemm's integer GEMM there, and are the fastest width on such a CPU
+    assert int8.choose_kernel(activation_bits=7)[0] == ("fbgemm" if has_fbgemm else "float")
+    assert int8.fastest_activation_bits() == (7 if has_fbgemm else 8)
+    assert int8.fastest_activation_bits("meta") == 8  # not a CPU: float matmuls of the 8-bit formula
+    monkeypatch.setattr(int8, "cpu_has_vnni", lambda: True)
+    assert int8.fastest_activation_bits() == 8
+
+
+def test_one_row_quantization_serves_every_projection_of_the_same_input():
+    rows = RowQuantizer(8)
+    x = torch.randn(2, 5, 16)
+    first = rows(x)
+    assert all(a is b for a, b in zip(rows(x), first))           # q, k, v of one input: computed once
+    assert not any(a is b for a, b in zip(rows(x.clone()), first))  # equal values, another tensor: recomputed
+    x.mul_(2)                                                      # changed in place: its version moved on
+    scaled, row_scale = rows(x)
+    assert torch.equal(row_scale, 2 * first[1]) and torch.allclose(scaled, first[0])
+    with pytest.raises(ValueError, match="activation_bits 6"):
+        RowQuantizer(6)
+    with pytest.raises(ValueError, match="a RowQuantizer of 8 bits"):
+        Int8Linear(torch.zeros(4, 16, dtype=torch.int8), torch.ones(4), torch.zeros(4, dtype=torch.long), None,
+                   "float", activation_bits=7, rows=rows)
 
 
 def _int8_model(bits=8, mode="sym", per_channel=True, activations="none"):
@@ -87,10 +144,10 @@ def test_every_linear_is_converted_and_nothing_else():
     assert sum(isinstance(m, Int8Linear) for m in model.modules()) == n_linear
 
 
-@pytest.mark.parametrize("activations", ["none", "both"])
-def test_translations_do_not_depend_on_batch_mates(activations):
+@pytest.mark.parametrize("activations,bits", [("none", 8), ("none", 7), ("both", 8)])
+def test_translations_do_not_depend_on_batch_mates(activations, bits):
     model = _int8_model(activations=activations)
-    to_int8_inference(model, quiet=True)
+    assert to_int8_inference(model, quiet=True, activation_bits=bits)["int8_activation_bits"] == bits
     torch.manual_seed(3)
     sentences = [torch.randint(4, 60, (int(n),)).tolist() + [2] for n in torch.randint(3, 15, (64,))]
     src = torch.nn.utils.rnn.pad_sequence([torch.tensor(s) for s in sentences], batch_first=True)
@@ -120,7 +177,7 @@ def test_embeddings_look_up_their_codes_and_give_the_same_floats():
     assert floats == ["src_pos.pe", "tgt_pos.pe"]  # the sinusoids; no float table or weight matrix any more
 
 
-STATIC = choose_kernel()[0] != "float" and fbgemm_static_available()
+STATIC = choose_kernel()[0] != "float" and fbgemm_static_available(8)
 
 
 @pytest.mark.skipif(not STATIC, reason="no VNNI / fbgemm on this CPU: calibrated cells decode in float")

@@ -9,6 +9,8 @@ import yaml
 
 from conftest import REPO, dvc
 
+from tcompress.compress.int8_inference import fastest_activation_bits
+
 pytestmark = pytest.mark.slow
 
 
@@ -107,18 +109,33 @@ def test_an_8bit_cell_ships_a_small_file_and_its_int8_number_reproduces(tiny_pip
     (tmp_path / "ref.txt").write_text("\n".join(ref) + "\n")
     proc = subprocess.run([sys.executable, "-m", "tcompress.cli", "translate", "--checkpoint", str(artifact),
                            "--src", str(tmp_path / "src.txt"), "--ref", str(tmp_path / "ref.txt"), "--beam-size", "1",
-                           "--int8", "--out", str(tmp_path / "hyp.txt")],
+                           "--int8", "--int8-activation-bits", "8", "--out", str(tmp_path / "hyp.txt")],
                           cwd=tiny_pipeline, capture_output=True, text=True,
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.startswith("int8: ")  # which kernel ran, in one line
     result = json.loads(proc.stderr[proc.stderr.index("{"):])
     assert result["bleu"] == cell["bleu_int8"] and result["int8_linears"] == cell["int8_linears"]
+    assert result["int8_activation_bits"] == 8
+    # Without the option: this machine's fastest width (7 bits without VNNI), and the line says which.
+    fast = subprocess.run([sys.executable, "-m", "tcompress.cli", "translate", "--checkpoint", str(artifact),
+                           "--src", str(tmp_path / "src.txt"), "--ref", str(tmp_path / "ref.txt"), "--beam-size", "1",
+                           "--int8", "--out", str(tmp_path / "hyp_auto.txt")],
+                          cwd=tiny_pipeline, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert fast.returncode == 0, fast.stderr
+    bits = fastest_activation_bits()
+    assert json.loads(fast.stderr[fast.stderr.index("{"):])["int8_activation_bits"] == bits
+    assert f"{bits}-bit activations" in fast.stderr.splitlines()[0]
     refused = subprocess.run([sys.executable, "-m", "tcompress.cli", "translate", "--checkpoint", str(baseline),
                               "--src", str(tmp_path / "src.txt"), "--int8"], cwd=tiny_pipeline, capture_output=True,
                              text=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1
     assert "--int8 needs a cell artifact" in refused.stderr
+    no_int8 = subprocess.run([sys.executable, "-m", "tcompress.cli", "translate", "--checkpoint", str(artifact),
+                              "--src", str(tmp_path / "src.txt"), "--int8-activation-bits", "7"], cwd=tiny_pipeline,
+                             capture_output=True, text=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert no_int8.returncode == 2 and "add --int8" in no_int8.stderr
 
 
 def test_readmes_safetensors_snippet_opens_a_cell_without_tcompress(tiny_pipeline, monkeypatch):

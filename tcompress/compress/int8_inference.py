@@ -22,10 +22,17 @@ GEMM with a fixed input scale of 1 applied to x / s_x, so that fbgemm's own quan
 one above, and the dequantization happens inside the same call (fewer, cheaper calls than
 ``torch._int_mm``, which is the fallback where fbgemm is missing); elsewhere the same integers go
 through a float32 matmul, which is exact while every partial sum stays below 2**24
-(|x_q·w_q| ≤ 127·128 per product, so for inner sizes up to 1,032), so both paths give the same
-numbers and the fallback only costs speed. Without VNNI the static path is not taken either (fbgemm
-would saturate 16-bit sums of full-range u8 × s8 products, or need 7-bit activations): those cells
-decode in float as evaluated. Which path ran is printed once.
+(|x_q·w_q| ≤ 127·128 per product, so for inner sizes up to 1,032), so all paths give the same
+numbers and the fallback only costs speed.
+
+Without VNNI (AVX2 only) fbgemm sums pairs of u8 × s8 products in 16 bits, which full-range 8-bit
+activations saturate, and ``torch._int_mm`` is a scalar loop. There the fast path quantizes
+activations to **7 bits** per row (s_x = max|x_row| / 63, codes 1..127 after fbgemm's zero point
+64), which cannot saturate: other numbers than the 8-bit path, so it is a choice
+(``activation_bits``), taken by default only where nothing else is fast (``translate --int8``),
+and never for a cell's metrics, which ask for 8 bits and so are the same on every machine. The
+static path needs 8-bit inputs and is not taken without VNNI: those cells decode in float as
+evaluated. Which path ran is printed once.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from tcompress.schema import UserError
 EXACT_FLOAT32 = 2 ** 24
 TINY = torch.finfo(torch.float32).tiny
 KERNELS = ("fbgemm", "int_mm", "float")
+ACTIVATION_BITS = (8, 7)
 
 
 def cpu_has_vnni() -> bool:
@@ -55,50 +63,100 @@ def cpu_has_vnni() -> bool:
     return "avx512_vnni" in flags or "avx_vnni" in flags
 
 
-def fbgemm_static_available() -> bool:
-    """fbgemm's int8 GEMM with a static input range and float32 output, on a CPU with VNNI."""
-    return cpu_has_vnni() and "fbgemm" in torch.backends.quantized.supported_engines and \
-        hasattr(torch.ops.quantized, "linear_with_input_q_dq_qweight_dq_output_fp32") and \
-        hasattr(torch, "_make_per_tensor_quantized_tensor")
+def fbgemm_static_available(activation_bits: int = 8) -> bool:
+    """fbgemm's int8 GEMM with a static input range and float32 output, for activations of
+    ``activation_bits``. Without VNNI fbgemm sums pairs of u8 × s8 products in 16 bits
+    (``vpmaddubsw``): full-range 8-bit activations saturate there, 7-bit ones (0..127) cannot
+    (2 · 127 · 128 < 2**15)."""
+    return (activation_bits <= 7 or cpu_has_vnni()) and "fbgemm" in torch.backends.quantized.supported_engines \
+        and hasattr(torch.ops.quantized, "linear_with_input_q_dq_qweight_dq_output_fp32") \
+        and hasattr(torch, "_make_per_tensor_quantized_tensor")
 
 
-def choose_kernel(device: torch.device | str = "cpu") -> tuple[str, str]:
-    """The integer kernel for this machine and the one line that says why."""
+def fastest_activation_bits(device: torch.device | str = "cpu") -> int:
+    """8, unless the CPU lacks VNNI but has fbgemm: there only 7-bit activations run integer GEMMs."""
+    if torch.device(device).type == "cpu" and not cpu_has_vnni() and fbgemm_static_available(7):
+        return 7
+    return 8
+
+
+def choose_kernel(device: torch.device | str = "cpu", activation_bits: int = 8) -> tuple[str, str]:
+    """The integer kernel for this machine and activation width, and the one line that says why.
+    Every kernel gives the same numbers for a given activation width; only speed differs."""
+    if activation_bits not in ACTIVATION_BITS:
+        raise ValueError(f"activation_bits {activation_bits}: expected one of {ACTIVATION_BITS}")
     if torch.device(device).type != "cpu":
         return "float", f"int8: exact float32 matmuls of the int8 codes on {device} (integer kernels are CPU-only here)"
-    if not cpu_has_vnni():
-        return "float", "int8: this CPU has no VNNI; the int8 codes run through exact float32 matmuls (same numbers, no speed-up)"
+    vnni = cpu_has_vnni()
+    if fbgemm_static_available(activation_bits):
+        if vnni:
+            return "fbgemm", f"int8: fbgemm's int8 GEMM (VNNI) for every quantized Linear, {activation_bits}-bit activations per row"
+        return "fbgemm", ("int8: fbgemm's int8 GEMM (AVX2, no VNNI) for every quantized Linear, 7-bit activations "
+                          "per row (8-bit ones would saturate its 16-bit sums)")
+    if not vnni:  # torch._int_mm is a scalar loop without VNNI: tens of times slower than float
+        return "float", (f"int8: this CPU has no VNNI; the int8 codes and {activation_bits}-bit activations run "
+                         "through exact float32 matmuls (same numbers, no speed-up)")
     try:
         torch._int_mm(torch.ones(2, 8, dtype=torch.int8), torch.ones(8, 8, dtype=torch.int8))
     except (RuntimeError, AttributeError) as err:
         return "float", f"int8: torch._int_mm is unavailable ({str(err).splitlines()[0][:80]}); exact float32 matmuls instead"
-    if fbgemm_static_available():
-        return "fbgemm", "int8: fbgemm's int8 GEMM (VNNI) for every quantized Linear, activations per row"
-    return "int_mm", "int8: torch._int_mm (VNNI) for every quantized Linear"
+    return "int_mm", f"int8: torch._int_mm (VNNI) for every quantized Linear, {activation_bits}-bit activations per row"
+
+
+class RowQuantizer:
+    """Each row of x divided by its scale s_x = max|x_row| / L (L = 2**(bits-1) - 1), so that
+    rounding gives the row's codes in [-L, L]. The last input's result is kept: self-attention's
+    q, k and v projections read the same tensor, and one quantization then serves all three.
+    Holding that tensor keeps its identity from being reused; an in-place change bumps its version."""
+
+    def __init__(self, activation_bits: int = 8):
+        if activation_bits not in ACTIVATION_BITS:
+            raise ValueError(f"activation_bits {activation_bits}: expected one of {ACTIVATION_BITS}")
+        self.bits, self.levels = activation_bits, float(2 ** (activation_bits - 1) - 1)
+        self._last: tuple | None = None
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        last = self._last
+        if last is not None and last[0] is x and last[1] == x._version:
+            return last[2], last[3]
+        x2 = x.reshape(-1, x.shape[-1]).float()                          # (rows, in)
+        # abs().amax(): torch's inf-norm reduction is not vectorized on CPU (30x slower, a third of a step)
+        row_scale = x2.abs().amax(1, keepdim=True).clamp_(min=TINY).div_(self.levels)  # (rows, 1)
+        scaled = torch.div(x2, row_scale)                                # (rows, in), |scaled| ≤ L
+        self._last = (x, x._version, scaled, row_scale)
+        return scaled, row_scale
 
 
 class Int8Linear(nn.Module):
     def __init__(self, codes: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
-                 bias: torch.Tensor | None, kernel: str = "int_mm"):
+                 bias: torch.Tensor | None, kernel: str = "int_mm", activation_bits: int = 8,
+                 rows: RowQuantizer | None = None):
         super().__init__()
         if kernel not in KERNELS:
             raise ValueError(f"kernel {kernel!r}: expected one of {', '.join(KERNELS)}")
-        if kernel == "fbgemm" and not fbgemm_static_available():
+        rows = rows or RowQuantizer(activation_bits)
+        if rows.bits != activation_bits:
+            raise ValueError(f"a RowQuantizer of {rows.bits} bits for a layer of {activation_bits}-bit activations")
+        if kernel == "fbgemm" and not fbgemm_static_available(activation_bits):
             # without VNNI fbgemm sums u8 × s8 pairs in 16 bits and saturates full-range codes
-            raise ValueError("kernel 'fbgemm' needs fbgemm and a CPU with VNNI; use 'int_mm' or 'float'")
+            raise ValueError(f"kernel 'fbgemm' with {activation_bits}-bit activations needs fbgemm"
+                             + (" and a CPU with VNNI (or 7-bit activations)" if activation_bits == 8 else "")
+                             + "; use 'int_mm' or 'float'")
         n_out, n_in = codes.shape
         shift = 128 if codes.dtype == torch.uint8 else 0
-        self.kernel, self.in_features, self.out_features = kernel, n_in, n_out
+        self.kernel, self.in_features, self.out_features, self.rows = kernel, n_in, n_out, rows
         signed = (codes.to(torch.int32) - shift).to(torch.int8)
         self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
-        self.register_buffer("col_scale", scale.float().expand(n_out).contiguous())
         if kernel == "fbgemm":
-            # fbgemm owns a packed copy of the codes; the input arrives already divided by its row
-            # scale, so fbgemm's fixed input scale 1 (zero point 128) quantizes every row per row.
+            # fbgemm owns a packed copy of the codes and applies the column scales itself; the input
+            # arrives already divided by its row scale, so fbgemm's fixed input scale 1 (zero point
+            # L + 1, codes 1..2L+1) quantizes every row per row.
             qweight = _quantized_weight(signed, scale, zero_point.to(torch.int64) - shift)
             self.packed = torch.ops.quantized.linear_prepack(qweight, None)
-            self.weight_t = self.col_offset = None
+            self.input_zero_point = int(rows.levels) + 1
+            self.weight_t = self.col_offset = self.col_scale = None
             return
+        self.register_buffer("col_scale", scale.float().expand(n_out).contiguous())
         w = signed.t().contiguous()  # (in, out)
         self.register_buffer("weight_t", w if kernel == "int_mm" else w.float())
         offset = shift - zero_point.to(torch.int64).expand(n_out)  # x·(q − z) = x·(q − shift) + (shift − z)·Σx
@@ -109,14 +167,12 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Few, in-place kernels: at decoding sizes each call costs more in dispatch than in arithmetic.
         lead = x.shape[:-1]
-        x2 = x.reshape(-1, self.in_features).float()                    # (rows, in)
-        # abs().amax(): torch's inf-norm reduction is not vectorized on CPU (30x slower, a third of a step)
-        row_scale = x2.abs().amax(1, keepdim=True).clamp_(min=TINY).div_(127.0)  # (rows, 1): max|x_row| / 127
-        if self.kernel == "fbgemm":  # quantize (round half to even, +128), int8 GEMM, × column scales
+        scaled, row_scale = self.rows(x)                                 # (rows, in), (rows, 1)
+        if self.kernel == "fbgemm":  # quantize (round half to even, + L + 1), int8 GEMM, × column scales
             y = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(
-                torch.div(x2, row_scale), 1.0, 128, self.packed)       # (rows, out) = acc · col_scale
+                scaled, 1.0, self.input_zero_point, self.packed)        # (rows, out) = acc · col_scale
         else:
-            xq = torch.div(x2, row_scale).round_().to(torch.int8)       # (rows, in), |xq| ≤ 127
+            xq = scaled.round().to(torch.int8)                          # (rows, in), |xq| ≤ L
             if self.kernel == "int_mm":
                 acc = torch._int_mm(xq, self.weight_t)                  # (rows, out) int32, exact
             else:  # the same integers through a float matmul, exact below 2**24, back to int32
@@ -128,7 +184,7 @@ class Int8Linear(nn.Module):
         return y.reshape(*lead, self.out_features)
 
     def extra_repr(self) -> str:
-        return f"in={self.in_features}, out={self.out_features}, kernel={self.kernel}"
+        return f"in={self.in_features}, out={self.out_features}, kernel={self.kernel}, activations={self.rows.bits} bits"
 
 
 def _quantized_weight(signed: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor) -> torch.Tensor:
@@ -205,18 +261,25 @@ def int8_candidates(model: nn.Module) -> list[str]:
 
 
 def to_int8_inference(model: nn.Module, kernel: str | None = None, device: torch.device | str = "cpu",
-                      quiet: bool = False) -> dict:
+                      quiet: bool = False, activation_bits: int | None = None) -> dict:
     """Make every quantized Linear with codes ≤ 8 bits compute with int8 products (static where the
     cell calibrated its input, per row otherwise) and keep every quantized Embedding as its codes;
-    returns what was done. Float Linears stay float: this never re-quantizes floats."""
+    returns what was done. Float Linears stay float: this never re-quantizes floats.
+
+    ``activation_bits`` (8 or 7) is the width of the per-row activation codes, which fixes the
+    numbers; ``None`` takes the fastest on this machine (7 on a CPU without VNNI). A result that must
+    not depend on the machine (a cell's metrics) asks for 8: there every kernel computes the same."""
     names = int8_candidates(model)
     if not names:
         raise UserError("--int8 needs a cell artifact whose Linear layers are quantized to 8 bits or fewer "
                         "(a ptq/qat cell of group att, ff, gen or full); this model has none")
-    reason = f"int8: kernel {kernel} as asked"
+    if activation_bits is None:
+        activation_bits = fastest_activation_bits(device)
+    reason = f"int8: kernel {kernel} as asked, {activation_bits}-bit activations per row"
     if kernel is None:
-        kernel, reason = choose_kernel(device)
-    static = kernel != "float" and torch.device(device).type == "cpu" and fbgemm_static_available()
+        kernel, reason = choose_kernel(device, activation_bits)
+    static = kernel != "float" and torch.device(device).type == "cpu" and fbgemm_static_available(8)
+    rows = RowQuantizer(activation_bits)  # shared: q/k/v projections of one input quantize it once
     n_linear = sum(isinstance(m, nn.Linear) for m in model.modules())
     counts = {"static": 0, "per_row": 0, "float_as_evaluated": 0}
     for name in names:
@@ -233,7 +296,8 @@ def to_int8_inference(model: nn.Module, kernel: str | None = None, device: torch
         else:
             # The bias the cell computes with: dequantized from its codes, or float where it kept one.
             replace_module(model, wrapper, Int8Linear(wrapper.weight_q, wrapper.weight_scale,
-                                                      wrapper.weight_zero_point, wrapper.inner.bias, kernel))
+                                                      wrapper.weight_zero_point, wrapper.inner.bias, kernel,
+                                                      activation_bits, rows))
             counts["per_row"] += 1
     if counts["static"]:
         reason += f"; fbgemm's int8 GEMM with the cell's calibrated input ranges for {counts['static']} of them"
@@ -243,4 +307,5 @@ def to_int8_inference(model: nn.Module, kernel: str | None = None, device: torch
         print(reason, file=sys.stderr)
     int8 = counts["static"] + counts["per_row"]
     return {"int8_linears": int8, "float_linears": n_linear - int8, "int8_kernel": kernel,
+            "int8_activation_bits": activation_bits,
             "int8_static_linears": counts["static"], "code_embeddings": _code_embeddings(model)}
