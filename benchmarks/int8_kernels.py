@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from tcompress.compress.int8_inference import (Int8Linear, RowQuantizer, _quantized_weight, cpu_has_vnni,
                                                fbgemm_static_available)
 from tcompress.compress.linear_quant import QuantSpec, quantize_tensor
+from int8_speed import cpu_flags  # benchmarks/, on the path when run as a script
 
 SHAPES = ((128, 256, 256), (128, 256, 1024), (128, 1024, 256), (128, 256, 8000), (1, 256, 256), (1, 256, 8000))
 
@@ -74,10 +75,8 @@ def candidates(rows: int, n_in: int, n_out: int) -> dict:
 def main(threads, calls, out):
     torch.set_num_threads(threads)
     warnings.simplefilter("ignore", UserWarning)  # torch's deprecation notice for quantized tensors
-    flags = sorted(set(Path("/proc/cpuinfo").read_text().split()) & {"avx2", "avx512f", "avx512_vnni", "avx_vnni",
-                                                                     "avx512_bf16", "amx_int8"})
     lines = [f"command: python {' '.join(sys.argv)}",
-             f"{platform.processor() or platform.machine()}; cpu flags: {' '.join(flags)}; VNNI: {cpu_has_vnni()}; "
+             f"{platform.processor() or platform.machine()}; cpu flags: {' '.join(cpu_flags())}; VNNI: {cpu_has_vnni()}; "
              f"torch {torch.__version__}; {threads} threads; µs per call, mean of {calls}"]
     table = {shape: {name: per_call_us(fn, calls) for name, fn in candidates(*shape).items()} for shape in SHAPES}
     names = list(next(iter(table.values())))
