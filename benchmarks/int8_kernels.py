@@ -58,7 +58,7 @@ def candidates(rows: int, n_in: int, n_out: int) -> dict:
     packed_bias, packed = torch.ops.quantized.linear_prepack(qweight, b), torch.ops.quantized.linear_prepack(qweight, None)
     table = {"fp32 F.linear": lambda: F.linear(x, w, b)}
     for kernel, bits in ours():
-        layer = Int8Linear(codes["q"], codes["scale"], codes["zero_point"], b, kernel, bits)
+        layer = Int8Linear(codes["q"], codes["scale"], codes["zero_point"], b, kernel, RowQuantizer(bits))
         table[f"ours: {kernel}, {bits}-bit rows"] = lambda layer=layer: _uncached(layer, x)
     bits = 8 if fbgemm_static_available(8) else 7
     scaled, _ = RowQuantizer(bits)(x)

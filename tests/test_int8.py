@@ -5,7 +5,8 @@ import torch
 
 from tcompress.compress import PTQConfig, compress_
 from tcompress.compress.int8_inference import (Int8Linear, RowQuantizer, StaticInt8Linear, choose_kernel,
-                                               fbgemm_static_available, int8_candidates, to_int8_inference)
+                                               fbgemm_static_available, int8_candidates, int_mm_error,
+                                               to_int8_inference)
 from tcompress.compress.linear_quant import QuantSpec, quantize_tensor
 from tcompress.config import ModelConfig
 from tcompress.decode import beam_search, greedy
@@ -13,15 +14,7 @@ from tcompress.model import Vocab, make_model
 from tcompress.schema import UserError
 
 
-def _int_mm_runs() -> bool:
-    try:  # a scalar loop without VNNI (slow, still exact): fine at these tests' sizes
-        torch._int_mm(torch.ones(17, 8, dtype=torch.int8), torch.ones(8, 8, dtype=torch.int8))
-        return True
-    except (RuntimeError, AttributeError):
-        return False
-
-
-INT_MM = _int_mm_runs()
+INT_MM = int_mm_error() is None  # a scalar loop without VNNI (slow, still exact): fine at these tests' sizes
 
 
 def _kernels(bits: int) -> list:
@@ -46,7 +39,7 @@ def test_int8_linear_computes_the_formula_from_the_codes(mode, per_channel, bits
     torch.manual_seed(0)
     w, b, x = torch.randn(40, 64), torch.randn(40), torch.randn(3, 7, 64)
     codes = quantize_tensor(w, QuantSpec(8, mode, per_channel))
-    layer = Int8Linear(codes["q"], codes["scale"], codes["zero_point"], b, kernel, activation_bits=bits)
+    layer = Int8Linear(codes["q"], codes["scale"], codes["zero_point"], b, kernel, rows=RowQuantizer(bits))
     out = layer(x)
     assert out.shape == (3, 7, 40)
     ref = _reference(x.reshape(-1, 64), codes["q"], codes["scale"].expand(40), codes["zero_point"].expand(40), b, bits)
@@ -64,13 +57,13 @@ def test_integer_and_float_kernels_agree_bit_for_bit(mode, per_channel, bits):
     torch.manual_seed(1)
     w, b, x = torch.randn(64, 1024), torch.randn(64), torch.randn(50, 1024)
     codes = quantize_tensor(w, QuantSpec(8, mode, per_channel))
-    f = Int8Linear(codes["q"], codes["scale"], codes["zero_point"], b, "float", activation_bits=bits)(x)
+    f = Int8Linear(codes["q"], codes["scale"], codes["zero_point"], b, "float", rows=RowQuantizer(bits))(x)
     kernels = [k for k, ok in (("int_mm", INT_MM), ("fbgemm", fbgemm_static_available(bits))) if ok]
     if not kernels:
         pytest.skip(f"no integer kernel for {bits}-bit activations runs on this CPU")
     for kernel in kernels:
         # every partial sum < 2**24: float32 holds the integers exactly; the rescaling rounds alike
-        out = Int8Linear(codes["q"], codes["scale"], codes["zero_point"], b, kernel, activation_bits=bits)(x)
+        out = Int8Linear(codes["q"], codes["scale"], codes["zero_point"], b, kernel, rows=RowQuantizer(bits))(x)
         assert torch.equal(out, f), kernel
 
 
@@ -84,8 +77,8 @@ def test_7bit_activations_cannot_saturate_fbgemms_16bit_pair_sums():
     q = torch.full((8, n_in), -128, dtype=torch.int8)
     q[1::2] = 127
     scale, zero = torch.full((8,), 0.01), torch.zeros(8, dtype=torch.long)
-    f = Int8Linear(q, scale, zero, None, "float", activation_bits=7)(x)
-    assert torch.equal(Int8Linear(q, scale, zero, None, "fbgemm", activation_bits=7)(x), f)
+    f = Int8Linear(q, scale, zero, None, "float", rows=RowQuantizer(7))(x)
+    assert torch.equal(Int8Linear(q, scale, zero, None, "fbgemm", rows=RowQuantizer(7))(x), f)
     assert torch.allclose(f[0, 0], torch.tensor(3.0 * -128 * 0.01 * n_in))
 
 
@@ -116,9 +109,9 @@ def test_one_row_quantization_serves_every_projection_of_the_same_input():
     assert torch.equal(row_scale, 2 * first[1]) and torch.allclose(scaled, first[0])
     with pytest.raises(ValueError, match="activation_bits 6"):
         RowQuantizer(6)
-    with pytest.raises(ValueError, match="a RowQuantizer of 8 bits"):
-        Int8Linear(torch.zeros(4, 16, dtype=torch.int8), torch.ones(4), torch.zeros(4, dtype=torch.long), None,
-                   "float", activation_bits=7, rows=rows)
+    layer = Int8Linear(torch.zeros(4, 16, dtype=torch.int8), torch.ones(4), torch.zeros(4, dtype=torch.long), None,
+                       "float", rows=RowQuantizer(7))
+    assert layer.rows.bits == 7 and "activations=7 bits" in repr(layer)  # the width is the quantizer's
 
 
 def _int8_model(bits=8, mode="sym", per_channel=True, activations="none"):

@@ -37,6 +37,7 @@ evaluated. Which path ran is printed once.
 
 from __future__ import annotations
 
+import functools
 import sys
 import warnings
 from pathlib import Path
@@ -54,6 +55,13 @@ KERNELS = ("fbgemm", "int_mm", "float")
 ACTIVATION_BITS = (8, 7)
 
 
+def check_activation_bits(activation_bits: int) -> int:
+    if activation_bits not in ACTIVATION_BITS:
+        raise ValueError(f"activation_bits {activation_bits}: expected one of {ACTIVATION_BITS}")
+    return activation_bits
+
+
+@functools.cache  # one conversion asks several times; the CPU does not change within a process
 def cpu_has_vnni() -> bool:
     """AVX-512 VNNI or AVX-VNNI: what makes int8 dot products faster than float ones on x86."""
     try:
@@ -61,6 +69,17 @@ def cpu_has_vnni() -> bool:
     except OSError:
         return False
     return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
+@functools.cache
+def int_mm_error() -> str | None:
+    """Why ``torch._int_mm`` cannot run here, or None where it runs (without VNNI a scalar loop:
+    exact, tens of times slower than float)."""
+    try:
+        torch._int_mm(torch.ones(17, 8, dtype=torch.int8), torch.ones(8, 8, dtype=torch.int8))
+    except (RuntimeError, AttributeError) as err:
+        return str(err).splitlines()[0][:80]
+    return None
 
 
 def fbgemm_static_available(activation_bits: int = 8) -> bool:
@@ -83,8 +102,7 @@ def fastest_activation_bits(device: torch.device | str = "cpu") -> int:
 def choose_kernel(device: torch.device | str = "cpu", activation_bits: int = 8) -> tuple[str, str]:
     """The integer kernel for this machine and activation width, and the one line that says why.
     Every kernel gives the same numbers for a given activation width; only speed differs."""
-    if activation_bits not in ACTIVATION_BITS:
-        raise ValueError(f"activation_bits {activation_bits}: expected one of {ACTIVATION_BITS}")
+    check_activation_bits(activation_bits)
     if torch.device(device).type != "cpu":
         return "float", f"int8: exact float32 matmuls of the int8 codes on {device} (integer kernels are CPU-only here)"
     vnni = cpu_has_vnni()
@@ -96,10 +114,8 @@ def choose_kernel(device: torch.device | str = "cpu", activation_bits: int = 8) 
     if not vnni:  # torch._int_mm is a scalar loop without VNNI: tens of times slower than float
         return "float", (f"int8: this CPU has no VNNI; the int8 codes and {activation_bits}-bit activations run "
                          "through exact float32 matmuls (same numbers, no speed-up)")
-    try:
-        torch._int_mm(torch.ones(2, 8, dtype=torch.int8), torch.ones(8, 8, dtype=torch.int8))
-    except (RuntimeError, AttributeError) as err:
-        return "float", f"int8: torch._int_mm is unavailable ({str(err).splitlines()[0][:80]}); exact float32 matmuls instead"
+    if int_mm_error() is not None:
+        return "float", f"int8: torch._int_mm is unavailable ({int_mm_error()}); exact float32 matmuls instead"
     return "int_mm", f"int8: torch._int_mm (VNNI) for every quantized Linear, {activation_bits}-bit activations per row"
 
 
@@ -110,9 +126,8 @@ class RowQuantizer:
     Holding that tensor keeps its identity from being reused; an in-place change bumps its version."""
 
     def __init__(self, activation_bits: int = 8):
-        if activation_bits not in ACTIVATION_BITS:
-            raise ValueError(f"activation_bits {activation_bits}: expected one of {ACTIVATION_BITS}")
-        self.bits, self.levels = activation_bits, float(2 ** (activation_bits - 1) - 1)
+        self.bits = check_activation_bits(activation_bits)
+        self.levels = float(2 ** (activation_bits - 1) - 1)
         self._last: tuple | None = None
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,15 +143,16 @@ class RowQuantizer:
 
 
 class Int8Linear(nn.Module):
+    """A quantized Linear as int8 codes × per-row activation codes; ``rows`` (8-bit by default)
+    fixes the activations' width and may be shared by every Linear of a model."""
+
     def __init__(self, codes: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
-                 bias: torch.Tensor | None, kernel: str = "int_mm", activation_bits: int = 8,
-                 rows: RowQuantizer | None = None):
+                 bias: torch.Tensor | None, kernel: str = "int_mm", rows: RowQuantizer | None = None):
         super().__init__()
         if kernel not in KERNELS:
             raise ValueError(f"kernel {kernel!r}: expected one of {', '.join(KERNELS)}")
-        rows = rows or RowQuantizer(activation_bits)
-        if rows.bits != activation_bits:
-            raise ValueError(f"a RowQuantizer of {rows.bits} bits for a layer of {activation_bits}-bit activations")
+        rows = rows or RowQuantizer(8)
+        activation_bits = rows.bits
         if kernel == "fbgemm" and not fbgemm_static_available(activation_bits):
             # without VNNI fbgemm sums u8 × s8 pairs in 16 bits and saturates full-range codes
             raise ValueError(f"kernel 'fbgemm' with {activation_bits}-bit activations needs fbgemm"
@@ -297,7 +313,7 @@ def to_int8_inference(model: nn.Module, kernel: str | None = None, device: torch
             # The bias the cell computes with: dequantized from its codes, or float where it kept one.
             replace_module(model, wrapper, Int8Linear(wrapper.weight_q, wrapper.weight_scale,
                                                       wrapper.weight_zero_point, wrapper.inner.bias, kernel,
-                                                      activation_bits, rows))
+                                                      rows))
             counts["per_row"] += 1
     if counts["static"]:
         reason += f"; fbgemm's int8 GEMM with the cell's calibrated input ranges for {counts['static']} of them"
