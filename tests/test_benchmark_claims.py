@@ -57,3 +57,20 @@ def test_packed_sizes_table_is_the_measured_one():
         assert f"| {c['file_bytes']:,} |" in row and f"{c['file_ratio']:.2f}" in row, row
     chain = sizes["pruned_then_4bit"]
     said(f"| {chain['file_bytes']:,} | **{chain['file_ratio']:.2f}** |")
+
+
+def test_lottery_table_at_the_6_epoch_budget_is_the_measured_one():
+    raw = RESULTS / "multi30k_seed003/lottery_6ep"
+    pairs = {(p["a"], p["b"]): p for p in json.loads((raw / "pairwise.json").read_text())["pairs"]}
+
+    def interval(a: str, b: str) -> str:
+        p = pairs[a, b]
+        return f"{p['delta']:+.2f} [{p['ci_low']:+.2f}, {p['ci_high']:+.2f}], p = {p['p_value']:.3f}".replace("-", "−")
+
+    baseline = json.loads((raw / "baseline_test.json").read_text())["greedy"]["bleu"]
+    for cell, text in (("lottery-50-rewind-full", "| **{bleu:.2f}** | **{ci}** |"),
+                       ("lottery-50-random-full", "| {bleu:.2f} | {ci} |")):
+        bleu = json.loads((raw / f"{cell}.json").read_text())["bleu"]
+        said(text.format(bleu=bleu, ci=interval("baseline", cell)))
+    said(f"against the dense baseline ({baseline:.2f})")
+    said(f"| ticket against its random re-initialization | | **{interval('lottery-50-random-full', 'lottery-50-rewind-full')}** |")
