@@ -74,3 +74,7 @@ def test_lottery_table_at_the_6_epoch_budget_is_the_measured_one():
         said(text.format(bleu=bleu, ci=interval("baseline", cell)))
     said(f"against the dense baseline ({baseline:.2f})")
     said(f"| ticket against its random re-initialization | | **{interval('lottery-50-random-full', 'lottery-50-rewind-full')}** |")
+    imp = json.loads((raw / "imp-full.json").read_text())
+    said(f"three rounds 60 steps apart, fine-tuned {imp['finetune_steps']} steps in all | {imp['bleu']:.2f} | "
+         f"{interval('baseline', 'imp-full')} |")
+    said(f"| ticket against plain IMP at the same sparsity | | **{interval('imp-full', 'lottery-50-rewind-full')}** |")
