@@ -7,7 +7,8 @@ For each shape (rows × in → out): float32 ``F.linear``; our ``Int8Linear`` (p
 scales) with every kernel and activation width this CPU runs fast (fbgemm with 8-bit activations
 needs VNNI, with 7-bit ones AVX2; ``torch._int_mm`` is a scalar loop without VNNI and is left out
 there); the same fbgemm GEMM alone, on an input already divided by its row scales (what the per-row
-prologue and epilogue cost is the difference); fbgemm's ``linear_dynamic`` with ``reduce_range``
+prologue and epilogue cost is the difference); oneDNN's int8 GEMM (AMX where present) with the
+same per-row quantization, where torch has it; fbgemm's ``linear_dynamic`` with ``reduce_range``
 (what ``quantize_dynamic`` runs: one 7-bit activation scale per call, so per batch). Microseconds
 per call, mean of ``--calls`` after a warm-up.
 """
@@ -65,7 +66,33 @@ def candidates(rows: int, n_in: int, n_out: int) -> dict:
     table[f"fbgemm GEMM alone ({bits}-bit)"] = lambda: torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(
         scaled, 1.0, 2 ** (bits - 1), packed)
     table["fbgemm linear_dynamic (per batch, 7-bit)"] = lambda: torch.ops.quantized.linear_dynamic(x, packed_bias, True)
+    if onednn_available():
+        table.update(onednn_candidates(x, codes, b))
     return table
+
+
+def onednn_available() -> bool:
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.onednn, "qlinear_pointwise")
+
+
+def onednn_candidates(x: torch.Tensor, codes: dict, b: torch.Tensor) -> dict:
+    """oneDNN's int8 GEMM (AMX where the CPU has it), which takes uint8 codes: the same per-row
+    quantization as ours, plus a rounding to uint8 before the call (zero point 128)."""
+    n_out = codes["q"].shape[0]
+    packed = torch.ops.onednn.qlinear_prepack(codes["q"], list(x.shape))
+    w_scale, w_zero = codes["scale"].float().expand(n_out).contiguous(), torch.zeros(n_out, dtype=torch.int64)
+
+    def gemm(xu: torch.Tensor) -> torch.Tensor:  # int32 sums × column scales, float32 out
+        return torch.ops.onednn.qlinear_pointwise(xu, 1.0, 128, packed, w_scale, w_zero, None, 1.0, 0,
+                                                  torch.float32, "none", [], "")
+
+    def per_row() -> torch.Tensor:
+        row_scale = x.abs().amax(1, keepdim=True).clamp_(min=1e-30).div_(127)
+        xu = torch.div(x, row_scale).add_(128).round_().to(torch.uint8)  # rounded as ours and fbgemm round
+        return torch.addcmul(b, gemm(xu), row_scale)
+
+    xu = torch.div(x, x.abs().amax(1, keepdim=True) / 127).add_(128).round_().to(torch.uint8)
+    return {"oneDNN per row (8-bit), as ours would": per_row, "oneDNN GEMM alone": lambda: gemm(xu)}
 
 
 @click.command()

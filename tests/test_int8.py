@@ -26,9 +26,11 @@ def _kernels(bits: int) -> list:
 
 
 def _reference(x, q, scale, zero_point, bias, bits=8):
-    """The formula in float64: per-row activation codes times (codes − zero point), rescaled."""
-    row_scale = x.abs().amax(1, keepdim=True).clamp(min=torch.finfo(torch.float32).tiny) / (2 ** (bits - 1) - 1)
-    xq = torch.round(x / row_scale)
+    """The formula in float64: per-row activation codes times (codes − zero point), rescaled. The
+    codes are rounded as fbgemm rounds them: x / s + z in float32, half to even, minus z."""
+    levels = 2 ** (bits - 1) - 1
+    row_scale = x.abs().amax(1, keepdim=True).clamp(min=torch.finfo(torch.float32).tiny) / levels
+    xq = torch.round(x / row_scale + (levels + 1)) - (levels + 1)
     acc = xq.double() @ (q.double() - zero_point.double().reshape(-1, 1)).t()
     return acc * row_scale.double() * scale.double() + bias.double()
 
@@ -65,6 +67,22 @@ def test_integer_and_float_kernels_agree_bit_for_bit(mode, per_channel, bits):
         # every partial sum < 2**24: float32 holds the integers exactly; the rescaling rounds alike
         out = Int8Linear(codes["q"], codes["scale"], codes["zero_point"], b, kernel, rows=RowQuantizer(bits))(x)
         assert torch.equal(out, f), kernel
+
+
+@pytest.mark.parametrize("bits,kernel", _kernels(8) + _kernels(7))
+def test_every_kernel_rounds_a_near_half_activation_as_fbgemm_does(bits, kernel):
+    # Row maximum L: s_x = 1, so x / s_x is x. Just below k + ½, x + (L + 1) rounds in float32 up
+    # onto the half, which rounds to even: code k + 1 where round(x) gives k. fbgemm computes it so
+    # (1 value in ~65,000 in a decode); the other kernels must agree, or a cell's int8 BLEU would
+    # depend on the machine's kernel.
+    levels = 2 ** (bits - 1) - 1
+    near = torch.nextafter(torch.tensor(levels / 2), torch.tensor(0.0))  # 63.4999924 or 31.4999981
+    assert torch.round(near) == levels // 2 and torch.round(near + levels + 1) - (levels + 1) == levels // 2 + 1
+    w = torch.zeros(3, 4, dtype=torch.int8)
+    w[:, 1] = 1  # the output reads the code of the second input
+    layer = Int8Linear(w, torch.ones(()), torch.zeros((), dtype=torch.int64), None, kernel, rows=RowQuantizer(bits))
+    out = layer(torch.tensor([[float(levels), float(near), 0.0, 0.0]]))
+    assert out.tolist() == [[levels // 2 + 1] * 3]
 
 
 @pytest.mark.skipif(not fbgemm_static_available(7), reason="no fbgemm on this CPU")

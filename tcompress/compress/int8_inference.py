@@ -12,7 +12,11 @@ up to float rounding. Where the cell has no input range (weight-only cells), the
     y = s_x · s_w · (x_q @ (w_q − z_w)ᵀ) + b
 
 with w_q, s_w, z_w the cell's codes, step sizes and zero points as stored, and x_q the input
-quantized to int8 **per row** (per token: s_x = max|x_row| / 127). A per-row scale makes each
+quantized to int8 **per row** (per token: s_x = max|x_row| / 127), rounded as fbgemm rounds:
+x_q = round(x / s_x + 128) − 128, the sum in float32 and the rounding half to even. (Adding 128
+first moves a quotient within half a float32 step below k + ½ onto k + ½, which then rounds up:
+about one value in 65,000 gets a code one above round(x / s_x). Every kernel rounds this way, so
+all give the same numbers.) A per-row scale makes each
 sentence's output independent of its batch mates, which a per-batch scale (torch's dynamic
 quantization) does not. Asymmetric codes (0..255) are shifted by 128 into int8 and the shift is
 added back through the row sums of x_q, exactly.
@@ -114,8 +118,9 @@ def choose_kernel(device: torch.device | str = "cpu", activation_bits: int = 8) 
     if not vnni:  # torch._int_mm is a scalar loop without VNNI: tens of times slower than float
         return "float", (f"int8: this CPU has no VNNI; the int8 codes and {activation_bits}-bit activations run "
                          "through exact float32 matmuls (same numbers, no speed-up)")
-    if int_mm_error() is not None:
-        return "float", f"int8: torch._int_mm is unavailable ({int_mm_error()}); exact float32 matmuls instead"
+    error = int_mm_error()
+    if error is not None:
+        return "float", f"int8: torch._int_mm is unavailable ({error}); exact float32 matmuls instead"
     return "int_mm", f"int8: torch._int_mm (VNNI) for every quantized Linear, {activation_bits}-bit activations per row"
 
 
@@ -163,13 +168,13 @@ class Int8Linear(nn.Module):
         self.kernel, self.in_features, self.out_features, self.rows = kernel, n_in, n_out, rows
         signed = (codes.to(torch.int32) - shift).to(torch.int8)
         self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
+        # The input arrives divided by its row scale; fbgemm's fixed input scale 1 and zero point
+        # L + 1 (codes 1..2L+1) then quantize every row per row, and the other kernels round alike.
+        self.input_zero_point = int(rows.levels) + 1
         if kernel == "fbgemm":
-            # fbgemm owns a packed copy of the codes and applies the column scales itself; the input
-            # arrives already divided by its row scale, so fbgemm's fixed input scale 1 (zero point
-            # L + 1, codes 1..2L+1) quantizes every row per row.
+            # fbgemm owns a packed copy of the codes and applies the column scales itself
             qweight = _quantized_weight(signed, scale, zero_point.to(torch.int64) - shift)
             self.packed = torch.ops.quantized.linear_prepack(qweight, None)
-            self.input_zero_point = int(rows.levels) + 1
             self.weight_t = self.col_offset = self.col_scale = None
             return
         self.register_buffer("col_scale", scale.float().expand(n_out).contiguous())
@@ -188,7 +193,8 @@ class Int8Linear(nn.Module):
             y = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(
                 scaled, 1.0, self.input_zero_point, self.packed)        # (rows, out) = acc · col_scale
         else:
-            xq = scaled.round().to(torch.int8)                          # (rows, in), |xq| ≤ L
+            z = self.input_zero_point  # fbgemm's rounding: of x / s_x + z in float32, then − z
+            xq = (scaled + z).round_().sub_(z).to(torch.int8)          # (rows, in), |xq| ≤ L
             if self.kernel == "int_mm":
                 acc = torch._int_mm(xq, self.weight_t)                  # (rows, out) int32, exact
             else:  # the same integers through a float matmul, exact below 2**24, back to int32
