@@ -78,3 +78,26 @@ def test_lottery_table_at_the_6_epoch_budget_is_the_measured_one():
     said(f"three rounds 60 steps apart, fine-tuned {imp['finetune_steps']} steps in all | {imp['bleu']:.2f} | "
          f"{interval('baseline', 'imp-full')} |")
     said(f"| ticket against plain IMP at the same sparsity | | **{interval('imp-full', 'lottery-50-rewind-full')}** |")
+
+
+def test_int8_table_on_the_amx_cpu_is_the_measured_one():
+    runs = json.loads((RESULTS / "int8_speed_multi30k_amx.json").read_text())["rows"]
+    anchor = json.loads((RESULTS / "ctranslate2_anchor_multi30k_amx.json").read_text())["rows"]
+    settings = [("greedy", 128), ("greedy", 1), ("beam4", 128), ("beam4", 1)]
+
+    def speeds(rows: list, system: str, reference: str) -> list:
+        by = {(r["system"], r["decoding"], r["batch"]): r["sentences_per_second"] for r in rows}
+        return [by[system, d, b] / by[reference, d, b] for d, b in settings]
+
+    def row(prefix: str) -> str:
+        return next(line for line in TEXT.splitlines() if line.startswith(prefix))
+
+    for prefix, rows, system, reference in [
+            ("| torch `quantize_dynamic` int8 (per batch) |", runs, "torch-dynamic-int8", "fp32"),
+            ("| 8-bit weight-only cell, decoded in float", runs, "cell", "fp32"),
+            ("| **ours `--int8`**", runs, "ours-int8", "fp32"),
+            ("| CTranslate2 float32", anchor, "ct2-float32", "ours-fp32"),
+            ("| CTranslate2 int8", anchor, "ct2-int8", "ours-fp32")]:
+        line = row(prefix)
+        for ratio in speeds(rows, system, reference):
+            assert f"{ratio:.2f}×" in line, (line, ratio)
