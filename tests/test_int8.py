@@ -73,7 +73,7 @@ def test_integer_and_float_kernels_agree_bit_for_bit(mode, per_channel, bits):
 def test_every_kernel_rounds_a_near_half_activation_as_fbgemm_does(bits, kernel):
     # Row maximum L: s_x = 1, so x / s_x is x. Just below k + ½, x + (L + 1) rounds in float32 up
     # onto the half, which rounds to even: code k + 1 where round(x) gives k. fbgemm computes it so
-    # (1 value in ~65,000 in a decode); the other kernels must agree, or a cell's int8 BLEU would
+    # (about 1 Gaussian activation in 166,000); the other kernels must agree, or a cell's int8 BLEU would
     # depend on the machine's kernel.
     levels = 2 ** (bits - 1) - 1
     near = torch.nextafter(torch.tensor(levels / 2), torch.tensor(0.0))  # 63.4999924 or 31.4999981
