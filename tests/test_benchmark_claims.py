@@ -121,3 +121,17 @@ def test_linear_level_ceiling_is_the_measured_one():
     said(f"with Linears that cost nothing it is {oracle_b128:.2f}×.")
     linear_share = 1 - by["fp32", "greedy", 128] / by["linear-oracle", "greedy", 128]
     said(f"The Linears are {100 * linear_share:.0f} % of an fp32 greedy step at batch 128")
+
+
+def test_80_percent_ticket_table_is_the_measured_one():
+    folder = RESULTS / "multi30k_seed003/lottery_6ep_amx"
+    pairs = {(p["a"], p["b"]): p for p in json.loads((folder / "pairwise.json").read_text())["pairs"]}
+    for a, b in pairs:
+        p = pairs[a, b]
+        said(f"{p['delta']:+.2f} [{p['ci_low']:+.2f}, {p['ci_high']:+.2f}]".replace("-", "−"))
+    for cell in ("lottery-80-rewind-full", "lottery-80-random-full", "imp-full"):
+        bleu = json.loads((folder / f"{cell}.json").read_text())["bleu"]
+        assert f"| {bleu:.2f} |" in TEXT or f"| **{bleu:.2f}** |" in TEXT, (cell, bleu)
+    baseline = json.loads((folder / "baseline_test.json").read_text())["greedy"]["bleu"]
+    said(f"test greedy **{baseline:.2f}**")
+    assert pairs["lottery-80-random-full", "lottery-80-rewind-full"]["ci_low"] > 0  # the ticket beats random
