@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import platform
 import sys
-import time
 from pathlib import Path
 
 import click
@@ -33,10 +32,9 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from int8_speed import cpu_flags, load_system, make_weight_only_cell  # noqa: E402
+from int8_speed import cpu_flags, decode, load_system, make_weight_only_cell  # noqa: E402
 
 from tcompress.data.corpora import read_split  # noqa: E402
-from tcompress.decode import DecodeOptions, translate_ids  # noqa: E402
 from tcompress.tokenizer import Tokenizer  # noqa: E402
 
 
@@ -76,13 +74,6 @@ def with_replays(model: nn.Module, tape: Tape) -> nn.Module:
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent) if parent else model, child, Replay(tape))
     return model
-
-
-def decode(model, ids, beam: int, batch: int) -> tuple[list[list[int]], float]:
-    opts = DecodeOptions(beam_size=beam, length_penalty=0.6, batch_sentences=batch)
-    start = time.perf_counter()
-    out = translate_ids(model, ids, opts)
-    return out, time.perf_counter() - start
 
 
 @click.command()
