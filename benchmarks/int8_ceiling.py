@@ -34,6 +34,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).parent))
 from int8_speed import cpu_flags, decode, load_system, make_weight_only_cell  # noqa: E402
 
+from tcompress.compress.walker import replace_module  # noqa: E402
 from tcompress.data.corpora import read_split  # noqa: E402
 from tcompress.tokenizer import Tokenizer  # noqa: E402
 
@@ -71,8 +72,7 @@ def linear_names(model: nn.Module) -> list[str]:
 
 def with_replays(model: nn.Module, tape: Tape) -> nn.Module:
     for name in linear_names(model):
-        parent, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent) if parent else model, child, Replay(tape))
+        replace_module(model, model.get_submodule(name), Replay(tape))
     return model
 
 
