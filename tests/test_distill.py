@@ -11,7 +11,7 @@ import tcompress.decode as decode
 from tcompress import teacher as teacher_module
 from tcompress.config import ModelConfig, TrainConfig
 from tcompress.decode import DecodeOptions
-from tcompress.methods.distill import DistillParams, _word_kd_hook, check, student_model
+from tcompress.methods.distill import DistillParams, TeacherTopK, _teacher_top_k, _word_kd_hook, check, student_model
 from tcompress.model import BOS, EOS, PAD, Vocab, count_parameters, make_model
 from tcompress.params import load_params
 from tcompress.plan import resolve
@@ -52,6 +52,66 @@ def test_word_kd_loss_is_the_mixture_of_the_formula(temperature, alpha):
         got.backward()
         expected = alpha * temperature * (p - q).detach() * keep.unsqueeze(-1)
         assert torch.allclose(logits.grad, expected, atol=1e-6)
+
+
+def _pairs(src, tgt):
+    """The batch's rows as training pairs (padding stripped), with a duplicate of the first pair."""
+    data = ParallelData([[x for x in r if x != PAD] for r in src.tolist()], [[x for x in r if x != PAD] for r in tgt.tolist()])
+    return ParallelData([data.src[1], *data.src, data.src[0]], [data.tgt[1], *data.tgt, data.tgt[0]])
+
+
+def test_cached_top_k_over_the_whole_vocabulary_is_the_live_teachers_loss():
+    teacher = _teacher()
+    src, tgt = _batch()
+    cache = TeacherTopK(teacher, _pairs(src, tgt), 40, batch_tokens=14, device="cpu", bf16=False)
+    logits = torch.randn(3, 6, 40, requires_grad=True)
+    live = _word_kd_hook(teacher, 2.0, 0.5).training_loss(src, tgt, logits, torch.tensor(3.0))
+    cached = _word_kd_hook(teacher, 2.0, 0.5, cache).training_loss(src, tgt, logits, torch.tensor(3.0))
+    assert torch.allclose(cached, live, rtol=1e-5)
+    (g_live,) = torch.autograd.grad(live, logits)
+    (g_cached,) = torch.autograd.grad(cached, logits)
+    assert torch.allclose(g_cached, g_live, atol=1e-6)
+
+
+@pytest.mark.parametrize("temperature, alpha", [(1.0, 0.5), (2.0, 0.3)])
+def test_cached_top_k_is_kl_to_the_teachers_renormalized_top_k(temperature, alpha):
+    teacher = _teacher()
+    src, tgt = _batch()
+    k = 3
+    cache = TeacherTopK(teacher, _pairs(src, tgt), k, batch_tokens=14, device="cpu", bf16=False)
+    logits = torch.randn(3, 6, 40, requires_grad=True)
+    got = _word_kd_hook(teacher, temperature, alpha, cache).training_loss(src, tgt, logits, torch.tensor(7.0))
+    with torch.no_grad():
+        top = teacher(src, tgt[:, :-1]).topk(k, dim=-1)
+        q = torch.zeros(3, 6, 40).scatter(-1, top.indices, F.softmax(top.values / temperature, -1))
+    p = F.softmax(logits / temperature, -1)
+    keep = tgt[:, 1:] != PAD
+    kl = torch.where(q > 0, q * (q.clamp_min(1e-30).log() - p.log()), 0.0).sum(-1)[keep].sum()
+    assert torch.allclose(got, (1 - alpha) * 7.0 + alpha * temperature ** 2 * kl, rtol=1e-5)
+    got.backward()   # the same form as the full KL's gradient, with q zero outside the top k
+    assert torch.allclose(logits.grad, alpha * temperature * (p - q).detach() * keep.unsqueeze(-1), atol=1e-6)
+
+
+def test_the_top_k_cache_finds_a_batchs_rows_by_content_and_refuses_an_unknown_pair():
+    teacher = _teacher()
+    src, tgt = _batch()
+    cache = TeacherTopK(teacher, _pairs(src, tgt), 2, batch_tokens=14, device="cpu", bf16=False)
+    assert len(cache.row) == 3                      # the duplicated pair has one entry
+    order = torch.tensor([2, 0, 1])                  # another batch order, other padding
+    values, indices = cache.lookup(src[order], tgt[order])
+    with torch.no_grad():
+        top = teacher(src[order], tgt[order][:, :-1]).topk(2, dim=-1)
+    keep = tgt[order][:, 1:] != PAD
+    assert torch.equal(indices, top.indices[keep]) and torch.allclose(values, top.values[keep], atol=1e-5)
+    other = src.clone()
+    other[0, 0] = 39 if other[0, 0] != 39 else 38
+    with pytest.raises(KeyError, match="top-k were not computed"):
+        cache.lookup(other, tgt)
+
+
+def test_a_top_k_beyond_the_vocabulary_is_refused_by_name():
+    with pytest.raises(ConfigError, match="distill.top_k: 41 is more than the 40 target tokens"):
+        _teacher_top_k(_teacher(), DistillParams(top_k=41), ctx=None)
 
 
 def test_the_student_is_shaped_by_the_cell_and_seeded():

@@ -5,7 +5,11 @@ axes), with the baseline as its frozen teacher, through the one training loop. T
 what it learns from:
 
 - ``word``: word-level KD, per target position (1 − α)·CE(reference) + α·T²·KL(q_T ‖ p_T), q_T and
-  p_T the teacher's and the student's distributions at temperature T;
+  p_T the teacher's and the student's distributions at temperature T. With ``top_k`` > 0 (the
+  default, 8 as in Tan et al. 2019) q_T is the teacher's k most likely tokens, renormalized: the
+  teacher runs once over the training pairs before the first step (``TeacherTopK``) instead of at
+  every step, which cost more than the student's own step; ``top_k: 0`` keeps the whole
+  distribution, recomputed at every step;
 - ``seq``: sequence-level KD, cross-entropy on the teacher's beam translations of the training
   sources instead of the references (the ``teacher`` stage decodes them once, for every student);
 - ``none``: the same student trained on the references alone, on the same budget: the comparison
@@ -42,6 +46,8 @@ class DistillParams(FinetuneParams):
     n_heads: int = setting(4, lo=1, doc="the student's attention heads (must divide every d_model)")
     temperature: float = setting(1.0, lo=0.0, lo_open=True, doc="word KD: T of both softmaxes")
     alpha: float = setting(0.5, lo=0.0, hi=1.0, doc="word KD: weight of the teacher's term (1 − α: the references')")
+    top_k: int = setting(8, lo=0, doc="word KD: the teacher's k most likely tokens per position, computed once "
+                         "before training and renormalized; 0 = its whole distribution, at every step")
 
 
 def check(params: DistillParams, budget: Budget) -> None:
@@ -53,8 +59,61 @@ def check(params: DistillParams, budget: Budget) -> None:
         raise ConfigError("distill.from_scratch: a student always starts fresh; leave it false")
 
 
-def _word_kd_hook(teacher, temperature: float, alpha: float):
-    """The training-loop hook that mixes the teacher's distributions into the loss (imports torch)."""
+class TeacherTopK:
+    """The teacher's k largest logits at every target position of the training pairs, computed once.
+
+    A step's batch is looked up by content (source and target ids), so the training loop needs no
+    sentence indices; equal pairs share one entry, as the teacher gives them the same outputs. Values
+    are kept in float32 and indices in int32: k·8 bytes a target token (30 MB for Multi30k at k = 8).
+    """
+
+    def __init__(self, teacher, data, k: int, batch_tokens: int, device, bf16: bool, progress: bool = False):
+        import itertools
+
+        import torch
+        from tqdm.auto import tqdm
+
+        from tcompress.batching import make_batches, pad
+
+        self.lengths = [len(t) - 1 for t in data.tgt]                  # positions after BOS: the labels
+        self.offsets = [0, *itertools.accumulate(self.lengths)]
+        self.values = torch.empty(self.offsets[-1], k)
+        self.indices = torch.empty(self.offsets[-1], k, dtype=torch.int32)
+        self.row: dict[tuple, int] = {}
+        for i, pair in enumerate(zip(data.src, data.tgt)):
+            self.row.setdefault((tuple(pair[0]), tuple(pair[1])), i)
+        batches = make_batches([len(s) for s in data.src], [len(t) for t in data.tgt], batch_tokens)
+        for batch in tqdm(batches, desc=f"teacher's top {k}", unit="batch", disable=not progress,
+                          mininterval=2.0):      # in length order: little padding
+            src = pad([data.src[i] for i in batch]).to(device)
+            tgt_in = pad([data.tgt[i][:-1] for i in batch]).to(device)
+            with torch.no_grad(), torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
+                top = teacher(src, tgt_in).float().topk(k, dim=-1)   # (B, T, k) each
+            values, indices = top.values.cpu(), top.indices.to(torch.int32).cpu()
+            for row, i in enumerate(batch):
+                start, n = self.offsets[i], self.lengths[i]
+                self.values[start:start + n], self.indices[start:start + n] = values[row, :n], indices[row, :n]
+
+    def lookup(self, src, tgt):
+        """(values, indices), (tokens, k) each, in the order of ``logits[labels != PAD]``."""
+        import torch
+
+        from tcompress.model import PAD
+
+        rows = []
+        for s, t in zip(src.tolist(), tgt.tolist()):
+            key = (tuple(x for x in s if x != PAD), tuple(x for x in t if x != PAD))
+            if key not in self.row:
+                raise KeyError("word KD: a training pair the teacher's top-k were not computed for")
+            i = self.row[key]
+            rows.append(torch.arange(self.offsets[i], self.offsets[i] + self.lengths[i]))
+        flat = torch.cat(rows)
+        return self.values[flat], self.indices[flat].long()
+
+
+def _word_kd_hook(teacher, temperature: float, alpha: float, top_k: TeacherTopK | None = None):
+    """The training-loop hook that mixes the teacher's distributions into the loss (imports torch):
+    from ``top_k``'s cache when given, else from the teacher run on the batch."""
     import torch
     import torch.nn.functional as F
 
@@ -63,15 +122,23 @@ def _word_kd_hook(teacher, temperature: float, alpha: float):
 
     class WordKD(Hook):
         def training_loss(self, src, tgt, logits, loss):
-            tgt_in, labels = tgt[:, :-1], tgt[:, 1:]
-            with torch.no_grad(), torch.autocast(logits.device.type, dtype=torch.bfloat16,
-                                                 enabled=logits.dtype == torch.bfloat16):
-                teacher_logits = teacher(src, tgt_in)
-            keep = labels != PAD
-            log_p = F.log_softmax(logits.float()[keep] / temperature, dim=-1)         # (tokens, vocab)
-            log_q = F.log_softmax(teacher_logits.float()[keep] / temperature, dim=-1)
-            kl = F.kl_div(log_p, log_q, log_target=True, reduction="sum")            # Σ_tokens KL(q ‖ p)
-            return (1 - alpha) * loss + alpha * temperature ** 2 * kl
+            keep = tgt[:, 1:] != PAD                       # (B, T): target positions, padding left out
+            scaled = logits.float() / temperature if temperature != 1 else logits.float()   # (B, T, vocab)
+            if top_k is None:
+                with torch.no_grad(), torch.autocast(logits.device.type, dtype=torch.bfloat16,
+                                                     enabled=logits.dtype == torch.bfloat16):
+                    teacher_logits = teacher(src, tgt[:, :-1]).float()
+                log_q = F.log_softmax(teacher_logits / temperature, dim=-1)
+                log_p = F.log_softmax(scaled, dim=-1)
+            else:   # q renormalized over the teacher's k most likely tokens; log p at those k only
+                values, indices = top_k.lookup(src, tgt)                               # (tokens, k) each
+                log_q = torch.zeros(*keep.shape, values.size(1), device=logits.device)
+                index = torch.zeros(*keep.shape, values.size(1), dtype=torch.long, device=logits.device)
+                log_q[keep] = F.log_softmax(values.to(logits.device) / temperature, dim=-1)
+                index[keep] = indices.to(logits.device)
+                log_p = scaled.gather(-1, index) - scaled.logsumexp(-1, keepdim=True)  # (B, T, k)
+            kl = (log_q.exp() * (log_q - log_p)).sum(-1)                               # (B, T): KL(q ‖ p)
+            return (1 - alpha) * loss + alpha * temperature ** 2 * kl[keep].sum()
 
     return WordKD()
 
@@ -89,13 +156,34 @@ def student_model(teacher, cell, params: DistillParams, seed: int):
     return make_model(cfg, teacher.vocab)
 
 
+def _teacher_top_k(teacher, params: DistillParams, ctx) -> tuple[TeacherTopK, float]:
+    import time
+
+    from tcompress.precision import resolve_precision
+
+    if params.top_k > teacher.vocab.tgt_size:
+        raise ConfigError(f"distill.top_k: {params.top_k} is more than the {teacher.vocab.tgt_size} target "
+                          "tokens; 0 keeps the whole distribution")
+    train, _ = ctx.training_data()
+    bf16 = resolve_precision(ctx.entry["train"]["precision"], ctx.device, quiet=True) == "bf16"
+    start = time.perf_counter()
+    cache = TeacherTopK(teacher, train, params.top_k, ctx.entry["train"]["batch_tokens"], ctx.device, bf16,
+                        progress=True)
+    return cache, round(time.perf_counter() - start, 1)
+
+
 def compress(model, cell, params: DistillParams, ctx) -> dict:
     from tcompress.model import count_parameters
 
     teacher = model.eval().requires_grad_(False)
     student = student_model(teacher, cell, params, ctx.seed).to(ctx.device)
-    hooks = [_word_kd_hook(teacher, params.temperature, params.alpha)] if cell["kd"] == "word" else []
-    facts = ctx.finetune(student, hooks, teacher=cell["kd"] == "seq")
+    hooks, facts = [], {}
+    if cell["kd"] == "word":
+        cache = None
+        if params.top_k:   # recomputed after an interruption too: the same teacher, data and order
+            cache, facts["teacher_top_k_seconds"] = _teacher_top_k(teacher, params, ctx)
+        hooks.append(_word_kd_hook(teacher, params.temperature, params.alpha, cache))
+    facts |= ctx.finetune(student, hooks, teacher=cell["kd"] == "seq")
     n_teacher, n_student = count_parameters(teacher), count_parameters(student)
     return {**facts, "model": student, "n_model": n_teacher, "n_student": n_student, "n_compressed": n_teacher,
             "compression_ratio": round(n_teacher / n_student, 4)}
