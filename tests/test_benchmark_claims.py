@@ -124,3 +124,22 @@ def test_linear_level_ceiling_is_the_measured_one():
     said(f"with Linears that cost nothing it is {oracle_b128:.2f}×.")
     linear_share = 1 - 1 / oracle_b128
     said(f"The Linears are {100 * linear_share:.0f} % of an fp32 greedy step at batch 128")
+
+
+def test_word_kd_step_table_and_default_cell_are_the_measured_ones():
+    """The eighth session's word-KD costs: the step table from kd_step.py's file, and the default cell's
+    time, steps and top-8 pass from its metrics; the default must fit the issue's 10 minutes."""
+    folder = RESULTS / "multi30k_seed003/distill_default"
+    steps = json.loads((folder / "kd_step_amx.json").read_text())
+    for prefix, kind in [("| the references alone (`kd: none`) |", "none"),
+                         ("| word KD, the teacher's top 8 computed once", "top_k"),
+                         ("| word KD, the teacher at every step", "live")]:
+        line = row(prefix)
+        seconds, ratio = steps["seconds_per_step"][kind], steps["ratio_to_none"][kind]
+        assert f"{seconds:.2f}" in line.split("|")[2] and f"| {ratio:.2f} |" in line, (line, seconds, ratio)
+    assert steps["seconds_per_step"]["top_k"] < steps["seconds_per_step"]["live"]
+    cell = json.loads((folder / "distill-word-128-3-512_top8_2ep_amx.json").read_text())
+    said(f"({cell['finetune_steps']} steps in {cell['finetune_seconds']} s, top-8 pass "
+         f"{cell['teacher_top_k_seconds']} s, `compress_seconds` {cell['compress_seconds']:.1f})")
+    said(f"the student's test BLEU at this budget is {cell['bleu']:.2f}")
+    assert cell["compress_seconds"] < 600
