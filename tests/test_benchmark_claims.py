@@ -143,3 +143,25 @@ def test_word_kd_step_table_and_default_cell_are_the_measured_ones():
          f"{cell['teacher_top_k_seconds']} s, `compress_seconds` {cell['compress_seconds']:.1f})")
     said(f"the student's test BLEU at this budget is {cell['bleu']:.2f}")
     assert cell["compress_seconds"] < 600
+
+
+def test_students_at_the_18_epoch_budget_are_the_measured_ones():
+    """The eighth session's students against their 6-epoch teacher: each BLEU with its interval, the
+    sequence-level against the reference-trained student, and the greedy speed ratio."""
+    raw = RESULTS / "multi30k_seed003/distill_18ep_amx"
+    pairs = {(p["a"], p["b"]): p for p in json.loads((raw / "pairwise.json").read_text())["pairs"]}
+
+    def interval(a: str, b: str) -> str:
+        p = pairs[a, b]
+        return f"{p['delta']:+.2f} [{p['ci_low']:+.2f}, {p['ci_high']:+.2f}], p = {p['p_value']:.3f}".replace("-", "−")
+
+    for kd in ("seq", "none"):
+        cell = json.loads((raw / f"distill-{kd}-128-3-512.json").read_text())
+        line = row(f"| 128-3-512 student, {kd} ")
+        assert f"{cell['bleu']:.2f}" in line and interval("baseline", f"distill-{kd}-128-3-512") in line, line
+        assert f"{cell['finetune_steps']:,}" in line, line
+    said(f"| sequence-level against reference-trained | | "
+         f"{interval('distill-none-128-3-512', 'distill-seq-128-3-512')} |")
+    speed = json.loads((raw / "distill_speed_seq.json").read_text())
+    said(f"{speed['sentences_per_second']['student']:.1f} sentences/s against the teacher's "
+         f"{speed['sentences_per_second']['teacher']:.1f}: {speed['speedup']:.2f}×")
