@@ -55,7 +55,7 @@ def test_word_kd_loss_is_the_mixture_of_the_formula(temperature, alpha):
 
 
 def _pairs(src, tgt):
-    """The batch's rows as training pairs (padding stripped), with a duplicate of the first pair."""
+    """The batch's rows as training pairs (padding stripped), with rows 1 and 0 repeated: 5 pairs, 3 distinct."""
     data = ParallelData([[x for x in r if x != PAD] for r in src.tolist()], [[x for x in r if x != PAD] for r in tgt.tolist()])
     return ParallelData([data.src[1], *data.src, data.src[0]], [data.tgt[1], *data.tgt, data.tgt[0]])
 
