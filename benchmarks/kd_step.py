@@ -2,10 +2,10 @@
 the references alone (``none``), word KD from the teacher's top k computed once (``top_k``, the
 default), and word KD with the teacher run on every batch (``live``, ``distill.top_k: 0``).
 
-Each round times ``--steps`` training steps of each kind on the same seeded Multi30k batches (after
-two warm-up steps), alternating kinds, through the loss the cell stage uses (the training loop's
-label-smoothed cross-entropy, then the word-KD hook); a fresh student each round, so no kind trains
-on another's weights. Reports the best round's seconds a step and each kind's ratio to ``none``.
+Each round runs the cell stage's training loop (``tcompress.training.fit``, with the word-KD hook
+where the kind has one) on the same seeded Multi30k pairs, alternating kinds, and times ``--steps``
+optimizer steps after two warm-up steps; a fresh student each round, so no kind trains on another's
+weights. Reports the best round's seconds a step and each kind's ratio to ``none``.
 
     python benchmarks/kd_step.py --teacher data/model/model.pt --tokenized data/tokenized \
         --out benchmarks/results/kd_step_multi30k.json
@@ -16,43 +16,47 @@ from __future__ import annotations
 import dataclasses
 import json
 import platform
+import tempfile
 import time
 from pathlib import Path
 
 import click
 import torch
 
-from tcompress.batching import make_batches, pad
+from tcompress.batching import make_batches
 from tcompress.compress.artifact import load_model
 from tcompress.config import TrainConfig
 from tcompress.data.corpora import read_ids
 from tcompress.methods.distill import TeacherTopK, _word_kd_hook
 from tcompress.model import make_model
 from tcompress.precision import resolve_precision
-from tcompress.training import ParallelData, _loss
+from tcompress.training import Hook, ParallelData, fit
 
 from int8_speed import cpu_flags
 
 KINDS = ("none", "top_k", "live")
 
 
-def timed_steps(student, hook, batches, src, tgt, cfg: TrainConfig, device) -> float:
-    """Seconds a step over ``batches`` (the first two are warm-up, not timed)."""
-    opt = torch.optim.Adam(student.parameters(), lr=1e-4, betas=(cfg.beta1, cfg.beta2), eps=cfg.adam_eps)
-    student.train()
-    start = None
-    for n, batch in enumerate(batches):
-        if n == 2:
-            start = time.perf_counter()
-        s, t = pad([src[i] for i in batch]).to(device), pad([tgt[i] for i in batch]).to(device)
-        loss, n_tokens, logits = _loss(student, s, t, cfg.label_smoothing, cfg, device)
-        if hook is not None:
-            loss = hook.training_loss(s, t, logits, loss)
-        opt.zero_grad(set_to_none=True)
-        (loss / n_tokens).backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.clip_norm)
-        opt.step()
-    return (time.perf_counter() - start) / (len(batches) - 2)
+class StepClock(Hook):
+    """Notes when each optimizer step of ``fit`` ends."""
+
+    def __init__(self):
+        self.ends: list[float] = []
+
+    def on_step_end(self, model, state) -> None:
+        self.ends.append(time.perf_counter())
+
+
+def timed_steps(student, hook, data: ParallelData, cfg: TrainConfig, device, steps: int) -> float:
+    """Seconds a step of the cell stage's own training loop (``fit``), interrupted after two warm-up
+    steps and ``steps`` timed ones: from the end of the second step to the end of the last."""
+    clock = StepClock()
+    with tempfile.TemporaryDirectory() as work:   # a fresh resume path: nothing to resume from
+        fit(student, data, ParallelData([], []), cfg, seed=0, best_path=Path(work) / "best.pt",
+            resume_path=Path(work) / "resume.pt", identity={}, hooks=[h for h in (hook, clock) if h],
+            device=device, progress=False, stop_after_steps=steps + 2)
+    assert len(clock.ends) == steps + 2, "the timed steps ran past an epoch: give fit more pairs"
+    return (clock.ends[-1] - clock.ends[1]) / steps
 
 
 @click.command()
@@ -75,11 +79,12 @@ def main(teacher, tokenized, d_model, layers, d_ff, top_k, steps, rounds, precis
     cfg = TrainConfig(batch_tokens=3000, precision=precision)
     bf16 = resolve_precision(precision, device) == "bf16"
     src, tgt = read_ids(tokenized, "train")
-    batches = make_batches([len(s) for s in src], [len(t) for t in tgt], cfg.batch_tokens, seed=1)[:steps + 2]
+    # the pairs of a few more batches than fit takes, so one epoch holds every step
+    batches = make_batches([len(s) for s in src], [len(t) for t in tgt], cfg.batch_tokens, seed=1)[:steps + 6]
     used = sorted({i for b in batches for i in b})
+    data = ParallelData([src[i] for i in used], [tgt[i] for i in used])
     start = time.perf_counter()
-    cache = TeacherTopK(model, ParallelData([src[i] for i in used], [tgt[i] for i in used]), top_k,
-                        cfg.batch_tokens, device, bf16)
+    cache = TeacherTopK(model, data, top_k, cfg.batch_tokens, device, bf16)
     cache_seconds = time.perf_counter() - start
     hooks = {"none": None, "top_k": _word_kd_hook(model, 1.0, 0.5, cache), "live": _word_kd_hook(model, 1.0, 0.5)}
     shape = dataclasses.replace(model.cfg, d_model=d_model, n_layers=layers, d_ff=d_ff)
@@ -87,8 +92,8 @@ def main(teacher, tokenized, d_model, layers, d_ff, top_k, steps, rounds, precis
     for r in range(rounds):
         for kind in KINDS:
             torch.manual_seed(r)
-            seconds[kind].append(timed_steps(make_model(shape, model.vocab).to(device), hooks[kind], batches,
-                                             src, tgt, cfg, device))
+            seconds[kind].append(timed_steps(make_model(shape, model.vocab).to(device), hooks[kind], data,
+                                             cfg, device, steps))
     best = {k: min(v) for k, v in seconds.items()}
     result = {
         "student": {"d_model": d_model, "layers": layers, "d_ff": d_ff}, "top_k": top_k, "steps": steps,
