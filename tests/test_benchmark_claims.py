@@ -165,3 +165,22 @@ def test_students_at_the_18_epoch_budget_are_the_measured_ones():
     speed = json.loads((raw / "distill_speed_seq.json").read_text())
     said(f"{speed['sentences_per_second']['student']:.1f} sentences/s against the teacher's "
          f"{speed['sentences_per_second']['teacher']:.1f}: {speed['speedup']:.2f}×")
+
+
+def test_the_18_epoch_teacher_on_the_amx_vm_is_the_measured_one():
+    """The ninth session's 18-epoch baseline: its test BLEU, its training facts, and each paired
+    interval of the table, from the files the run wrote."""
+    raw = RESULTS / "multi30k_seed003/baseline_18ep_amx"
+    train = json.loads((raw / "train.json").read_text())
+    test = json.loads((raw / "baseline.json").read_text())
+    said(f"**greedy {test['greedy']['bleu']:.2f}, beam {test['bleu']:.2f}**")
+    said(f"({train['steps']:,} steps, {train['train_seconds']:,.1f} s of steps, {train['wall_seconds']:,.1f} s "
+         f"wall, best validation BLEU {train['best_val_bleu']:.2f} at epoch {train['best_epoch']}, kept)")
+    pairs = {(p["a"], p["b"]): p for p in json.loads((raw / "pairwise.json").read_text())["pairs"]}
+    for (a, b), prefix in {("baseline-6ep", "baseline-18ep"): "| the 18-epoch baseline against the 6-epoch",
+                           ("baseline-18ep", "distill-none-128-3-512"): "| the 18-epoch reference-trained",
+                           ("baseline-18ep", "distill-seq-128-3-512"): "| the 18-epoch seq-KD student"}.items():
+        p = pairs[a, b]
+        cell = f"{p['delta']:+.2f} [{p['ci_low']:+.2f}, {p['ci_high']:+.2f}], p = {p['p_value']:.3f}"
+        assert cell.replace("-", "−") in row(prefix), (prefix, cell)
+    said(f"the teacher is now {-pairs['baseline-18ep', 'distill-none-128-3-512']['delta']:.2f} BLEU better")
