@@ -21,6 +21,17 @@ def said(sentence: str) -> None:
     assert " ".join(sentence.split()) in FLAT, f"BENCHMARKS.md no longer says: {sentence!r}"
 
 
+def pairwise(raw) -> dict:
+    """benchmarks/pairwise.py's file in ``raw``, by (cell A, cell B)."""
+    return {(p["a"], p["b"]): p for p in json.loads((raw / "pairwise.json").read_text())["pairs"]}
+
+
+def interval(pair: dict) -> str:
+    """A paired comparison as BENCHMARKS.md writes it: Δ [low, high], p = …, with true minus signs."""
+    return (f"{pair['delta']:+.2f} [{pair['ci_low']:+.2f}, {pair['ci_high']:+.2f}], "
+            f"p = {pair['p_value']:.3f}").replace("-", "−")
+
+
 @pytest.fixture(scope="module")
 def ptq() -> pd.DataFrame:
     frame = pd.read_csv(RESULTS / "multi30k_ptq/results.csv")
@@ -62,24 +73,20 @@ def test_packed_sizes_table_is_the_measured_one():
 @pytest.mark.parametrize("folder, sparsity", [("lottery_6ep", 50), ("lottery_6ep_amx", 80)])
 def test_lottery_table_at_the_6_epoch_budget_is_the_measured_one(folder, sparsity):
     raw = RESULTS / "multi30k_seed003" / folder
-    pairs = {(p["a"], p["b"]): p for p in json.loads((raw / "pairwise.json").read_text())["pairs"]}
+    pairs = pairwise(raw)
     ticket, random = f"lottery-{sparsity}-rewind-full", f"lottery-{sparsity}-random-full"
-
-    def interval(a: str, b: str) -> str:
-        p = pairs[a, b]
-        return f"{p['delta']:+.2f} [{p['ci_low']:+.2f}, {p['ci_high']:+.2f}], p = {p['p_value']:.3f}".replace("-", "−")
 
     baseline = json.loads((raw / "baseline_test.json").read_text())["greedy"]["bleu"]
     for cell, text in ((ticket, "| **{bleu:.2f}** | **{ci}** |"), (random, "| {bleu:.2f} | {ci} |")):
         bleu = json.loads((raw / f"{cell}.json").read_text())["bleu"]
-        said(text.format(bleu=bleu, ci=interval("baseline", cell)))
+        said(text.format(bleu=bleu, ci=interval(pairs["baseline", cell])))
     said(f"against the dense baseline ({baseline:.2f})")
-    said(f"| ticket against its random re-initialization | | **{interval(random, ticket)}** |")
+    said(f"| ticket against its random re-initialization | | **{interval(pairs[random, ticket])}** |")
     assert pairs[random, ticket]["ci_low"] > 0  # the ticket beats its random re-initialization
     imp = json.loads((raw / "imp-full.json").read_text())
     said(f"three rounds 60 steps apart, fine-tuned {imp['finetune_steps']} steps in all | {imp['bleu']:.2f} | "
-         f"{interval('baseline', 'imp-full')} |")
-    said(f"| ticket against plain IMP at the same sparsity | | **{interval('imp-full', ticket)}** |")
+         f"{interval(pairs['baseline', 'imp-full'])} |")
+    said(f"| ticket against plain IMP at the same sparsity | | **{interval(pairs['imp-full', ticket])}** |")
 
 
 DECODE_SETTINGS = [("greedy", 128), ("greedy", 1), ("beam4", 128), ("beam4", 1)]
@@ -149,19 +156,15 @@ def test_students_at_the_18_epoch_budget_are_the_measured_ones():
     """The eighth session's students against their 6-epoch teacher: each BLEU with its interval, the
     sequence-level against the reference-trained student, and the greedy speed ratio."""
     raw = RESULTS / "multi30k_seed003/distill_18ep_amx"
-    pairs = {(p["a"], p["b"]): p for p in json.loads((raw / "pairwise.json").read_text())["pairs"]}
-
-    def interval(a: str, b: str) -> str:
-        p = pairs[a, b]
-        return f"{p['delta']:+.2f} [{p['ci_low']:+.2f}, {p['ci_high']:+.2f}], p = {p['p_value']:.3f}".replace("-", "−")
+    pairs = pairwise(raw)
 
     for kd in ("seq", "none"):
         cell = json.loads((raw / f"distill-{kd}-128-3-512.json").read_text())
         line = row(f"| 128-3-512 student, {kd} ")
-        assert f"{cell['bleu']:.2f}" in line and interval("baseline", f"distill-{kd}-128-3-512") in line, line
+        assert f"{cell['bleu']:.2f}" in line and interval(pairs["baseline", f"distill-{kd}-128-3-512"]) in line, line
         assert f"{cell['finetune_steps']:,}" in line, line
     said(f"| sequence-level against reference-trained | | "
-         f"{interval('distill-none-128-3-512', 'distill-seq-128-3-512')} |")
+         f"{interval(pairs['distill-none-128-3-512', 'distill-seq-128-3-512'])} |")
     speed = json.loads((raw / "distill_speed_seq.json").read_text())
     said(f"{speed['sentences_per_second']['student']:.1f} sentences/s against the teacher's "
          f"{speed['sentences_per_second']['teacher']:.1f}: {speed['speedup']:.2f}×")
@@ -176,11 +179,9 @@ def test_the_18_epoch_teacher_on_the_amx_vm_is_the_measured_one():
     said(f"**greedy {test['greedy']['bleu']:.2f}, beam {test['bleu']:.2f}**")
     said(f"({train['steps']:,} steps, {train['train_seconds']:,.1f} s of steps, {train['wall_seconds']:,.1f} s "
          f"wall, best validation BLEU {train['best_val_bleu']:.2f} at epoch {train['best_epoch']}, kept)")
-    pairs = {(p["a"], p["b"]): p for p in json.loads((raw / "pairwise.json").read_text())["pairs"]}
+    pairs = pairwise(raw)
     for (a, b), prefix in {("baseline-6ep", "baseline-18ep"): "| the 18-epoch baseline against the 6-epoch",
                            ("baseline-18ep", "distill-none-128-3-512"): "| the 18-epoch reference-trained",
                            ("baseline-18ep", "distill-seq-128-3-512"): "| the 18-epoch seq-KD student"}.items():
-        p = pairs[a, b]
-        cell = f"{p['delta']:+.2f} [{p['ci_low']:+.2f}, {p['ci_high']:+.2f}], p = {p['p_value']:.3f}"
-        assert cell.replace("-", "−") in row(prefix), (prefix, cell)
+        assert interval(pairs[a, b]) in row(prefix), (prefix, interval(pairs[a, b]))
     said(f"the teacher is now {-pairs['baseline-18ep', 'distill-none-128-3-512']['delta']:.2f} BLEU better")
