@@ -191,3 +191,23 @@ def test_a_cells_resume_file_from_another_plan_is_ignored(tiny_pipeline, tmp_pat
     captured = capsys.readouterr()
     assert "ignoring" in captured.out + captured.err and "its plan differs from this run's" in captured.out + captured.err
     assert facts["finetune_steps"] > 0 and not (tmp_path / "resume.pt").exists()
+
+
+def test_a_word_kd_cell_reads_the_training_split_once(tiny_pipeline, tmp_path, monkeypatch):
+    """The teacher's top-k pass and the training loop share one read of the training ids."""
+    import torch
+
+    import tcompress.compress.cells as cells
+    from tcompress.methods.distill import DistillParams, compress
+
+    splits, read_ids = [], cells.read_ids
+    monkeypatch.setattr(cells, "read_ids", lambda folder, split: splits.append(split) or read_ids(folder, split))
+    entry = {"cell": "distill-word-32-1-64", "seed": 3, "params": {"train_sentences": 0},
+             "train": {"epochs": 1, "batch_tokens": 400, "warmup_steps": 2, "precision": "fp32"}}
+    data = tiny_pipeline / "data"
+    ctx = cells.CellContext(entry, data / "tokenized", None, tmp_path / "resume.pt", torch.device("cpu"))
+    teacher, _ = load_model(data / "model/model.pt")
+    facts = compress(teacher, {"kd": "word", "d_model": 32, "layers": 1, "d_ff": 64},
+                     DistillParams(top_k=4, n_heads=2), ctx)
+    assert facts["finetune_steps"] > 0 and "teacher_top_k_seconds" in facts
+    assert splits.count("train") == 1, splits

@@ -46,6 +46,7 @@ class CellContext:
         self.device, self.seed, self.checkpoint_every = device, entry["seed"], checkpoint_every
         self.teacher = teacher   # the teacher stage's output, for cells that train on its translations
         self.extra_hooks: list = []
+        self._training_data: dict[bool, tuple[ParallelData, ParallelData]] = {}
 
     def calibration_batches(self, n_batches: int, batch_tokens: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The first ``n_batches`` training batches of a seeded shuffle, as (src, tgt_in) pairs."""
@@ -60,12 +61,15 @@ class CellContext:
         if teacher and "teacher" not in self.entry.get("inputs", {}):
             raise ValueError(f"cell {self.entry['cell']}: its method reads the teacher's translations, but its "
                              "plan holds none (the method's needs_teacher must say so for this cell)")
-        src, tgt = read_ids(self.teacher if teacher else self.tokenized, "train")
-        keep = training_subset(len(src), self.entry["params"]["train_sentences"], self.seed)
-        if keep is not None:
-            src, tgt = [src[i] for i in keep], [tgt[i] for i in keep]
-        refs = read_split(self.valid_split)[1] if self.valid_split else None
-        return ParallelData(src, tgt), ParallelData(*read_ids(self.tokenized, "valid"), references=refs)
+        if teacher not in self._training_data:   # read once: a word-KD cell asks before and in finetune
+            src, tgt = read_ids(self.teacher if teacher else self.tokenized, "train")
+            keep = training_subset(len(src), self.entry["params"]["train_sentences"], self.seed)
+            if keep is not None:
+                src, tgt = [src[i] for i in keep], [tgt[i] for i in keep]
+            refs = read_split(self.valid_split)[1] if self.valid_split else None
+            self._training_data[teacher] = (ParallelData(src, tgt),
+                                            ParallelData(*read_ids(self.tokenized, "valid"), references=refs))
+        return self._training_data[teacher]
 
     def steps_per_epoch(self, teacher: bool = False) -> int:
         train, _ = self.training_data(teacher)

@@ -15,7 +15,7 @@ with w_q, s_w, z_w the cell's codes, step sizes and zero points as stored, and x
 quantized to int8 **per row** (per token: s_x = max|x_row| / 127), rounded as fbgemm rounds:
 x_q = round(x / s_x + 128) − 128, the sum in float32 and the rounding half to even. (Adding 128
 first moves a quotient within half a float32 step below k + ½ onto k + ½, which then rounds up:
-about one value in 65,000 gets a code one above round(x / s_x). Every kernel rounds this way, so
+about one value in 166,000 gets a code one above round(x / s_x). Every kernel rounds this way, so
 all give the same numbers.) A per-row scale makes each
 sentence's output independent of its batch mates, which a per-batch scale (torch's dynamic
 quantization) does not. Asymmetric codes (0..255) are shifted by 128 into int8 and the shift is
