@@ -212,3 +212,22 @@ def test_default_cells_on_the_avx2_cpu_are_the_measured_ones():
     said(f"top-8 pass {word['teacher_top_k_seconds']} s")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     assert params["lottery"]["epochs"]["multi30k"] == 1 and params["distill"]["epochs"]["multi30k"] == 2
+
+
+def test_the_fp32_reference_trained_student_at_18_epochs_is_the_measured_one():
+    """The eleventh session's equal-budget control for the seq student: its row and validation curve
+    from the cell's own metrics and training curve, trained in fp32 on a CPU without AVX-512."""
+    folder = RESULTS / "multi30k_seed003/distill_18ep_fp32"
+    cell = json.loads((folder / "distill-none-128-3-512.json").read_text())
+    curve = json.loads((folder / "val_bleu_by_epoch.json").read_text())
+    assert cell["precision"] == "fp32" and cell["kd"] == "none" and cell["finetune_steps"] == 3366
+    assert not any(flag.startswith("avx512") for flag in curve["cpu_flags"]), curve["cpu_flags"]
+    line = row("| 128-3-512 student, none (the references alone), fp32 |")
+    assert f"**{cell['bleu']:.2f}** | {cell['chrf']:.2f} |" in line, line
+    assert (f"{cell['finetune_steps']:,} in {cell['finetune_seconds']:,.1f} s "
+            f"({cell['finetune_seconds'] / cell['finetune_steps']:.2f} s a step)") in line, line
+    assert f"the last epoch ({cell['kept_epoch']})" in line, line
+    by_epoch = curve["val_bleu_by_epoch"]["distill-none-128-3-512"]
+    said(f"Validation BLEU by epoch (1 → 18): {', '.join(f'{v:.1f}' for v in by_epoch)} (bf16")
+    hyps = (folder / "hyps.txt").read_text().split("\n")[:-1]
+    assert len(hyps) == cell["sentences"]
