@@ -231,3 +231,16 @@ def test_the_fp32_reference_trained_student_at_18_epochs_is_the_measured_one():
     said(f"Validation BLEU by epoch (1 → 18): {', '.join(f'{v:.1f}' for v in by_epoch)} (bf16")
     hyps = (folder / "hyps.txt").read_text().split("\n")[:-1]
     assert len(hyps) == cell["sentences"]
+
+
+def test_the_fp32_teacher_and_its_student_gap_are_the_measured_ones():
+    """The eleventh session's 18-epoch fp32 teacher: its test BLEU, best epoch and the paired gap to
+    the reference-trained student, from the evaluate, train and pairwise files."""
+    folder = RESULTS / "multi30k_seed003/baseline_18ep_fp32"
+    train = json.loads((folder / "train.json").read_text())
+    test = json.loads((folder / "baseline.json").read_text())
+    pair = pairwise(folder)["baseline-18ep-fp32", "distill-none-128-3-512"]
+    assert train["precision"] == test["precision"] == "fp32" and train["steps"] == 3366
+    said(f"{train['steps']:,} steps in {train['train_seconds']:,.1f} s of steps")
+    said(f"best validation BLEU {train['best_val_bleu']:.2f} at epoch {train['best_epoch']}")
+    said(f"**{test['bleu']:.2f}**. The reference-trained student against it: **{interval(pair)}**")
