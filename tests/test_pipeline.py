@@ -7,7 +7,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import REPO, dvc
+from conftest import REPO, dvc, make_project, tiny_params
 
 from tcompress.compress.int8_inference import fastest_activation_bits, fbgemm_static_available
 
@@ -197,12 +197,27 @@ def test_plan_command_previews_what_a_change_would_run(tiny_pipeline):
 def test_each_plot_is_defined_once_with_titles(tiny_pipeline):
     shown = json.loads(dvc(["plots", "show", "--json"], tiny_pipeline).stdout)
     assert not shown.get("errors")
-    assert set(shown["data"]) == {"training_loss", "validation_bleu", "bleu_vs_ratio",   # no stage-level repeats
+    # the validation curve is the train stage's own plot (so the stage is run-cached), drawn once
+    assert set(shown["data"]) == {"training_loss", "metrics/train_curve.json", "bleu_vs_ratio",
                                   "bleu_vs_file_size"}
+    (bleu_curve,) = shown["data"]["metrics/train_curve.json"]
+    assert {row["val_bleu"] for row in bleu_curve["content"]["data"]["values"]} == \
+        {e["val_bleu"] for e in json.loads((tiny_pipeline / "metrics/train_curve.json").read_text())}
     for name, renders in shown["data"].items():
         (spec,) = [r["content"] for r in renders]
         assert "BLEU" in spec["title"]["text"] or "loss" in spec["title"]["text"], name
     assert "/dvc_plots/" in (REPO / ".gitignore").read_text().split()   # the page it writes stays out of git
+
+
+def test_a_second_clone_restores_the_baseline_from_the_run_cache(tiny_pipeline, shared_cache, tmp_path):
+    """The baseline is the costliest stage: a project that shares the cache (a teammate's clone after
+    `dvc pull --run-cache`) with the same params gets it back instead of retraining. DVC keeps no
+    run-cache entry for a stage with an uncached plain output, hence the curve is a plot."""
+    project = make_project(tmp_path, tiny_params(), shared_cache)
+    out = dvc(["repro", "train"], project).stdout
+    assert "Stage 'train' is cached - skipping run" in out and "Running stage 'train'" not in out, out
+    for path in ("data/model/model.pt", "metrics/train.json", "metrics/train_curve.json"):
+        assert (project / path).read_bytes() == (tiny_pipeline / path).read_bytes(), path
 
 
 def test_translate_reads_gzip_and_keeps_empty_lines_empty(tiny_pipeline, tmp_path):
