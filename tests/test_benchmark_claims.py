@@ -288,3 +288,25 @@ def test_the_seq_student_of_the_fp32_teacher_is_the_measured_one():
     said(f"the size and the speed are met ({share:.3f}; {speed['speedup']:.2f}×); the BLEU is not, by a hair: "
          f"{interval(to_teacher).split(', p')[0]}.**")
 
+
+def test_two_one_thread_trainings_against_one_two_thread_training_are_the_measured_ones():
+    """The thread-scaling table: each round's steps and the throughput ratio recomputed from them."""
+    r = json.loads((RESULTS / "thread_scaling_avx2.json").read_text())
+    assert r["cpu_flags"] == ["avx2"] and r["precision"] == "fp32" and len(r["rounds"]) == 3
+    wide, side, narrow = "one job, 2 threads", "2 jobs, 1 thread each", "one job, 1 thread"
+    ratios = []
+    for i, rd in enumerate(r["rounds"], 1):
+        sp = rd["seconds_per_step"]
+        ratios.append(sum(1 / x for x in sp[side]) * sp[wide][0])
+        line = row(f"| {i} | ")
+        assert (f"| {sp[wide][0]:.3f} | {sp[side][0]:.3f}, {sp[side][1]:.3f} | {sp[narrow][0]:.3f} | "
+                f"{ratios[-1]:.2f}× |") in line, line
+    m = r["median_seconds_per_step"]
+    for name in (wide, side, narrow):
+        assert m[name] == round(statistics.median(x for rd in r["rounds"] for x in rd["seconds_per_step"][name]), 3)
+    said(f"Medians: {m[wide]:.3f} s a step on 2 threads, {m[side]:.3f} s for each of two 1-thread jobs side by "
+         f"side, {m[narrow]:.3f} s for one 1-thread job alone.")
+    assert r["throughput_ratio"] == round(2 / m[side] * m[wide], 2) and r["throughput_ratio"] > 1
+    said(f"**Two 1-thread jobs train {r['throughput_ratio']:.2f}× as many steps an hour as one 2-thread job** "
+         f"(from the medians; {min(ratios):.2f}–{max(ratios):.2f}× round by round)")
+    assert min(ratios) > 1     # "the direction held": every round
