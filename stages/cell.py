@@ -1,13 +1,14 @@
 """cell: one grid cell (or chain) -> its folder (compressed checkpoint, facts, test translations) and metrics.
 
-A cell the plan switched off writes an 'off' marker and empty metrics without importing torch.
+A cell the plan switched off writes an 'off' marker and empty metrics without importing torch; so
+does a control the plan shares with another (``same_as``), its metrics naming that control.
 Trained cells resume from ``--resume`` after an interruption."""
 
 from pathlib import Path
 
 import click
 
-from tcompress.cellfiles import write_off
+from tcompress.cellfiles import write_off, write_shared
 from tcompress.stage import guarded, read_config, write_json
 
 
@@ -36,6 +37,10 @@ def main(plan_file: str, baseline: str, tokenized: str, valid_split: str, test_s
         # so `dvc metrics show` lists nothing for it.
         write_off(out, entry)
         write_json(metrics, {})
+        return
+    if "same_as" in entry:
+        write_json(metrics, write_shared(out, entry))
+        click.echo(f"{entry['cell']}: the same training as {entry['same_as']}, whose stage runs it")
         return
     from tcompress.compress.cells import CellContext, compress_cell, evaluate_cell
     from tcompress.plan import verify_inputs

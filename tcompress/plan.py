@@ -9,6 +9,8 @@ Two steps, two stages:
 - ``plan`` (after the baseline) writes ``data/plan/cells/<cell>.json`` for every catalog cell. A selected cell's file holds everything its computation reads: its resolved
   params, and the hashes of the baseline checkpoint, the token ids, the split it reads and the code
   it runs (its import closure, its own method's file and no other's), and its decoding settings.
+  A control's file holds its budget, not its method's other settings; a control that would train
+  the same model as an earlier one holds only that one's name (``share_controls``).
   A cell stage depends on that file alone, so it reruns exactly when one of those changed, a cell switched off stays up to date
   whatever else changes (its file says only ``selected: false``), and DVC's run-cache can restore
   any cell whose file comes back. Cross-key checks that need the data (a pruning schedule longer
@@ -37,6 +39,8 @@ def _cell_entry(params, cell) -> dict:
     method = get(cell.method)
     axis_keys = {a.key for a in method.axes}
     section = {k: v for k, v in plain(params.method_params(cell.method)).items() if k not in axis_keys}
+    if cell.control:  # the budget (and what control_start reads): a schedule's edit is not the control's
+        section = {k: v for k, v in section.items() if k in method.control_keys}
     entry = {"cell": cell.id, "selected": True, "method": cell.method, "axes": cell.as_dict(),
              "control": cell.control, "params": section, "seed": params.seed}
     if method.trains:  # the baseline's training settings under the method's budget
@@ -50,13 +54,33 @@ def _chain_entry(params, chain) -> dict:
             "spec": chain.spec, "parent": chain.parent_id}
 
 
+def share_controls(cells: dict[str, dict]) -> dict[str, dict]:
+    """Controls that compute the same model are trained once. Two controls starting from the baseline
+    with equal entries but for their names (the same budget, training settings and seed: QAT's and
+    pruning's by default) fine-tune identically, so each later one's entry becomes ``same_as`` the
+    first: its stage writes a marker, and the aggregate reads the first one's results under both names.
+    It stays valid as the cells change: an entry that stops matching is planned in full again."""
+    first: dict[str, str] = {}
+    shared = {}
+    for cell_id, entry in cells.items():
+        if entry["control"] and get(entry["method"]).control_start is None:
+            key = json.dumps({k: v for k, v in entry.items() if k not in ("cell", "method")}, sort_keys=True)
+            if key in first:
+                entry = {"cell": cell_id, "selected": True, "method": entry["method"], "control": True,
+                         "same_as": first[key]}
+            else:
+                first[key] = cell_id
+        shared[cell_id] = entry
+    return shared
+
+
 def resolve(params) -> dict[str, dict]:
     """Each stage's resolved config; ``cells`` holds every selected cell's entry."""
     e = params.evaluate
     decoding = {"length_penalty": e.length_penalty, "batch_sentences": e.batch_sentences,
                 "max_len_a": e.max_len_a, "max_len_b": e.max_len_b}
-    cells = {**{c.id: _cell_entry(params, c) for c in selected_cells(params)},
-             **{c.id: _chain_entry(params, c) for c in selected_chains(params)}}
+    cells = share_controls({**{c.id: _cell_entry(params, c) for c in selected_cells(params)},
+                            **{c.id: _chain_entry(params, c) for c in selected_chains(params)}})
     teacher = any(get(c["method"]).uses_teacher(c["axes"]) for c in cells.values() if not c["control"])
     corpus = plain(getattr(params, params.data))
     if params.data == "multi30k":  # where the checksummed files come from does not change them
@@ -141,8 +165,8 @@ def write_plan(config: dict, baseline: Path, tokenized: Path, valid: Path, test:
     digests: dict[str, str] = {}
     for cell_id in config["catalog"]:
         entry = config["cells"].get(cell_id)
-        if entry is None:
-            write_json(out / "cells" / f"{cell_id}.json", {"cell": cell_id, "selected": False})
+        if entry is None or "same_as" in entry:   # off, or trained by another control: no inputs read
+            write_json(out / "cells" / f"{cell_id}.json", entry or {"cell": cell_id, "selected": False})
             continue
         name = entry["method"]
         if name not in digests:

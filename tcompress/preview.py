@@ -47,8 +47,13 @@ def preview(overrides: list[str], params_file: Path = Path("params.yaml"), confi
         previous = json.loads((config_dir / "cells.json").read_text())["cells"]
     cost = measured_seconds(metrics_dir) if metrics_dir.exists() else {}
     return [{"cell": cid, "unchanged": previous.get(cid) == entry,
-             "seconds": None if previous.get(cid) == entry else cost.get(entry["method"])}
+             "seconds": None if previous.get(cid) == entry else _seconds(entry, cost)}
             for cid, entry in cells.items()]
+
+
+def _seconds(entry: dict, cost: dict[str, float]) -> float | None:
+    """A cell's estimated cost: its method's measured median; nothing for a control another trains."""
+    return 0.0 if "same_as" in entry else cost.get(entry["method"])
 
 
 def last_entries(plans_dir: Path, cells: dict) -> dict:
@@ -65,7 +70,7 @@ def last_entries(plans_dir: Path, cells: dict) -> dict:
 def estimate_line(previous: dict, cells: dict, cost: dict[str, float]) -> str:
     """One line before long work starts: how many cells changed and what they should take."""
     todo = [entry for cid, entry in cells.items() if previous.get(cid) != entry]
-    known = [cost[e["method"]] for e in todo if e["method"] in cost]
+    known = [s for s in (_seconds(e, cost) for e in todo) if s is not None]
     if not todo:
         return "no cell's settings changed since the last plan"
     return (f"{len(todo)} cells with new settings" + (f": about {sum(known) / 60:.1f} min for the {len(known)} whose "

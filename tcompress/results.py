@@ -51,7 +51,8 @@ def _significance(frame: pd.DataFrame, cell_dirs: Path, baseline_hyps: Path, ref
 
     frame = frame.copy()
     cells = frame[frame["method"] != "baseline"]
-    hyps = {c: read_text_lines(cell_dirs / c / "hyps.txt") for c in cells["cell"]}
+    folders = cells["same_as"].where(cells["same_as"].notna(), cells["cell"])   # a shared control: its twin's
+    hyps = {c: read_text_lines(cell_dirs / f / "hyps.txt") for c, f in zip(cells["cell"], folders)}
     for decoding in cells["decoding"].unique():
         base = read_text_lines(baseline_hyps / f"baseline.{'greedy' if decoding == 'greedy' else 'beam'}.txt")
         names = cells[cells["decoding"] == decoding]["cell"]
@@ -76,6 +77,21 @@ def _significance(frame: pd.DataFrame, cell_dirs: Path, baseline_hyps: Path, ref
     return frame
 
 
+def _with_shared_controls(cells: list[dict]) -> list[dict]:
+    """A control the plan shared with another (``same_as``: the same training) takes that one's
+    results under its own name and method, so each method's table still has its control."""
+    by_cell = {c["cell"]: c for c in cells}
+    out = []
+    for c in cells:
+        if "same_as" in c:
+            if c["same_as"] not in by_cell:
+                raise ValueError(f"{c['cell']} is trained by {c['same_as']}'s stage (the same budget), whose metrics "
+                                 f"are missing: run `dvc repro cell@{c['same_as']}`")
+            c = {**by_cell[c["same_as"]], **c}
+        out.append(c)
+    return out
+
+
 def collect(baseline_file: str | Path, cells_dir: str | Path, cell_dirs: str | Path | None = None,
             baseline_hyps: str | Path | None = None, references: list[str] | None = None) -> pd.DataFrame:
     """One row per evaluated cell plus the baseline row(s) for the decodings the cells used.
@@ -86,11 +102,11 @@ def collect(baseline_file: str | Path, cells_dir: str | Path, cell_dirs: str | P
     hypotheses and references, each Δ gets its paired-bootstrap 95 % interval and p-value."""
     baseline = json.loads(Path(baseline_file).read_text())
     cells = [json.loads(p.read_text()) for p in sorted(Path(cells_dir).glob("*.json"))]
-    cells = [c for c in cells if c]  # cells the plan switched off have empty metrics
+    cells = _with_shared_controls([c for c in cells if c])  # cells the plan switched off have empty metrics
     decodings = sorted({c["decoding"] for c in cells}) or ["greedy"]
     rows = [baseline_row(baseline, d) for d in decodings]
     base_bleu = {r["decoding"]: r["bleu"] for r in rows}
-    columns = ["cell", "method", "control", "chain", *axis_columns(), *METRIC_COLUMNS]
+    columns = ["cell", "method", "control", "chain", "same_as", *axis_columns(), *METRIC_COLUMNS]
     for c in cells:
         rows.append({**{k: c.get(k) for k in columns}, "control": bool(c.get("control")),
                      "stored_megabytes": round(c["stored_bits"] / 8e6, 3)})
@@ -186,8 +202,9 @@ def markdown_report(frame: pd.DataFrame, layout: dict[str, dict]) -> str:
                 parts += ["", method_table(cells, method.name, layout.get(method.name, {}).get("columns", []))]
             for _, c in cells[cells["control"]].iterrows():
                 ci = "" if pd.isna(c["delta_ci_low"]) else f", 95 % CI [{c['delta_ci_low']:+.2f}, {c['delta_ci_high']:+.2f}]"
-                parts += ["", f"Control `{c['cell']}` (the same fine-tuning, nothing compressed): BLEU {c['bleu']:.2f}, "
-                              f"{c['delta_bleu']:+.2f} against the baseline{ci}."]
+                once = "" if pd.isna(c["same_as"]) else f"; trained once with `{c['same_as']}`, the same budget"
+                parts += ["", f"Control `{c['cell']}` (the same fine-tuning, nothing compressed{once}): BLEU "
+                              f"{c['bleu']:.2f}, {c['delta_bleu']:+.2f} against the baseline{ci}."]
     chains = frame[frame["chain"].notna()]
     if len(chains):
         parts += ["", "## Chains (each link starts from the model of the links before it)", "",

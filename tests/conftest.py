@@ -131,7 +131,7 @@ def scored_cells(project: Path) -> set[str]:
     cells = set()
     for path in (project / "metrics/cells").glob("*.json"):
         m = json.loads(path.read_text())
-        if not m:
+        if not m or "same_as" in m:   # off, or a control another control's stage trained
             continue
         cell = path.stem
         hyps = (project / f"data/cells/{cell}/hyps.txt").read_text().split("\n")[:-1]
@@ -139,6 +139,18 @@ def scored_cells(project: Path) -> set[str]:
         assert m["file_bytes"] == (project / f"data/cells/{cell}/model.safetensors").stat().st_size, cell
         cells.add(cell)
     return cells
+
+
+def shared_controls(project: Path) -> dict[str, str]:
+    """Each control trained by another control's stage (the same budget), with that control; its
+    folder holds the marker alone."""
+    shared = {}
+    for path in (project / "metrics/cells").glob("*.json"):
+        m = json.loads(path.read_text())
+        if "same_as" in m:
+            assert [p.name for p in (project / "data/cells" / path.stem).iterdir()] == ["same_as.json"], path.stem
+            shared[path.stem] = m["same_as"]
+    return shared
 
 
 def kill_after(proc: subprocess.Popen, appears: Path, what: str) -> None:

@@ -93,3 +93,37 @@ def test_a_cell_trained_from_scratch_is_named_so_in_its_table(grid):
     frame.loc[frame["cell"] == "qat-sym-4-full", "from_scratch"] = True
     rows = [line for line in markdown_report(frame, layout).splitlines() if "(from scratch)" in line]
     assert len(rows) == 1 and rows[0].startswith("| 4-bit Sym. (from scratch) |")
+
+
+def test_a_control_trained_once_for_two_methods_serves_both(grid, tmp_path):
+    """``agp-control`` shares ``qat-control``'s training (``same_as``): it appears under its own name
+    with that control's results, and AGP's cells are compared with those translations."""
+    _, bleu = grid
+    cells, dirs = tmp_path / "cells", tmp_path / "dirs"
+    qat_hyps = (dirs / "qat-control/hyps.txt").read_text().split("\n")[:-1]
+    agp_hyps = [h if i % 3 else h + " the" for i, h in enumerate(qat_hyps)]
+    (dirs / "agp-10-70-1-full").mkdir()
+    (dirs / "agp-10-70-1-full/hyps.txt").write_text("\n".join(agp_hyps) + "\n")
+    (dirs / "agp-control").mkdir()   # the marker stage's folder holds no translations
+    (cells / "agp-control.json").write_text(json.dumps(
+        {"cell": "agp-control", "method": "agp", "control": True, "same_as": "qat-control"}))
+    rng = random.Random(1)   # the fixture's references, drawn again
+    words = "a b c d e f g h the cat sat on mat dog".split()
+    refs = [" ".join(rng.choice(words) for _ in range(12)) for _ in range(300)]
+    agp_bleu = round(sacrebleu.corpus_bleu(agp_hyps, [refs]).score, 4)
+    (cells / "agp-10-70-1-full.json").write_text(json.dumps(
+        {"cell": "agp-10-70-1-full", "method": "agp", "schedule": "10-70-1", "group": "full", "compression_ratio": 3.3,
+         "bleu": agp_bleu, "chrf": 50.0, "decoding": "greedy", "stored_bits": 8000}))
+    frame = collect(tmp_path / "baseline.json", cells, dirs, tmp_path / "eval", refs).set_index("cell")
+    shared = frame.loc["agp-control"]
+    assert shared["method"] == "agp" and shared["control"] and shared["same_as"] == "qat-control"
+    assert shared["bleu"] == bleu["qat-control"] and shared["delta_ci_low"] == frame.loc["qat-control", "delta_ci_low"]
+    agp = frame.loc["agp-10-70-1-full"]
+    assert agp["delta_control"] == pytest.approx(agp_bleu - bleu["qat-control"], abs=1e-4)
+    assert agp["delta_control_ci_low"] <= agp["delta_control"] <= agp["delta_control_ci_high"] < 0
+    assert pd.isna(frame.loc["qat-control", "same_as"])
+    text = markdown_report(frame.reset_index(), {"agp": {"columns": ["full"]}})
+    assert "Control `agp-control` (the same fine-tuning, nothing compressed; trained once with `qat-control`" in text
+    (cells / "qat-control.json").unlink()
+    with pytest.raises(ValueError, match=r"agp-control is trained by qat-control's stage .*`dvc repro cell@qat-control`"):
+        collect(tmp_path / "baseline.json", cells, dirs, tmp_path / "eval", refs)

@@ -4,11 +4,12 @@ zeros, and DVC reruns a chain when its parent changes and nothing else."""
 
 import json
 
+import pandas as pd
 import pytest
 import torch
 import yaml
 
-from conftest import computing, dvc, ran_stages, repro_committed, scored_cells, tiny_params
+from conftest import computing, dvc, ran_stages, repro_committed, scored_cells, shared_controls, tiny_params
 from tcompress.compress.artifact import load_model, nonzero_bits
 from tcompress.compress.codebook import CodebookModule
 from tcompress.compress.quantized import QuantizedModule
@@ -36,8 +37,23 @@ def cell_model(project, cell: str):
 
 def test_each_cell_is_scored_from_its_artifact(project):
     assert scored_cells(project) == {"kmeans-4-att", "kmeans-control", "kmeans_ptq-4-att", "binary-att",
-                                     "binary-control", "bsflex-flex-att", "bsflex-control", "qsgd-8-att",
-                                     "qsgd-control", "agp-10-70-1-full", CHAIN}
+                                     "bsflex-flex-att", "qsgd-8-att", "agp-10-70-1-full", CHAIN}
+
+
+def test_one_budget_trains_one_control_that_every_method_is_compared_with(project):
+    """k-means, binarization, BS-Flex and QSGD fine-tune with the same budget: one control trains,
+    and each method's table still has its control, with that control's results."""
+    shared = shared_controls(project)
+    assert shared == {"binary-control": "kmeans-control", "bsflex-control": "kmeans-control",
+                      "qsgd-control": "kmeans-control"}
+    results = pd.read_csv(project / "metrics/results.csv").set_index("cell")
+    for control in shared:
+        assert results.loc[control, "bleu"] == results.loc["kmeans-control", "bleu"] == \
+            metrics(project, "kmeans-control")["bleu"]
+    binary = results.loc["binary-att"]
+    assert binary["delta_control"] == pytest.approx(binary["bleu"] - results.loc["kmeans-control", "bleu"], abs=1e-4)
+    assert "Control `binary-control` (the same fine-tuning, nothing compressed; trained once with `kmeans-control`" \
+        in (project / "metrics/tables.md").read_text()
 
 
 @pytest.mark.parametrize("cell, bits", [("kmeans-4-att", 4), ("kmeans_ptq-4-att", 4), ("binary-att", 1),
@@ -88,9 +104,13 @@ def test_a_changed_parent_reruns_its_chain_and_nothing_else(project):
     out = dvc(["repro"], project).stdout
     assert {s for s in computing(project, ran_stages(out)) if s.startswith(("cell@", "chain@"))} == \
         {"cell@agp-10-70-1-full", f"chain@{CHAIN}"}
-    # The chain's own method changes: the chain and kmeans's cells rerun, not the parent.
+    # The chain's own method changes: the chain and kmeans's cells rerun, not the parent. kmeans's
+    # control trained the other methods' control too: binarization's now trains on its own, and
+    # BS-Flex's and QSGD's stages rewrite their markers to name it.
     params["kmeans"]["lr"] = 4.0e-4
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = dvc(["repro"], project).stdout
     assert {s for s in ran_stages(out) if s.startswith(("cell@", "chain@"))} == \
-        {"cell@kmeans-4-att", "cell@kmeans-control", f"chain@{CHAIN}"}
+        {"cell@kmeans-4-att", "cell@kmeans-control", f"chain@{CHAIN}", "cell@binary-control", "cell@bsflex-control",
+         "cell@qsgd-control"}
+    assert shared_controls(project) == {"bsflex-control": "binary-control", "qsgd-control": "binary-control"}

@@ -30,7 +30,10 @@ method:
   comparison (distillation's references-only student).
 - ``control_start(model, params, ctx) -> model``: where the control's budget starts, when that is not
   the baseline (lottery tickets: the baseline's initial weights, so the control is the dense run of
-  the tickets' own recipe).
+  the tickets' own recipe); ``control_reads``: the keys of its section it reads besides the budget.
+  A control's plan holds the budget (``FinetuneParams``'s keys) and those keys only, so editing a
+  pruning schedule reruns the pruned cells, not their control; and controls with equal plans are
+  trained once (``tcompress.plan.share_controls``).
 
 This module is torch-free: plan and resolve import the registry; a method's ``compress`` imports
 the heavy machinery (``tcompress.compress``) when it runs.
@@ -40,7 +43,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping
 
 from tcompress.schema import ConfigError, setting
@@ -134,6 +137,7 @@ class Method:
     continues_any: bool = False  # it may continue any cell's model, coded or not (node pruning reshapes, and
                                  # its compress returns the whole chain's ratio)
     control_start: Callable[..., Any] | None = None   # the control's starting model; None: the baseline
+    control_reads: tuple[str, ...] = ()   # section keys control_start reads (the budget's are always read)
     needs_teacher: Callable[[Mapping[str, Any]], bool] | None = None   # a cell trains on the teacher's outputs
     controlled: bool = True   # a trained method gets a control cell; False where its grid holds its own
                               # comparison (distillation: the same student trained on the references)
@@ -141,6 +145,11 @@ class Method:
     @property
     def trains(self) -> bool:
         return issubclass(self.params, FinetuneParams)
+
+    @property
+    def control_keys(self) -> frozenset[str]:
+        """The section keys a control cell reads: the budget, and what ``control_start`` reads."""
+        return frozenset(f.name for f in fields(FinetuneParams)) | set(self.control_reads)
 
     def uses_teacher(self, values: Mapping[str, Any]) -> bool:
         return self.needs_teacher is not None and bool(self.needs_teacher(values))

@@ -119,6 +119,7 @@ def _row_label(values) -> str:
 METHOD = register(Method(
     name="lottery", title="Lottery tickets: magnitude masks, survivors rewound and retrained", params=LotteryParams,
     axes=(SPARSITY, INIT, PRUNING_GROUP), catalog={"sparsities": (50, 80, 90), "inits": INITS, "groups": ("full",)},
-    compress=compress, check=check, control_start=control_start, row_axes=("sparsity", "init"), row_label=_row_label,
+    compress=compress, check=check, control_start=control_start, control_reads=("rewind_step",),
+    row_axes=("sparsity", "init"), row_label=_row_label,
     series=lambda v: f"lottery/{v['init']}", order=82, float_output=True,
 ))
