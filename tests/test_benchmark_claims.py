@@ -313,3 +313,38 @@ def test_two_one_thread_trainings_against_one_two_thread_training_are_the_measur
     readme = " ".join((REPO / "README.md").read_text().split())
     assert f"trains {min(ratios):.2f}–{max(ratios):.2f}× the steps an hour of one 2-thread job" in readme
     assert min(ratios) > 1     # "the direction held": every round
+
+
+def test_lottery_at_the_fp32_18_epoch_budget_is_the_measured_one():
+    """The 18-epoch fp32 ticket, plain IMP at 50 and 80 %, and the validation curves, from the raw files."""
+    raw = RESULTS / "multi30k_seed003/lottery_18ep_fp32"
+    pairs = pairwise(raw)
+    dense = json.loads((RESULTS / "multi30k_seed003/baseline_18ep_fp32/baseline.json").read_text())["greedy"]["bleu"]
+    ticket = json.loads((raw / "lottery-50-rewind-full.json").read_text())
+    imp = {p: json.loads((raw / f"imp-{p}-full.json").read_text()) for p in (50, 80)}
+    assert ticket["precision"] == "fp32" and ticket["sparsity"] == 0.5 and ticket["finetune_steps"] == 3366
+    assert [round(imp[p]["sparsity"], 3) for p in (50, 80)] == [0.5, 0.8]
+    assert len((raw / "lottery-50-rewind-full.hyps.txt").read_text().split("\n")[:-1]) == ticket["sentences"]
+    said(f"against the dense baseline ({dense:.2f}) |")
+    said(f"18 epochs (3,366 steps) | **{ticket['bleu']:.2f}** | "
+         f"**{interval(pairs['baseline-18ep-fp32', 'lottery-50-rewind-full'])}** |")
+    said(f"fine-tuned {imp[50]['finetune_steps']} steps in all | {imp[50]['bleu']:.2f} | "
+         f"{interval(pairs['baseline-18ep-fp32', 'imp-50-full'])} |")
+    said(f"| ticket against plain IMP at the same sparsity | | {interval(pairs['imp-50-full', 'lottery-50-rewind-full'])} |")
+    said(f"three rounds, {imp[80]['finetune_steps']} steps) | {imp[80]['bleu']:.2f} | "
+         f"{interval(pairs['baseline-18ep-fp32', 'imp-80-full'])} |")
+    # the verdicts follow from the numbers: a tie with dense within 0.5, no gain over IMP
+    to_dense = pairs["baseline-18ep-fp32", "lottery-50-rewind-full"]
+    assert abs(to_dense["delta"]) <= 0.5 and to_dense["ci_low"] < 0 < to_dense["ci_high"]
+    to_imp = pairs["imp-50-full", "lottery-50-rewind-full"]
+    assert to_imp["ci_low"] < 0 < to_imp["ci_high"]
+    curves = list(json.loads((raw / "val_bleu_by_epoch.json").read_text())["val_bleu_by_epoch"].values())
+    gaps = [t - d for t, d in zip(*curves)]
+    assert min(gaps) > 0
+    said(f"by {gaps[2]:.2f} at epoch 3 ({curves[0][2]:.2f} against {curves[1][2]:.2f}), then less and less, "
+         f"{min(gaps[-6:]):.2f}–{max(gaps[-6:]):.2f} over the last six epochs (epoch 18: {curves[0][-1]:.2f} "
+         f"against {curves[1][-1]:.2f};")
+    said(f"the ticket {ticket['finetune_seconds']:,.0f} s of steps")
+    said(f"IMP {imp[50]['finetune_seconds']:.0f} s (50 %) and {imp[80]['finetune_seconds']:.0f} s (80 %) of steps")
+    said(f"the 50 % cells {ticket['file_bytes']:,} bytes (ticket) and {imp[50]['file_bytes']:,} (IMP)")
+    said(f"IMP at 80 % {imp[80]['file_bytes']:,} bytes, {imp[80]['file_ratio']:.2f}×")
