@@ -55,8 +55,12 @@ def _significance(frame: pd.DataFrame, cell_dirs: Path, baseline_hyps: Path, ref
     hyps = {c: read_text_lines(cell_dirs / f / "hyps.txt") for c, f in zip(cells["cell"], folders)}
     for decoding in cells["decoding"].unique():
         base = read_text_lines(baseline_hyps / f"baseline.{'greedy' if decoding == 'greedy' else 'beam'}.txt")
-        names = cells[cells["decoding"] == decoding]["cell"]
-        for cell, r in paired_bootstrap(base, {c: hyps[c] for c in names}, references).items():
+        decoded = cells["decoding"] == decoding
+        # By folder: the controls that share one set of translations are bootstrapped once.
+        by_folder = paired_bootstrap(base, {f: hyps[c] for c, f in zip(cells["cell"][decoded], folders[decoded])},
+                                     references)
+        for cell, folder in zip(cells["cell"][decoded], folders[decoded]):
+            r = by_folder[folder]
             i = frame.index[frame["cell"] == cell][0]
             frame.loc[i, ["delta_ci_low", "delta_ci_high", "p_value"]] = [r["ci_low"], r["ci_high"], r["p_value"]]
     for _, control in cells[cells["control"] == True].iterrows():  # noqa: E712 (a column of objects)
