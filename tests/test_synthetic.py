@@ -9,6 +9,7 @@ import statistics
 import pytest
 
 from tcompress.data import synthetic
+from tcompress.data.lexicon import ADJ_FOR_ANIMATE, ADJ_FOR_THING, MANNER, MODIFIERS, NOUNS, TIMES
 from tcompress.data.synthetic import generate_pairs, generate_splits, german_verb_forms, lexicon
 
 SUBORDINATORS = ("weil", "obwohl", "während", "wenn", "als", "bevor", "nachdem", "bis", "dass")
@@ -212,7 +213,7 @@ def test_articles_agree_with_noun_gender(corpus):
     banned = {"m": {"die", "das", "eine", "einer"}, "f": {"den", "dem", "das", "ein", "einen", "einem"},
               "n": {"der", "den", "die", "eine", "einen", "einer"}}
     # Nouns whose plural looks like the singular are skipped: "die Lehrer" is a correct plural.
-    by_noun = {de.lower(): g for _, _, _, de, g, pl in synthetic._NOUN_LIST if de != pl}
+    by_noun = {de.lower(): g for _, _, _, de, g, pl in NOUNS if de != pl}
     seen = 0
     for _, tgt in corpus:
         for det, noun in bigrams_not_after_comma(tgt):
@@ -223,7 +224,7 @@ def test_articles_agree_with_noun_gender(corpus):
 
 
 def test_adjective_endings_follow_the_article(corpus):
-    endings = {stem + e: e for _, _, stem in synthetic._ADJ_FOR_ANIMATE + synthetic._ADJ_FOR_THING
+    endings = {stem + e: e for _, _, stem in ADJ_FOR_ANIMATE + ADJ_FOR_THING
                for e in ("e", "en", "er", "es")}
     allowed = {"dem": {"en"}, "den": {"en"}, "einem": {"en"}, "einer": {"en"}, "einen": {"en"},
                "das": {"e"}, "ein": {"er", "es"}, "eine": {"e"}, "der": {"e", "en"}, "die": {"e", "en"}}
@@ -238,8 +239,8 @@ def test_adjective_endings_follow_the_article(corpus):
 
 def test_adverbs_are_never_dropped(corpus):
     # Fronting a phrase or a clause moves words around but must never lose one.
-    adverbs = dict(synthetic._MANNER_LIST)
-    adverbs |= {en[0]: de[0] for en, de, _ in synthetic._TIME_LIST if len(en) == len(de) == 1}
+    adverbs = dict(MANNER)
+    adverbs |= {en[0]: de[0] for en, de, _ in TIMES if len(en) == len(de) == 1}
     checked = 0
     for src, tgt in corpus:
         for w in words(src):
@@ -267,9 +268,9 @@ def test_numbers_are_spelled_out_german_style(corpus):
 
 def test_two_word_compounds_become_one_german_word(corpus):
     # "the kitchen table" -> "der Küchentisch": two English words, one German word.
-    modifiers = dict(synthetic._MODS)
-    heads = {n[1]: n[3] for n in synthetic._NOUN_LIST if n[0] in "tp"}
-    heads |= {n[2]: n[5] for n in synthetic._NOUN_LIST if n[0] in "tp"}
+    modifiers = dict(MODIFIERS)
+    heads = {n[1]: n[3] for n in NOUNS if n[0] in "tp"}
+    heads |= {n[2]: n[5] for n in NOUNS if n[0] in "tp"}
     found = 0
     for src, tgt in corpus:
         w = words(src)

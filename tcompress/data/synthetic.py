@@ -9,7 +9,8 @@ Frau ein Buch liest"), leaves participles at the clause end, extraposes "dass" c
 makes articles and adjective endings agree in gender and case with a noun they precede, and
 fuses two-word English compounds into one word ("the kitchen table" -> "der Küchentisch").
 
-Only ``random.Random(seed)`` is used (choice/random/randint, whose streams Python keeps
+The words and their inflected forms are data, in ``tcompress.data.lexicon``; this module is the
+grammar that orders them. Only ``random.Random(seed)`` is used (choice/random/randint, whose streams Python keeps
 stable), so a seed names the same corpus on every platform and Python >= 3.10.
 """
 
@@ -18,116 +19,8 @@ from __future__ import annotations
 import functools
 import random
 
-# Nouns: class (a=animate, t=thing, r=readable, f=food, p=place), English sg[/irregular pl],
-# German singular, gender, German plural. Weak masculines (Junge, Löwe) are left out on
-# purpose: their -n in every oblique case would need a second declension for little gain.
-_NOUNS = """
-a man/men Mann m Männer; a woman/women Frau f Frauen; a child/children Kind n Kinder; a girl Mädchen n Mädchen
-a teacher Lehrer m Lehrer; a doctor Arzt m Ärzte; a friend Freund m Freunde; a king König m Könige
-a queen Königin f Königinnen; a baker Bäcker m Bäcker; a cook Koch m Köche; a dog Hund m Hunde; a cat Katze f Katzen
-a horse Pferd n Pferde; a bird Vogel m Vögel; a mouse/mice Maus f Mäuse; a cow Kuh f Kühe; a pig Schwein n Schweine
-a fish/fish Fisch m Fische; a sheep/sheep Schaf n Schafe; a sister Schwester f Schwestern; a brother Bruder m Brüder
-a mother Mutter f Mütter; a father Vater m Väter; a uncle Onkel m Onkel; a aunt Tante f Tanten
-a driver Fahrer m Fahrer; a grandmother Großmutter f Großmütter; a singer Sänger m Sänger; a painter Maler m Maler
-a waiter Kellner m Kellner; a thief/thieves Dieb m Diebe; a guest Gast m Gäste; a wolf/wolves Wolf m Wölfe
-a fox Fuchs m Füchse; a duck Ente f Enten; a goat Ziege f Ziegen; a donkey Esel m Esel; a frog Frosch m Frösche
-a baby Baby n Babys; a pupil Schüler m Schüler; a worker Arbeiter m Arbeiter; a musician Musiker m Musiker
-a hunter Jäger m Jäger; a dancer Tänzer m Tänzer; a fisherman/fishermen Fischer m Fischer; a owl Eule f Eulen
-a rabbit Kaninchen n Kaninchen; a bee Biene f Bienen; a spider Spinne f Spinnen
-a squirrel Eichhörnchen n Eichhörnchen; a writer Schriftsteller m Schriftsteller; t table Tisch m Tische
-t chair Stuhl m Stühle; t bed Bett n Betten; t lamp Lampe f Lampen; t door Tür f Türen; t window Fenster n Fenster
-t key Schlüssel m Schlüssel; t cup Tasse f Tassen; t plate Teller m Teller; t knife/knives Messer n Messer
-t spoon Löffel m Löffel; t fork Gabel f Gabeln; t bottle Flasche f Flaschen; t bag Tasche f Taschen
-t box Kiste f Kisten; t clock Uhr f Uhren; t ball Ball m Bälle; t car Auto n Autos; t bicycle Fahrrad n Fahrräder
-t boat Boot n Boote; t hat Hut m Hüte; t coat Mantel m Mäntel; t shoe Schuh m Schuhe; t shirt Hemd n Hemden
-t dress Kleid n Kleider; t ring Ring m Ringe; t picture Bild n Bilder; t flower Blume f Blumen; t tree Baum m Bäume
-t stone Stein m Steine; t pen Stift m Stifte; t computer Computer m Computer; t phone Telefon n Telefone
-t basket Korb m Körbe; t umbrella Schirm m Schirme; t mirror Spiegel m Spiegel; t blanket Decke f Decken
-t pot Topf m Töpfe; t candle Kerze f Kerzen; t toy Spielzeug n Spielzeuge; t ladder Leiter f Leitern
-r book Buch n Bücher; r letter Brief m Briefe; r newspaper Zeitung f Zeitungen; r story Geschichte f Geschichten
-r poem Gedicht n Gedichte; r map Karte f Karten; r message Nachricht f Nachrichten; r note Notiz f Notizen
-r song Lied n Lieder; r magazine Zeitschrift f Zeitschriften; r list Liste f Listen; f apple Apfel m Äpfel
-f bread Brot n Brote; f cake Kuchen m Kuchen; f egg Ei n Eier; f cheese Käse m Käse; f soup Suppe f Suppen
-f sausage Wurst f Würste; f pear Birne f Birnen; f banana Banane f Bananen; f potato/potatoes Kartoffel f Kartoffeln
-f carrot Karotte f Karotten; f tomato/tomatoes Tomate f Tomaten; f cookie Keks m Kekse; f pizza Pizza f Pizzen
-f orange Orange f Orangen; f cherry Kirsche f Kirschen; p garden Garten m Gärten; p park Park m Parks
-p house Haus n Häuser; p kitchen Küche f Küchen; p school Schule f Schulen; p forest Wald m Wälder
-p city Stadt f Städte; p village Dorf n Dörfer; p street Straße f Straßen; p station Bahnhof m Bahnhöfe
-p church Kirche f Kirchen; p room Zimmer n Zimmer; p shop Laden m Läden; p market Markt m Märkte
-p library Bibliothek f Bibliotheken; p river Fluss m Flüsse; p lake See m Seen; p field Feld n Felder
-p castle Schloss n Schlösser; p hospital Krankenhaus n Krankenhäuser; p office Büro n Büros; p bridge Brücke f Brücken
-p hotel Hotel n Hotels; p museum Museum n Museen; p mountain Berg m Berge; p beach Strand m Strände; p farm Hof m Höfe
-p zoo Zoo m Zoos; p barn Scheune f Scheunen
-"""
-# First word of an English compound -> German combining form (the head's gender wins).
-_MODIFIERS = """kitchen Küchen; school Schul; garden Garten; house Haus; city Stadt; village Dorf; water Wasser
-wood Holz; stone Stein; paper Papier; glass Glas; gold Gold; silver Silber; iron Eisen; leather Leder
-winter Winter; summer Sommer; night Nacht; sun Sonnen; rain Regen; snow Schnee; apple Apfel; flower Blumen
-book Buch; child Kinder; dog Hunde; bird Vogel; baby Baby; farm Bauern; forest Wald; church Kirchen; hotel Hotel
-birthday Geburtstags"""
-# English [base:past:participle] German [inf:3sg:past:participle[:1sg]], object spec: a/t/r/f/p
-# noun classes, c = "that" clause, - = may stand alone, ! = dative object, S = perfect with "sein".
-_VERBS = """
-see:saw:seen sehen:sieht:sah:gesehen atrfp; find:found:found finden:findet:fand:gefunden atrf
-like mögen:mag:mochte:gemocht:mag atrf; love lieben a; buy:bought:bought kaufen trf; sell:sold:sold verkaufen trf
-eat:ate:eaten essen:isst:aß:gegessen -f; cook kochen -f; bring:brought:brought bringen:bringt:brachte:gebracht atrf
-carry tragen:trägt:trug:getragen atf; read:read:read lesen:liest:las:gelesen -r; open öffnen tr
-write:wrote:written schreiben:schreibt:schrieb:geschrieben -rc; close schließen:schließt:schloss:geschlossen tp
-wash waschen:wäscht:wusch:gewaschen at; paint malen -atp; draw:drew:drawn zeichnen -atp; build:built:built bauen tp
-hold:held:held halten:hält:hielt:gehalten at; take:took:taken nehmen:nimmt:nahm:genommen atrf; visit besuchen ap
-meet:met:met treffen:trifft:traf:getroffen a; help helfen:hilft:half:geholfen a!; follow folgen a!S; thank danken a!
-answer antworten a!; call rufen:ruft:rief:gerufen a; hear:heard:heard hören ac; watch beobachten a
-catch:caught:caught fangen:fängt:fing:gefangen a; lose:lost:lost verlieren:verliert:verlor:verloren atr
-need brauchen atf; clean putzen tp; repair reparieren t; count zählen at; kiss küssen a; greet grüßen a
-know:knew:known kennen:kennt:kannte:gekannt ap; know:knew:known wissen:weiß:wusste:gewusst:weiß c
-say:said:said sagen c; think:thought:thought denken:denkt:dachte:gedacht c; believe glauben c; hope hoffen c
-notice bemerken atc; forget:forgot:forgotten vergessen:vergisst:vergaß:vergessen atrc; dream träumen -c
-sing:sang:sung singen:singt:sang:gesungen -
-understand:understood:understood verstehen:versteht:verstand:verstanden arc; explain erklären rc
-describe beschreiben:beschreibt:beschrieb:beschrieben atrp; steal:stole:stolen stehlen:stiehlt:stahl:gestohlen tf
-throw:threw:thrown werfen:wirft:warf:geworfen t; push schieben:schiebt:schob:geschoben at
-pull ziehen:zieht:zog:gezogen at; bite:bit:bitten beißen:beißt:biss:gebissen a; order bestellen f; fetch holen atf
-taste probieren f; chase jagen a; sleep:slept:slept schlafen:schläft:schlief:geschlafen -; laugh lachen -
-cry weinen -; work arbeiten -; wait warten -; swim:swam:swum schwimmen:schwimmt:schwamm:geschwommen -S
-run:ran:run rennen:rennt:rannte:gerannt -S; walk laufen:läuft:lief:gelaufen -S
-go:went:gone gehen:geht:ging:gegangen -S; come:came:come kommen:kommt:kam:gekommen -S
-fall:fell:fallen fallen:fällt:fiel:gefallen -S; dance tanzen -; play spielen -
-sit:sat:sat sitzen:sitzt:saß:gesessen -; stand:stood:stood stehen:steht:stand:gestanden -
-travel:travelled:travelled reisen -S; fly:flew:flown fliegen:fliegt:flog:geflogen -S
-jump springen:springt:sprang:gesprungen -S; live wohnen -; learn lernen -; pray beten:betet:betete:gebetet -
-shout schreien:schreit:schrie:geschrien -; speak:spoke:spoken sprechen:spricht:sprach:gesprochen -
-grow:grew:grown wachsen:wächst:wuchs:gewachsen -S; drive:drove:driven fahren:fährt:fuhr:gefahren -S
-ride:rode:ridden reiten:reitet:ritt:geritten -S; hurry eilen -S; bark bellen:bellt:bellte:gebellt -
-win:won:won gewinnen:gewinnt:gewann:gewonnen -
-"""
-# English German[:inflection stem], by what they describe: people/animals, anything, things only.
-_ADJ_ANIMATE = """young jung; happy glücklich; sad traurig; tired müde; hungry hungrig; friendly freundlich
-clever klug; funny lustig; lazy faul; rich reich; poor arm; famous berühmt; angry wütend; brave mutig
-shy schüchtern; proud stolz; strong stark; sick krank"""
-_ADJ_COMMON = """big groß; small klein; old alt; red rot; black schwarz; white weiß; yellow gelb; brown braun
-grey grau; beautiful schön; ugly hässlich; good gut; bad schlecht; strange seltsam; pretty hübsch
-dark dunkel:dunkl; wet nass; dirty schmutzig; clean sauber; heavy schwer"""
-_ADJ_THING = """new neu; blue blau; green grün; long lang; short kurz; cheap billig; expensive teuer:teur
-warm warm; cold kalt; soft weich; round rund; dry trocken; fresh frisch; sweet süß; sour sauer:saur; empty leer
-full voll; hard hart"""
-_MANNER = """quickly schnell; slowly langsam; quietly leise; loudly laut; carefully vorsichtig; happily fröhlich
-suddenly plötzlich; again wieder; together zusammen; alone allein; early früh; late spät; well gut
-secretly heimlich; patiently geduldig; calmly ruhig; proudly stolz; gently sanft"""
-# English=German=tense tag: P past/perfect only, N present only, * any. F and A are frequency
-# adverbs, which English puts before the main verb and German keeps in the middle field; only
-# F ones read naturally at the front of an English sentence ("Sometimes ..." but not "Always ...").
-_TIMES = """yesterday=gestern=P; last week=letzte Woche=P; last year=letztes Jahr=P; last night=gestern Abend=P
-this morning=heute Morgen=*; today=heute=*; now=jetzt=N; every day=jeden Tag=*; every morning=jeden Morgen=*
-every week=jede Woche=*; in the morning=am Morgen=*; in the evening=am Abend=*; at night=in der Nacht=*
-on Monday=am Montag=*; on Tuesday=am Dienstag=*; on Wednesday=am Mittwoch=*; on Thursday=am Donnerstag=*
-on Friday=am Freitag=*; on Saturday=am Samstag=*; on Sunday=am Sonntag=*; in the summer=im Sommer=*
-in the winter=im Winter=*; at noon=am Mittag=*; often=oft=F; always=immer=A; sometimes=manchmal=F; never=nie=A
-usually=meistens=F; rarely=selten=A"""
-# English=German=case=noun classes of the prepositional object.
-_PREPS = """in=in=dat=p; on=auf=dat=t; under=unter=dat=t; behind=hinter=dat=tp; next to=neben=dat=tp; at=an=dat=p
-with=mit=dat=at; from=von=dat=ap; for=für=acc=a; without=ohne=acc=at; through=durch=acc=p; around=um=acc=p
-against=gegen=acc=a"""
-_CONJ = "because weil; although obwohl; while während; when wenn; if wenn; before bevor; after nachdem; until bis"
+from tcompress.data.lexicon import (ADJ_FOR_ANIMATE, ADJ_FOR_THING, ADJECTIVES, CONJUNCTIONS, COPULA, MANNER,
+                                    MODIFIERS, NOUNS, PREPOSITIONS, TIMES, TIMES_BY_TENSE, VERBS)
 
 _P4 = ("1s", "3s", "1p", "3p")
 _HABEN, _SEIN = dict(zip(_P4, "habe hat haben haben".split())), dict(zip(_P4, "bin ist sind sind".split()))
@@ -149,65 +42,16 @@ _DE_NUM = ("eins zwei drei vier fünf sechs sieben acht neun zehn elf zwölf dre
 _DETS = ["the"] * 6 + ["a"] * 4 + ["my"] * 2 + ["the+"] * 2 + ["n+"] * 2 + ["+", "my+"]
 _TENSES = ["pres"] * 2 + ["past"] * 2 + ["perf"]
 
-
-def _entries(text: str, sep: str | None = None) -> list[list[str]]:
-    return [e.strip().split(sep) for e in text.replace("\n", ";").split(";") if e.strip()]
-
-
-def _en_plural(word: str, es: tuple[str, ...] = ("s", "sh", "ch", "x")) -> str:
-    if word.endswith("y") and word[-2] not in "aeiou":
-        return word[:-1] + "ies"
-    return word + ("es" if word.endswith(es) else "s")
-
-
-def _en_verb(spec: str) -> tuple[str, ...]:
-    base, *irregular = spec.split(":")
-    s3 = _en_plural(base, ("s", "sh", "ch", "x", "o"))
-    past = base + "d" if base.endswith("e") else s3[:-3] + "ied" if s3.endswith("ies") else base + "ed"
-    return (base, s3, *(irregular or (past, past)))
-
-
-def _de_verb(spec: str) -> tuple[str, ...]:
-    """-> (infinitive, 1sg, 3sg, past sg, past pl, participle); weak verbs are derived by rule."""
-    inf, *irregular = spec.split(":")
-    stem = inf[:-2]
-    if irregular:
-        s3, past, part = irregular[:3]
-        s1 = irregular[3] if len(irregular) > 3 else stem + "e"
-    else:
-        # "arbeitet", "öffnet": an -e- keeps the ending audible after t/d and consonant+n.
-        e = "e" if stem.endswith(("t", "d", "chn", "ffn", "gn")) else ""
-        # Inseparable prefixes and -ieren verbs take no ge- ("besucht", "repariert").
-        ge = "" if inf.startswith(("be", "ver", "er", "ent", "zer")) or inf.endswith("ieren") else "ge"
-        s3, past, part, s1 = stem + e + "t", stem + e + "te", ge + stem + e + "t", stem + "e"
-    return inf, s1, s3, past, past + ("n" if past.endswith("e") else "en"), part
-
-
-_NOUN_LIST = [(c, en.partition("/")[0], en.partition("/")[2] or _en_plural(en), de, g, pl)
-              for c, en, de, g, pl in _entries(_NOUNS)]
-_VERB_LIST = [dict(en=_en_verb(en), de=_de_verb(de), obj=obj) for en, de, obj in _entries(_VERBS)]
-_COPULA = dict(en=("be", "is", "was", "been"), de=("sein", "bin", "ist", "war", "waren", "gewesen"), obj="S")
 # Subordinate and relative clauses never take a "that" clause of their own: one level of
 # embedding keeps sentences within the length budget and every clause boundary unambiguous.
-_SUB_VERBS = [v for v in _VERB_LIST if set(v["obj"]) & set("atrfp-")]
-_REL_VERBS = [v for v in _VERB_LIST if set(v["obj"]) & set("atrfp")]
-_MODS = _entries(_MODIFIERS)
-# The stem drops a final -e ("müde" -> "müden") or is given ("teuer:teur" -> "teuren").
-_ADJ = {name: [(en, de.split(":")[0], de.split(":")[-1].removesuffix("e")) for en, de in _entries(text)]
-        for name, text in (("a", _ADJ_ANIMATE), ("c", _ADJ_COMMON), ("t", _ADJ_THING))}
-_ADJ_FOR_ANIMATE, _ADJ_FOR_THING = _ADJ["a"] + _ADJ["c"], _ADJ["c"] + _ADJ["t"]
-_MANNER_LIST = _entries(_MANNER)
-_TIME_LIST = [(en.split(), de.split(), tag) for en, de, tag in _entries(_TIMES, "=")]
-_TIMES_BY_TENSE = {t: [x for x in _TIME_LIST if x[2] in ("*", "F", "A", "N" if t == "pres" else "P")]
-                   for t in ("pres", "past", "perf")}
-_PREP_LIST = _entries(_PREPS, "=")
-_LOC_PREPS = [p for p in _PREP_LIST if p[0] in ("in", "at", "behind", "next to")]  # "was happy in the garden"
-_CONJ_LIST = _entries(_CONJ)
+_SUB_VERBS = [v for v in VERBS if set(v["obj"]) & set("atrfp-")]
+_REL_VERBS = [v for v in VERBS if set(v["obj"]) & set("atrfp")]
+_LOC_PREPS = [p for p in PREPOSITIONS if p[0] in ("in", "at", "behind", "next to")]  # "was happy in the garden"
 
 
 @functools.lru_cache(maxsize=None)
 def _pool(classes: str) -> list[tuple]:
-    return [n for n in _NOUN_LIST if n[0] in classes]
+    return [n for n in NOUNS if n[0] in classes]
 
 
 def _number(n: int) -> tuple[str, str]:
@@ -238,13 +82,13 @@ def _np(rng: random.Random, classes: str, case: str) -> tuple[list[str], list[st
     if plural and case == "dat" and de_noun[-1] not in "ns":
         de_noun += "n"
     if cls in "tp" and rng.random() < 0.12:
-        mod_en, mod_de = rng.choice(_MODS)
+        mod_en, mod_de = rng.choice(MODIFIERS)
         if mod_en != en_sg:
             en_noun, de_noun = [mod_en] + en_noun, mod_de + de_noun.lower()
     strength = "weak" if kind.startswith("the") else "strong" if kind in ("n+", "+") else "mixed"
     en_adj, de_adj = [], []
     if rng.random() < 0.25:
-        a_en, _, a_stem = rng.choice(_ADJ_FOR_ANIMATE if cls == "a" else _ADJ_FOR_THING)
+        a_en, _, a_stem = rng.choice(ADJ_FOR_ANIMATE if cls == "a" else ADJ_FOR_THING)
         en_adj, de_adj = [a_en], [a_stem + _adj_ending(strength, case, gk)]
         if rng.random() < 0.15:
             en_adj, de_adj = ["very"] + en_adj, ["sehr"] + de_adj
@@ -270,7 +114,7 @@ def _verb_group(v: dict, tense: str, person: str) -> tuple[list[str], list[str],
     if tense == "perf":
         aux = _SEIN if "S" in v["obj"] else _HABEN
         return ["has" if person == "3s" else "have"], [v["en"][3]], aux[person], [part]
-    if v is _COPULA:  # English puts frequency adverbs after "be" but before other verbs.
+    if v is COPULA:  # English puts frequency adverbs after "be" but before other verbs.
         return [_BE[tense][person]], [], _SEIN[person] if tense == "pres" else past if sg else past_pl, []
     de_fin = {"1s": s1, "3s": s3}.get(person, inf) if tense == "pres" else past if sg else past_pl
     en = v["en"][2] if tense == "past" else v["en"][1] if person == "3s" else v["en"][0]
@@ -297,10 +141,10 @@ def _clause(rng: random.Random, tense: str, sub: bool) -> dict:
             c["de_subj"] += [",", _DEF["nom"][g]] + od + non + [fin, ","]
             c["rel"] = True
     copula = rng.random() < 0.08
-    v = _COPULA if copula else rng.choice(_SUB_VERBS if sub else _VERB_LIST)
+    v = COPULA if copula else rng.choice(_SUB_VERBS if sub else VERBS)
     c["en_pre"], c["en_post"], c["fin"], c["non"] = _verb_group(v, tense, person)
     if copula:
-        a_en, a_de, _ = rng.choice(_ADJ_FOR_ANIMATE)
+        a_en, a_de, _ = rng.choice(ADJ_FOR_ANIMATE)
         very = rng.random() < 0.2
         c["en_rest"], c["de_pred"] = ["very"] * very + [a_en], ["sehr"] * very + [a_de]
     else:
@@ -318,16 +162,16 @@ def _clause(rng: random.Random, tense: str, sub: bool) -> dict:
             s = _clause(rng, rng.choice(_TENSES), sub=True)
             c["en_comp"], c["de_comp"] = ["that"] + _en(s), [",", "dass"] + _de_sub(s)
         if not c["en_comp"] and rng.random() < 0.2:
-            m_en, m_de = rng.choice(_MANNER_LIST)
+            m_en, m_de = rng.choice(MANNER)
             c["en_rest"], c["de_mid"] = c["en_rest"] + [m_en], c["de_mid"] + [m_de]
     if not c["en_comp"] and rng.random() < 0.3:  # a PP before "that ..." would read as part of it
-        p_en, p_de, case, classes = rng.choice(_LOC_PREPS if copula else _PREP_LIST)
+        p_en, p_de, case, classes = rng.choice(_LOC_PREPS if copula else PREPOSITIONS)
         en_np, de_np, _, _ = _np(rng, classes, case)
         if (p_de, de_np[0]) in _CONTRACT:  # "in dem Garten" -> "im Garten"
             p_de, de_np = _CONTRACT[(p_de, de_np[0])], de_np[1:]
         c["en_rest"], c["de_mid"] = c["en_rest"] + p_en.split() + en_np, c["de_mid"] + [p_de] + de_np
     if rng.random() < (0.15 if sub else 0.35):
-        c["time"] = rng.choice(_TIMES_BY_TENSE[tense])
+        c["time"] = rng.choice(TIMES_BY_TENSE[tense])
     return c
 
 
@@ -364,7 +208,7 @@ def _sample_pair(rng: random.Random) -> tuple[str, str]:
         c = _clause(rng, tense, sub=False)
         s = None
         if not c["en_comp"] and rng.random() < 0.25:
-            conj_en, conj_de = rng.choice(_CONJ_LIST)
+            conj_en, conj_de = rng.choice(CONJUNCTIONS)
             sub_tense = "pres" if conj_en == "if" else tense if rng.random() < 0.7 else rng.choice(_TENSES)
             if conj_en == "when" and sub_tense == "past":
                 conj_de = "als"  # a single past event takes "als"; "wenn" is present or repeated
@@ -430,7 +274,7 @@ def generate_splits(train_size: int, valid_size: int, test_size: int, seed: int)
 
 def german_verb_forms() -> frozenset[str]:
     """Every German verb form the grammar can emit (lower-case), auxiliaries included."""
-    forms = {f.lower() for v in _VERB_LIST + [_COPULA] for f in v["de"]}
+    forms = {f.lower() for v in VERBS + [COPULA] for f in v["de"]}
     return frozenset(forms | set(_HABEN.values()) | set(_SEIN.values()))
 
 
@@ -441,18 +285,18 @@ def lexicon() -> dict[str, frozenset[str]]:
     Function words (articles, pronouns, conjunctions) are left out: they are too ambiguous to align.
     """
     lex: dict[str, set[str]] = {}
-    for _, sg, pl, de, _, de_pl in _NOUN_LIST:
+    for _, sg, pl, de, _, de_pl in NOUNS:
         for en in (sg, pl):
             lex.setdefault(en, set()).update((de, de_pl, de_pl if de_pl[-1] in "ns" else de_pl + "n"))
-    for v in _VERB_LIST:
+    for v in VERBS:
         for en in v["en"]:
             lex.setdefault(en, set()).update(v["de"])
-    for en, base, stem in _ADJ["a"] + _ADJ["c"] + _ADJ["t"]:
+    for en, base, stem in ADJECTIVES["a"] + ADJECTIVES["c"] + ADJECTIVES["t"]:
         lex.setdefault(en, set()).update([base] + [stem + e for e in ("e", "en", "er", "es")])
-    singles = [(en, de) for en, de in _MANNER_LIST] + [_number(n) for n in range(2, 100)]
-    singles += [(en[0], de[0]) for en, de, _ in _TIME_LIST if len(en) == len(de) == 1]
-    singles += [(en, de) for en, de, _, _ in _PREP_LIST if " " not in en]
-    singles += [(p_en, c) for (p_de, _), c in _CONTRACT.items() for p_en, de, _, _ in _PREP_LIST if de == p_de]
+    singles = [(en, de) for en, de in MANNER] + [_number(n) for n in range(2, 100)]
+    singles += [(en[0], de[0]) for en, de, _ in TIMES if len(en) == len(de) == 1]
+    singles += [(en, de) for en, de, _, _ in PREPOSITIONS if " " not in en]
+    singles += [(p_en, c) for (p_de, _), c in _CONTRACT.items() for p_en, de, _, _ in PREPOSITIONS if de == p_de]
     for en, de in singles:
         lex.setdefault(en, set()).add(de)
     return {en: frozenset(f.lower() for f in forms) for en, forms in lex.items()}
