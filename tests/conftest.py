@@ -141,6 +141,23 @@ def scored_cells(project: Path) -> set[str]:
     return cells
 
 
+def cell_stage_without_torch(entry: dict, tmp: Path) -> subprocess.CompletedProcess:
+    """``stages/cell.py`` on a plan holding ``entry`` (its folder ``tmp/cell``, its metrics
+    ``tmp/m.json``), in a fresh interpreter that fails if the stage imported torch."""
+    plan = tmp / "plan.json"
+    plan.write_text(json.dumps(entry))
+    code = ("import sys; sys.argv = ['cell', '--plan', %r, '--baseline', %r, '--tokenized', %r, '--out', %r,"
+            " '--valid', 'v', '--test', 't', '--resume', 'r', '--metrics', %r]\n"
+            "from stages.cell import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n") % (
+        str(plan), str(plan), str(tmp), str(tmp / "cell"), str(tmp / "m.json"))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
 def shared_controls(project: Path) -> dict[str, str]:
     """Each control trained by another control's stage (the same budget), with that control; its
     folder holds the marker alone."""

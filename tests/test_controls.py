@@ -2,12 +2,10 @@
 train the same model are trained once (``tcompress.plan.share_controls``)."""
 
 import json
-import subprocess
-import sys
 
 import yaml
 
-from conftest import REPO, tiny_params
+from conftest import REPO, cell_stage_without_torch, tiny_params
 from tcompress.params import params_from_dict
 from tcompress.plan import resolve
 from tcompress.preview import estimate_line
@@ -62,20 +60,10 @@ def test_controls_with_one_budget_are_trained_once():
 
 
 def test_a_shared_controls_stage_writes_a_marker_without_torch(tmp_path):
-    plan = tmp_path / "plan.json"
     entry = {"cell": "agp-control", "selected": True, "method": "agp", "control": True, "same_as": "qat-control"}
-    plan.write_text(json.dumps(entry))
     (tmp_path / "cell").mkdir()
     (tmp_path / "cell" / "model.safetensors").write_text("stale")   # a previous run's artifact goes
-    code = ("import sys; sys.argv = ['cell', '--plan', %r, '--baseline', %r, '--tokenized', %r, '--out', %r,"
-            " '--valid', 'v', '--test', 't', '--resume', 'r', '--metrics', %r]\n"
-            "from stages.cell import main\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "assert 'torch' not in sys.modules, 'torch was imported'\n") % (
-        str(plan), str(plan), str(tmp_path), str(tmp_path / "cell"), str(tmp_path / "m.json"))
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
-    assert proc.returncode == 0, proc.stderr
+    proc = cell_stage_without_torch(entry, tmp_path)
     assert "agp-control: the same training as qat-control" in proc.stdout
     assert [p.name for p in (tmp_path / "cell").iterdir()] == ["same_as.json"]
     assert json.loads((tmp_path / "m.json").read_text()) == {k: entry[k] for k in ("cell", "method", "control",

@@ -6,15 +6,13 @@ aggregate, which take a second), never prepare/tokenize/train.
 """
 
 import json
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 import sacrebleu
 import yaml
 
-from conftest import REPO, dvc, make_project, ran_stages, run, tiny_params
+from conftest import cell_stage_without_torch, dvc, make_project, ran_stages, run, tiny_params
 from tcompress.data.corpora import read_split
 
 pytestmark = pytest.mark.slow
@@ -148,16 +146,6 @@ def test_push_then_fresh_clone_pull_runs_nothing(grid_project, tmp_path):
 
 
 def test_off_cell_never_imports_torch(tmp_path):
-    plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps({"cell": "ptq-sym-4-ff", "selected": False}))
-    code = ("import sys; sys.argv = ['cell', '--plan', %r, '--baseline', %r, '--tokenized', %r, '--out', %r,"
-            " '--valid', 'v', '--test', 't', '--resume', 'r', '--metrics', %r]\n"
-            "from stages.cell import main\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "assert 'torch' not in sys.modules, 'torch was imported'\n") % (
-        str(plan), str(plan), str(tmp_path), str(tmp_path / "cell"), str(tmp_path / "m.json"))
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
-    assert proc.returncode == 0, proc.stderr
+    cell_stage_without_torch({"cell": "ptq-sym-4-ff", "selected": False}, tmp_path)
     assert json.loads((tmp_path / "cell" / "off.json").read_text())["selected"] is False
     assert json.loads((tmp_path / "m.json").read_text()) == {}
