@@ -135,7 +135,8 @@ def plan_cmd(overrides: tuple[str, ...]) -> None:
     for r in rows:
         state = "planned before (restored, not recomputed)" if r["unchanged"] else \
             "new or changed" + (f", ~{r['seconds']:.0f} s" if r["seconds"] is not None else ", no measured cost yet")
-        click.echo(f"{r['cell']:32} {state}")
+        shared = f"; the model {r['same_as']} trains (the same budget)" if r["same_as"] else ""
+        click.echo(f"{r['cell']:32} {state}{shared}")
     known = [r["seconds"] for r in todo if r["seconds"] is not None]
     click.echo(f"{len(rows)} cells selected, {len(todo)} to compute"
                + (f", about {sum(known) / 60:.1f} min for the {len(known)} with a measured cost" if known else "")

@@ -33,7 +33,8 @@ def measured_seconds(metrics_dir: Path) -> dict[str, float]:
 
 def preview(overrides: list[str], params_file: Path = Path("params.yaml"), config_dir: Path = Path("data/config"),
             metrics_dir: Path = Path("metrics/cells")) -> list[dict]:
-    """One row per selected cell: its id, whether its planned entry is unchanged, estimated seconds."""
+    """One row per selected cell: its id, whether its planned entry is unchanged, estimated seconds,
+    and for a control another control trains, that control (``same_as``)."""
     from dvc.utils.hydra import apply_overrides
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -47,7 +48,7 @@ def preview(overrides: list[str], params_file: Path = Path("params.yaml"), confi
         previous = json.loads((config_dir / "cells.json").read_text())["cells"]
     cost = measured_seconds(metrics_dir) if metrics_dir.exists() else {}
     return [{"cell": cid, "unchanged": previous.get(cid) == entry,
-             "seconds": None if previous.get(cid) == entry else _seconds(entry, cost)}
+             "seconds": None if previous.get(cid) == entry else _seconds(entry, cost), "same_as": entry.get("same_as")}
             for cid, entry in cells.items()]
 
 

@@ -75,3 +75,20 @@ def test_the_default_grid_trains_one_control_for_qat_agp_and_imp():
     shared = resolve(params_from_dict(yaml.safe_load((REPO / "params.yaml").read_text())))["cells"]["cells"]
     assert {c: e.get("same_as") for c, e in shared.items() if e["control"]} == \
         {"qat-control": None, "agp-control": "qat-control", "imp-control": "qat-control"}
+
+
+def test_tcompress_plan_names_the_control_that_trains_a_shared_one(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from tcompress.cli import main
+
+    raw = tiny_params(methods=["qat", "agp", "imp"])
+    for section, budget in same_budget(imp={"lr": 5.0e-4}).items():
+        raw[section] |= budget
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["plan"])
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines() if "-control" in line.split()[0]}
+    assert lines["agp-control"].endswith("new or changed, ~0 s; the model qat-control trains (the same budget)")
+    assert "the model" not in lines["qat-control"] and "the model" not in lines["imp-control"]
