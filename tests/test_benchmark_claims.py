@@ -348,3 +348,57 @@ def test_lottery_at_the_fp32_18_epoch_budget_is_the_measured_one():
     said(f"IMP {imp[50]['finetune_seconds']:.0f} s (50 %) and {imp[80]['finetune_seconds']:.0f} s (80 %) of steps")
     said(f"the 50 % cells {ticket['file_bytes']:,} bytes (ticket) and {imp[50]['file_bytes']:,} (IMP)")
     said(f"IMP at 80 % {imp[80]['file_bytes']:,} bytes, {imp[80]['file_ratio']:.2f}×")
+
+
+def test_lottery_every_arm_on_the_gpu_is_the_measured_one():
+    """The two-seed H200 runs: every arm's BLEU and interval, the verdicts, curves, files and steps."""
+    raw = RESULTS / "multi30k_seed003/lottery_18ep_gpu"
+    arms = ["lottery-50-rewind-full", "lottery-50-random-full", "lottery-80-rewind-full",
+            "lottery-80-random-full", "imp-50-full", "imp-80-full"]
+    rows = {arm: [] for arm in ["baseline", *arms]}
+    last_val = {}
+    for seed in (1234, 4321):
+        folder = raw / f"seed{seed}"
+        pairs = pairwise(folder)
+        params = yaml.safe_load((folder / "params.yaml").read_text())
+        assert (params["seed"], params["train"]["precision"], params["runtime"]["device"]) == (seed, "fp32", "cuda")
+        train = json.loads((folder / "train.json").read_text())
+        dense = json.loads((folder / "baseline.json").read_text())["greedy"]["bleu"]
+        rows["baseline"].append(f"{dense:.2f} | —")
+        last_val[seed, "dense"] = json.loads((folder / "train_curve.json").read_text())[-1]["val_bleu"]
+        for arm in arms:
+            metrics = json.loads((folder / f"{arm}.json").read_text())
+            assert metrics["precision"] == "fp32" and round(metrics["sparsity"], 2) == int(arm.split("-")[1]) / 100
+            hyps = (folder / f"{arm}.hyps.txt").read_text().split("\n")[:-1]
+            assert len(hyps) == metrics["sentences"] == 1000
+            if arm.startswith("lottery"):
+                assert metrics["finetune_steps"] == train["steps"] == 3222
+                curve = json.loads((folder / f"{arm}.cell.json").read_text())["finetune_curve"]
+                assert len(curve) == 18 and metrics["kept_epoch"] == 18
+                last_val[seed, arm] = curve[-1]["val_bleu"]
+            rows[arm].append(f"{metrics['bleu']:.2f} | {interval(pairs['baseline', arm])}")
+        # the verdicts follow from the numbers
+        for pct in (50, 80):
+            ticket = pairs["baseline", f"lottery-{pct}-rewind-full"]
+            assert ticket["delta"] >= -0.5
+            assert pairs[f"lottery-{pct}-random-full", f"lottery-{pct}-rewind-full"]["ci_low"] > 0
+    said("| dense baseline: θ₀ trained 18 epochs (kept its best epoch, 18 and 17) | " + " | ".join(rows["baseline"]) + " |")
+    said("| 50 % ticket: the baseline's mask, survivors rewound to θ₀, 18 epochs | "
+         + " | ".join(rows["lottery-50-rewind-full"]) + " |")
+    said("| 50 % random re-initialization under the same mask | " + " | ".join(rows["lottery-50-random-full"]) + " |")
+    said("| 80 % ticket | " + " | ".join(rows["lottery-80-rewind-full"]) + " |")
+    said("| 80 % random re-initialization | " + " | ".join(rows["lottery-80-random-full"]) + " |")
+    said("| plain IMP to 50 % (179 steps) | " + " | ".join(rows["imp-50-full"]) + " |")
+    said("| plain IMP to 80 % (179 steps) | " + " | ".join(rows["imp-80-full"]) + " |")
+    for label, a, b in [("50 % ticket − its random re-initialization", "lottery-50-random-full", "lottery-50-rewind-full"),
+                        ("80 % ticket − its random re-initialization", "lottery-80-random-full", "lottery-80-rewind-full"),
+                        ("50 % ticket − plain IMP at 50 %", "imp-50-full", "lottery-50-rewind-full"),
+                        ("80 % ticket − plain IMP at 80 %", "imp-80-full", "lottery-80-rewind-full")]:
+        said(f"| {label} | " + " | ".join(interval(pairwise(raw / f"seed{s}")[a, b]) for s in (1234, 4321)) + " |")
+    v = {k: f"{x:.2f}" for k, x in last_val.items()}
+    said(f"seed 1234 dense {v[1234, 'dense']}, 50 % ticket {v[1234, 'lottery-50-rewind-full']}, 80 % ticket "
+         f"{v[1234, 'lottery-80-rewind-full']}, 50 % random {v[1234, 'lottery-50-random-full']}, 80 % random "
+         f"{v[1234, 'lottery-80-random-full']};")
+    said(f"seed 4321 dense {v[4321, 'dense']}, tickets {v[4321, 'lottery-50-rewind-full']} and "
+         f"{v[4321, 'lottery-80-rewind-full']}, random {v[4321, 'lottery-50-random-full']} and "
+         f"{v[4321, 'lottery-80-random-full']}.")
