@@ -1,5 +1,6 @@
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -71,6 +72,19 @@ def tiny_params(**overrides) -> dict:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     deep_update(params, yaml.safe_load(yaml.safe_dump(TINY)))
     return deep_update(params, overrides)
+
+
+# Translations for significance tests: references drawn from a small vocabulary, and systems that
+# replace each word with a random one at a given rate (a higher rate, a lower BLEU).
+WORDS = "a b c d e f g h the cat sat on mat dog".split()
+
+
+def references(rng: random.Random, n: int = 300) -> list[str]:
+    return [" ".join(rng.choice(WORDS) for _ in range(12)) for _ in range(n)]
+
+
+def noisy(refs: list[str], rate: float, rng: random.Random) -> list[str]:
+    return [" ".join(w if rng.random() > rate else rng.choice(WORDS) for w in r.split()) for r in refs]
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:

@@ -7,28 +7,17 @@ import pandas as pd
 import pytest
 import sacrebleu
 
+from conftest import noisy, references
 from tcompress.results import collect, markdown_report, markdown_summary, significance_by_cell, summary
-
-
-WORDS = "a b c d e f g h the cat sat on mat dog".split()
-
-
-def _noisy(refs, rate, rng):
-    return [" ".join(w if rng.random() > rate else rng.choice(WORDS) for w in r.split()) for r in refs]
-
-
-def _references(rng: random.Random) -> list[str]:
-    """The grid's references: the first draws of its seeded generator."""
-    return [" ".join(rng.choice(WORDS) for _ in range(12)) for _ in range(300)]
 
 
 @pytest.fixture
 def grid(tmp_path):
     """A baseline, a PTQ cell, and a QAT cell whose control gained more from fine-tuning than the cell."""
     rng = random.Random(1)
-    refs = _references(rng)
-    hyps = {"baseline": _noisy(refs, 0.30, rng), "ptq-sym-8-full": _noisy(refs, 0.31, rng),
-            "qat-control": _noisy(refs, 0.20, rng), "qat-sym-4-full": _noisy(refs, 0.24, rng)}
+    refs = references(rng)
+    hyps = {"baseline": noisy(refs, 0.30, rng), "ptq-sym-8-full": noisy(refs, 0.31, rng),
+            "qat-control": noisy(refs, 0.20, rng), "qat-sym-4-full": noisy(refs, 0.24, rng)}
     bleu = {k: round(sacrebleu.corpus_bleu(v, [refs]).score, 4) for k, v in hyps.items()}
     (tmp_path / "eval").mkdir(), (tmp_path / "dirs").mkdir(), (tmp_path / "cells").mkdir()
     (tmp_path / "eval/baseline.greedy.txt").write_text("\n".join(hyps["baseline"]) + "\n")
@@ -114,7 +103,7 @@ def test_a_control_trained_once_for_two_methods_serves_both(grid, tmp_path):
     (dirs / "agp-control").mkdir()   # the marker stage's folder holds no translations
     (cells / "agp-control.json").write_text(json.dumps(
         {"cell": "agp-control", "method": "agp", "control": True, "same_as": "qat-control"}))
-    refs = _references(random.Random(1))   # the fixture's references, drawn again
+    refs = references(random.Random(1))   # the fixture's references, drawn again
     agp_bleu = round(sacrebleu.corpus_bleu(agp_hyps, [refs]).score, 4)
     (cells / "agp-10-70-1-full.json").write_text(json.dumps(
         {"cell": "agp-10-70-1-full", "method": "agp", "schedule": "10-70-1", "group": "full", "compression_ratio": 3.3,

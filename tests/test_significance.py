@@ -8,20 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from conftest import noisy, references
 from tcompress.significance import paired_bootstrap
-
-
-def _noisy(refs: list[str], rate: float, rng: random.Random, words: list[str]) -> list[str]:
-    return [" ".join(w if rng.random() > rate else rng.choice(words) for w in r.split()) for r in refs]
 
 
 @pytest.fixture(scope="module")
 def systems():
     rng = random.Random(0)
-    words = "a b c d e f g h the cat sat on mat dog".split()
-    refs = [" ".join(rng.choice(words) for _ in range(12)) for _ in range(300)]
-    return refs, _noisy(refs, 0.30, rng, words), {"better": _noisy(refs, 0.25, rng, words),
-                                                  "close": _noisy(refs, 0.30, rng, words)}
+    refs = references(rng)
+    return refs, noisy(refs, 0.30, rng), {"better": noisy(refs, 0.25, rng), "close": noisy(refs, 0.30, rng)}
 
 
 def test_p_values_equal_the_sacrebleu_command_line(systems, tmp_path):
