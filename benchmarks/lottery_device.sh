@@ -56,20 +56,22 @@ seed_run() {
   # shellcheck disable=SC2086
   $RUN $FIXED -S seed="$seed" -S 'methods=[lottery]' $EXTRA \
       resolve prepare tokenize train evaluate teacher plan > "$dst/baseline.log" 2>&1 \
-    || { log "seed $seed: baseline failed"; pack; return 1; }
+    || { log "seed $seed: baseline failed"; echo 1 > "$dst/baseline.rc"; pack; return 1; }
   cp metrics/train.json metrics/train_curve.json metrics/baseline.json params.yaml "$dst/"
   cp data/eval/*.txt "$dst/" 2>/dev/null
   log "seed $seed: baseline done"; pack
   for cell in $ARMS; do
     ( $RUN "cell@$cell" > "$dst/$cell.log" 2>&1; rc=$?
-      collect_cell "$seed" "$dir" "$cell" "$cell"; log "seed $seed: $cell exit $rc"; pack ) &
+      echo $rc > "$dst/$cell.rc"; collect_cell "$seed" "$dir" "$cell" "$cell"; log "seed $seed: $cell exit $rc"; pack ) &
   done
   for arm in 0.2063:50 0.4152:80; do
-    local frac=${arm%:*} pct=${arm#*:} idir="$WORK/s$1-imp${arm#*:}"
+    local frac=${arm%:*} pct=${arm#*:}
+    local idir="$WORK/s$seed-imp$pct"
     copy_tree "$dir" "$idir"
     ( cd "$idir" && PYTHONPATH=$idir $RUN -S 'methods=[imp]' -S imp.fraction="$frac" resolve plan cell@imp-full \
         > "$dst/imp-$pct-full.log" 2>&1; rc=$?
-      collect_cell "$seed" "$idir" imp-full "imp-$pct-full"; log "seed $seed: imp-$pct-full exit $rc"; pack ) &
+      echo $rc > "$dst/imp-$pct-full.rc"; collect_cell "$seed" "$idir" imp-full "imp-$pct-full"
+      log "seed $seed: imp-$pct-full exit $rc"; pack ) &
   done
   wait
 }
@@ -82,3 +84,5 @@ pids=()
 for seed in $SEEDS; do seed_run "$seed" & pids+=($!); done
 wait "${pids[@]}"  # not the GPU logger, which runs until killed
 log "all done"; kill "$GPU_LOG" 2>/dev/null; pack
+failed=$(grep -L -x 0 "$WORK"/collected/seed*/*.rc 2>/dev/null)
+[ -z "$failed" ] || { echo "failed: $failed"; exit 1; }

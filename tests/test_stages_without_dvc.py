@@ -126,3 +126,16 @@ def test_the_device_script_runs_every_arm_from_one_baseline(tmp_path):
         hyps = (got / f"{cell}.hyps.txt").read_text().split("\n")[:-1]
         assert len(hyps) == metrics["sentences"] == 20, cell
     assert (got / "baseline.greedy.txt").exists()
+
+
+def test_the_device_script_fails_when_a_stage_does(tmp_path):
+    project = project_copy(tmp_path / "repo")
+    env = {**os.environ, "DATA": str(tmp_path / "unused"), "OUT": str(tmp_path / "out"), "WORK": str(tmp_path / "w"),
+           "DEVICE": "cpu", "SEEDS": "7", "EXTRA": TINY_EXTRA + " -S train.lr=-1",  # resolve rejects it
+           "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])}
+    done = subprocess.run(["bash", "benchmarks/lottery_device.sh"], cwd=project, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 1
+    assert "seed 7: baseline failed" in done.stdout and "failed: " in done.stdout
+    log = (tmp_path / "w" / "collected" / "seed7" / "baseline.log").read_text()
+    assert "train.lr" in log  # the one line naming the key
