@@ -402,3 +402,28 @@ def test_lottery_every_arm_on_the_gpu_is_the_measured_one():
     said(f"seed 4321 dense {v[4321, 'dense']}, tickets {v[4321, 'lottery-50-rewind-full']} and "
          f"{v[4321, 'lottery-80-rewind-full']}, random {v[4321, 'lottery-50-random-full']} and "
          f"{v[4321, 'lottery-80-random-full']}.")
+
+
+def test_the_bf16_seq_student_on_an_avx512_cpu_is_the_measured_one():
+    """The fourteenth session's second teacher and seq student (bf16, AVX-512 CPU): the rows, the
+    interval, the speed and the validation curve, from the raw files."""
+    folder = RESULTS / "multi30k_seed003/distill_18ep_bf16_avx512"
+    train = json.loads((folder / "train.json").read_text())
+    teacher = json.loads((folder / "baseline.json").read_text())
+    seq = json.loads((folder / "distill-seq-128-3-512.json").read_text())
+    curve = json.loads((folder / "distill-seq-128-3-512.cell.json").read_text())["finetune_curve"]
+    speed = json.loads((folder / "distill_speed_seq.json").read_text())
+    pair = pairwise(folder)["teacher", "distill-seq-128-3-512"]
+    assert train["precision"] == seq["precision"] == "bf16" and seq["kd"] == "seq"
+    assert train["steps"] == 3366 and len(curve) == 18
+    assert "avx512_bf16" in speed["cpu_flags"] and speed["threads"] == 2
+    hyps = (folder / "distill-seq-128-3-512.hyps.txt").read_text().split("\n")[:-1]
+    teacher_hyps = (folder / "teacher.hyps.txt").read_text().split("\n")[:-1]
+    assert len(hyps) == len(teacher_hyps) == seq["sentences"] == 1000
+    # the speed run decoded the same models: its BLEU is the cells' own
+    assert speed["bleu_greedy"] == {"teacher": round(teacher["greedy"]["bleu"], 2), "student": round(seq["bleu"], 2)}
+    said(f"| teacher: the 18-epoch baseline, bf16 | {teacher['greedy']['bleu']:.2f} | — | {train['steps']:,} |")
+    said(f"| 128-3-512 student, seq KD from it | **{seq['bleu']:.2f}** | **{interval(pair)}** | {seq['finetune_steps']:,} |")
+    said(f"the student {speed['sentences_per_second']['student']:.1f} sentences/s against the teacher's "
+         f"{speed['sentences_per_second']['teacher']:.1f}: **{speed['speedup']:.2f}×**")
+    said("Validation BLEU by epoch (1 → 18): " + ", ".join(f"{e['val_bleu']:.1f}" for e in curve))
