@@ -39,12 +39,15 @@ pack() {  # atomically, so the tarball under $OUT is always whole
   (cd "$WORK" && tar czf "$tmp" collected 2>/dev/null; mv "$tmp" "$OUT/lottery_device.tgz")
 }
 
-collect_cell() {  # seed dir cell name-as-collected
-  local dst="$WORK/collected/seed$1"
-  mkdir -p "$dst"
-  cp "$2/metrics/cells/$3.json" "$dst/$4.json" 2>/dev/null
-  cp "$2/data/cells/$3/hyps.txt" "$dst/$4.hyps.txt" 2>/dev/null
-  cp "$2/data/cells/$3/cell.json" "$dst/$4.cell.json" 2>/dev/null
+run_arm() {  # seed dir name cell stages...: run in dir, then keep the cell's files under name
+  local seed=$1 dir=$2 name=$3 cell=$4 dst="$WORK/collected/seed$1" rc
+  shift 4
+  (cd "$dir" && PYTHONPATH=$dir $RUN "$@" > "$dst/$name.log" 2>&1); rc=$?
+  echo $rc > "$dst/$name.rc"
+  cp "$dir/metrics/cells/$cell.json" "$dst/$name.json" 2>/dev/null
+  cp "$dir/data/cells/$cell/hyps.txt" "$dst/$name.hyps.txt" 2>/dev/null
+  cp "$dir/data/cells/$cell/cell.json" "$dst/$name.cell.json" 2>/dev/null
+  log "seed $seed: $name exit $rc"; pack
 }
 
 seed_run() {
@@ -61,17 +64,13 @@ seed_run() {
   cp data/eval/*.txt "$dst/" 2>/dev/null
   log "seed $seed: baseline done"; pack
   for cell in $ARMS; do
-    ( $RUN "cell@$cell" > "$dst/$cell.log" 2>&1; rc=$?
-      echo $rc > "$dst/$cell.rc"; collect_cell "$seed" "$dir" "$cell" "$cell"; log "seed $seed: $cell exit $rc"; pack ) &
+    run_arm "$seed" "$dir" "$cell" "$cell" "cell@$cell" &
   done
   for arm in 0.2063:50 0.4152:80; do
     local frac=${arm%:*} pct=${arm#*:}
-    local idir="$WORK/s$seed-imp$pct"
-    copy_tree "$dir" "$idir"
-    ( cd "$idir" && PYTHONPATH=$idir $RUN -S 'methods=[imp]' -S imp.fraction="$frac" resolve plan cell@imp-full \
-        > "$dst/imp-$pct-full.log" 2>&1; rc=$?
-      echo $rc > "$dst/imp-$pct-full.rc"; collect_cell "$seed" "$idir" imp-full "imp-$pct-full"
-      log "seed $seed: imp-$pct-full exit $rc"; pack ) &
+    copy_tree "$dir" "$WORK/s$seed-imp$pct"
+    run_arm "$seed" "$WORK/s$seed-imp$pct" "imp-$pct-full" imp-full \
+      -S 'methods=[imp]' -S imp.fraction="$frac" resolve plan cell@imp-full &
   done
   wait
 }

@@ -357,9 +357,9 @@ def test_lottery_every_arm_on_the_gpu_is_the_measured_one():
             "lottery-80-random-full", "imp-50-full", "imp-80-full"]
     rows = {arm: [] for arm in ["baseline", *arms]}
     last_val = {}
-    for seed in (1234, 4321):
+    pairs_by_seed = {seed: pairwise(raw / f"seed{seed}") for seed in (1234, 4321)}
+    for seed, pairs in pairs_by_seed.items():
         folder = raw / f"seed{seed}"
-        pairs = pairwise(folder)
         params = yaml.safe_load((folder / "params.yaml").read_text())
         assert (params["seed"], params["train"]["precision"], params["runtime"]["device"]) == (seed, "fp32", "cuda")
         train = json.loads((folder / "train.json").read_text())
@@ -394,7 +394,7 @@ def test_lottery_every_arm_on_the_gpu_is_the_measured_one():
                         ("80 % ticket − its random re-initialization", "lottery-80-random-full", "lottery-80-rewind-full"),
                         ("50 % ticket − plain IMP at 50 %", "imp-50-full", "lottery-50-rewind-full"),
                         ("80 % ticket − plain IMP at 80 %", "imp-80-full", "lottery-80-rewind-full")]:
-        said(f"| {label} | " + " | ".join(interval(pairwise(raw / f"seed{s}")[a, b]) for s in (1234, 4321)) + " |")
+        said(f"| {label} | " + " | ".join(interval(pairs[a, b]) for pairs in pairs_by_seed.values()) + " |")
     v = {k: f"{x:.2f}" for k, x in last_val.items()}
     said(f"seed 1234 dense {v[1234, 'dense']}, 50 % ticket {v[1234, 'lottery-50-rewind-full']}, 80 % ticket "
          f"{v[1234, 'lottery-80-rewind-full']}, 50 % random {v[1234, 'lottery-50-random-full']}, 80 % random "
