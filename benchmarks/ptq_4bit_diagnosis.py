@@ -13,10 +13,10 @@ import torch
 
 from tcompress.compress import PTQConfig, compress_
 from tcompress.compress.artifact import load_model
-from tcompress.compress.cells import calibration_batches
 from tcompress.data.corpora import read_split
 from tcompress.decode import DecodeOptions
 from tcompress.evaluation import evaluate_model
+from tcompress.runner import CellContext
 from tcompress.tokenizer import Tokenizer
 
 CASES = [("full", "none", False), ("full", "none", True), ("full", "inputs", True), ("full", "inputs", False),
@@ -29,7 +29,7 @@ def main(data_dir: str) -> None:
     d = Path(data_dir)
     sources, references = read_split(d / "prepared/test.parquet")
     tok = Tokenizer.load(d / "tokenized")
-    batches = calibration_batches(d / "tokenized", 8, 3000, 1234, torch.device("cpu"))
+    batches = CellContext({"seed": 1234}, d / "tokenized", None, None, torch.device("cpu")).calibration_batches(8, 3000)
     for group, activations, per_channel in CASES:
         model, _ = load_model(d / "model/model.pt")
         compress_(model, PTQConfig(4, "sym", per_channel=per_channel, activations=activations), group,

@@ -42,9 +42,10 @@ def main(plan_file: str, baseline: str, tokenized: str, valid_split: str, test_s
         write_json(metrics, write_shared(out, entry))
         click.echo(f"{entry['cell']}: the same training as {entry['same_as']}, whose stage runs it")
         return
-    from tcompress.compress.cells import CellContext, compress_cell, evaluate_cell
     from tcompress.plan import verify_inputs
-    from tcompress.stage import runtime, seed_everything, setup_torch
+    from tcompress.runner import CellContext, compress_cell, evaluate_cell
+    from tcompress.stage import runtime, setup_torch
+    from tcompress.training import seed_everything
 
     inputs = {"baseline": Path(baseline), "tokenized": Path(tokenized), "valid": Path(valid_split),
               "test": Path(test_split)}

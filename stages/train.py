@@ -24,9 +24,9 @@ def main(config_file: str, tokenized: str, prepared: str, out: str, resume_path:
     from tcompress.model import Vocab, count_parameters, make_model
     from tcompress.precision import resolve_precision
     from tcompress.schema import build
-    from tcompress.stage import runtime, seed_everything, setup_torch
+    from tcompress.stage import runtime, setup_torch
     from tcompress.tokenizer import Tokenizer
-    from tcompress.training import ParallelData, fingerprint, fit, ids_digest
+    from tcompress.training import ParallelData, fingerprint, fit, ids_digest, seed_everything
 
     config = read_config(config_file)
     model_cfg, train_cfg = build(ModelConfig, config["model"], "model"), build(TrainConfig, config["train"], "train")

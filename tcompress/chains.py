@@ -11,7 +11,7 @@ Which methods may chain is said by the methods themselves: every link but the la
 float model (``Method.float_output``: pruning), every link but the first must keep the parent's
 zeros (``Method.keeps_zeros``; binarization has no zero). A method that ``continues_any`` (node
 pruning: it reshapes a model without retraining) may follow any link. While a later link trains, the parent's
-zeros are held at zero (``tcompress.compress.cells``), and its quantization ranges are those of the
+zeros are held at zero (``tcompress.runner``), and its quantization ranges are those of the
 nonzero weights (symmetric and asymmetric ranges both include 0; k-means clusters the nonzeros).
 
 Torch-free: resolve and plan import it.

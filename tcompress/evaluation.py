@@ -1,7 +1,7 @@
 """One evaluation for every cell: decode the test split, score detokenized output with sacrebleu.
 
 The baseline goes through ``evaluate_model`` (greedy and beam); every compressed cell through
-the same ``translate`` and ``score`` with the cells' decoding (``compress.cells.evaluate_cell``), so their
+the same ``translate`` and ``score`` with the cells' decoding (``runner.evaluate_cell``), so their
 numbers differ only by the model. BLEU is sacrebleu's default (13a tokenizer, cased) against the raw
 references, with its signature kept beside the score so results can be compared across papers.
 """

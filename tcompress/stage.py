@@ -1,4 +1,4 @@
-"""What every stage entrypoint shares: one-line errors, resolved configs, runtime settings, seeding.
+"""What every stage entrypoint shares: one-line errors, resolved configs, runtime settings.
 
 Only ``resolve`` reads params.yaml's values; every other stage reads the resolved config file it
 depends on (``data/config/<stage>.json`` or a cell's plan), plus ``runtime`` (device, threads,
@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import random
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -71,13 +70,6 @@ def setup_torch(rt: "RuntimeConfig") -> "torch.device":
     if rt.threads:
         torch.set_num_threads(rt.threads)
     return pick_device(rt.device)
-
-
-def seed_everything(seed: int) -> None:
-    import torch
-
-    random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def pick_device(choice: str) -> "torch.device":

@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,6 +144,13 @@ def stale_reason(stored: dict | None, identity: dict) -> str | None:
         return "it was written by an older version"
     changed = sorted(k for k in set(stored) | set(identity) if stored.get(k) != identity.get(k))
     return "its " + ", ".join(changed) + (" differs" if len(changed) == 1 else " differ") + " from this run's"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's and torch's generators: the train stage before it builds the baseline, a cell
+    before its method runs, and a method that builds a fresh model the way the train stage does."""
+    random.seed(seed)
+    torch.manual_seed(seed)
 
 
 def _rng_state() -> dict:

@@ -47,7 +47,7 @@ def test_cell_stages_depend_on_their_plan_file_alone():
 def test_closure_follows_lazy_imports_and_the_method_registry():
     files = {str(f) for f in closure([REPO / CELL_SCRIPT], REPO)}
     # imported inside main() only, after the off-cell early return
-    assert {"tcompress/compress/cells.py", "tcompress/training.py", "tcompress/compress/linear_quant.py",
+    assert {"tcompress/runner.py", "tcompress/training.py", "tcompress/compress/linear_quant.py",
             "tcompress/tokenizer.py", "tcompress/model.py"} <= files
     # tcompress.methods loads every module of its package
     assert {"tcompress/methods/ptq.py", "tcompress/methods/agp.py"} <= files

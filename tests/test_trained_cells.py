@@ -147,7 +147,7 @@ def test_a_trained_cell_keeps_the_last_or_the_best_epoch(tiny_pipeline, tmp_path
     import torch
 
     from tcompress.compress.artifact import load_model
-    from tcompress.compress.cells import CellContext
+    from tcompress.runner import CellContext
     from tcompress.training import Hook
 
     class Snapshots(Hook):
@@ -178,7 +178,7 @@ def test_a_cells_resume_file_from_another_plan_is_ignored(tiny_pipeline, tmp_pat
 
     from tcompress.checkpoint import save_atomic
     from tcompress.compress.artifact import load_model
-    from tcompress.compress.cells import CellContext
+    from tcompress.runner import CellContext
     from tcompress.training import fingerprint
 
     entry = {"cell": "qat-control", "seed": 3, "params": {"train_sentences": 0}, "inputs": {"baseline": "new"},
@@ -197,7 +197,7 @@ def test_a_word_kd_cell_reads_the_training_split_once(tiny_pipeline, tmp_path, m
     """The teacher's top-k pass and the training loop share one read of the training ids."""
     import torch
 
-    import tcompress.compress.cells as cells
+    import tcompress.runner as cells
     from tcompress.methods.distill import DistillParams, compress
 
     splits, read_ids = [], cells.read_ids

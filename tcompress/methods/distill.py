@@ -148,7 +148,7 @@ def student_model(teacher, cell, params: DistillParams, seed: int):
     import dataclasses
 
     from tcompress.model import make_model
-    from tcompress.stage import seed_everything
+    from tcompress.training import seed_everything
 
     cfg = dataclasses.replace(teacher.cfg, d_model=cell["d_model"], n_layers=cell["layers"], d_ff=cell["d_ff"],
                               n_heads=params.n_heads)

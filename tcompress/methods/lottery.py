@@ -50,7 +50,7 @@ def check(params: LotteryParams, budget: Budget) -> None:
 def initial_model(cfg, vocab, seed: int):
     """The model the train stage starts from: it seeds with ``seed`` and builds the model at once."""
     from tcompress.model import make_model
-    from tcompress.stage import seed_everything
+    from tcompress.training import seed_everything
 
     seed_everything(seed)
     return make_model(cfg, vocab)
@@ -63,8 +63,7 @@ def _start(model, init: str, params: LotteryParams, ctx):
 
     from tcompress.config import TrainConfig
     from tcompress.schema import build
-    from tcompress.stage import seed_everything
-    from tcompress.training import fit
+    from tcompress.training import fit, seed_everything
 
     start = initial_model(model.cfg, model.vocab, ctx.seed if init == "rewind" else ctx.seed + 1).to(ctx.device)
     if init == "rewind" and params.rewind_step > 0:

@@ -1,4 +1,4 @@
-"""Run one grid cell: the baseline checkpoint and the cell's plan -> compressed checkpoint and facts.
+"""The cell runner: the baseline checkpoint and one grid cell's plan -> compressed checkpoint and facts.
 
 The runner knows no method: it loads the baseline, builds the registered method's params from the
 plan, and calls its ``compress`` with a ``CellContext``, which gives calibration batches and the one
@@ -7,6 +7,10 @@ at the end of their budget (``keep: last``, when every schedule has finished) or
 validation epoch (``keep: best``), and resume after an interruption from a file keyed on the plan
 (which holds the baseline's and the data's hashes). A control cell runs the same budget with no
 compression.
+
+It sits beside the plan (a trained cell fine-tunes on the subset the plan budgeted) and above the
+methods, which it reaches through their registry; ``tcompress.compress``, below the methods, holds
+only the mechanisms they share.
 """
 
 from __future__ import annotations

@@ -1,0 +1,127 @@
+"""Layers point down: no module imports from a layer above its own.
+
+Every module of ``tcompress`` and every stage script is listed in one layer below (a package's
+``.*`` covers its modules), top to bottom; a module may import from its own layer and any layer
+under it. Imports are read statically (``ast``), the lazy ones inside functions included, so a
+torch-free module that defers an import is checked as strictly as one that imports at the top.
+A new module fails ``test_every_module_has_one_layer`` until it is placed here: placing it is the
+decision of what it may import.
+"""
+
+from __future__ import annotations
+
+import ast
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    # What a user or DVC runs: thin scripts, the CLI, and the helper they share (one-line errors,
+    # resolved configs, runtime settings).
+    ("entry points", ("stages.*", "tcompress.cli", "tcompress.stage", "tcompress.templates.*")),
+    # What loops over the method registry: params, grid, chains, plan, the cell runner, the teacher
+    # stage's decoding, and what the aggregate writes (results, significance, report, its plots).
+    ("runner, plan and aggregate", (
+        "tcompress.params", "tcompress.grid", "tcompress.chains", "tcompress.plan", "tcompress.preview",
+        "tcompress.runner", "tcompress.cellfiles", "tcompress.teacher",
+        "tcompress.results", "tcompress.significance", "tcompress.report", "tcompress.svgplot")),
+    # One file (or package) per compression method, and the registry they register with.
+    ("methods", ("tcompress.methods", "tcompress.methods.*")),
+    # What two or more methods share: stored forms, packing, linear quantization, codebooks,
+    # pruners, the module walker, the one artifact loader.
+    ("shared compression mechanisms", ("tcompress.compress", "tcompress.compress.*")),
+    # The float model and everything about it that knows nothing of compression.
+    ("model, data, config and base", (
+        "tcompress", "tcompress.schema", "tcompress.config", "tcompress.model", "tcompress.layer_groups",
+        "tcompress.batching", "tcompress.tokenizer", "tcompress.data", "tcompress.data.*", "tcompress.decode",
+        "tcompress.evaluation", "tcompress.precision", "tcompress.checkpoint", "tcompress.safetensors_file",
+        "tcompress.training", "tcompress.closure")),
+]
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(p): p for p in sorted([*(REPO / "tcompress").rglob("*.py"), *(REPO / "stages").glob("*.py")])}
+
+
+def layer_of(module: str) -> list[int]:
+    """The indexes (0 = top) of every layer that lists ``module``."""
+    return [i for i, (_, patterns) in enumerate(LAYERS) if any(fnmatchcase(module, p) for p in patterns)]
+
+
+def _imported(module: str, source: str, is_package: bool) -> list[tuple[int, str]]:
+    """(line, module) for each project module the source imports; ``from pkg import name`` counts as
+    importing ``pkg.name`` where that is a module, else ``pkg``."""
+    package = module if is_package else module.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from the package, one level up per extra dot
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([base] if base else [])])
+            names = [f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names]
+        else:
+            continue
+        for name in names:
+            while name and name not in MODULES:   # `import a.b.Thing` style leftovers: the module part
+                name = name.rpartition(".")[0]
+            if name:
+                found.append((node.lineno, name))
+    return list(dict.fromkeys(found))   # `from pkg import a, b` names pkg once
+
+
+def violations(module: str, source: str, is_package: bool = False) -> list[str]:
+    """Each import in ``source`` (the text of ``module``) that points to a layer above the module's."""
+    own = layer_of(module)[0]
+    out = []
+    for line, target in _imported(module, source, is_package):
+        layers = layer_of(target)
+        if layers and layers[0] < own:
+            out.append(f"{module}:{line} imports {target} ({LAYERS[layers[0]][0]}), above its own layer "
+                       f"({LAYERS[own][0]})")
+    return out
+
+
+def test_every_module_has_one_layer():
+    unplaced = [m for m in MODULES if len(layer_of(m)) != 1]
+    assert not unplaced, f"place each module in exactly one layer of LAYERS: {', '.join(unplaced)}"
+
+
+def test_every_layer_entry_names_a_module():
+    stale = [p for _, patterns in LAYERS for p in patterns
+             if not any(fnmatchcase(m, p) for m in MODULES)]
+    assert not stale, f"LAYERS lists modules that do not exist: {', '.join(stale)}"
+
+
+def test_imports_point_down():
+    found = [v for module, path in MODULES.items()
+             for v in violations(module, path.read_text(), path.name == "__init__.py")]
+    assert not found, "imports that point up:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize("module, source, bad", [
+    ("tcompress.compress.packing", "def f():\n    from tcompress.methods import get\n", "tcompress.methods"),
+    ("tcompress.compress.packing", "import tcompress.runner\n", "tcompress.runner"),
+    ("tcompress.methods.ptq", "from tcompress import plan\n", "tcompress.plan"),
+    ("tcompress.model", "from .compress.artifact import load_model\n", "tcompress.compress.artifact"),
+    ("tcompress.runner", "from tcompress.stage import runtime\n", "tcompress.stage"),
+])
+def test_an_import_that_points_up_is_reported(module, source, bad):
+    """The checker itself: lazy, aliased, ``from pkg import module`` and relative imports are all seen."""
+    found = violations(module, source)
+    assert len(found) == 1 and f"imports {bad} " in found[0], found
+
+
+def test_imports_down_and_sideways_are_allowed():
+    assert not violations("tcompress.runner", "from tcompress.plan import training_subset\n"
+                                              "from tcompress.methods import get\nimport torch\n")
+    assert not violations("tcompress.methods.qat", "from tcompress.methods.ptq import compress\n")
