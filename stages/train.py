@@ -1,5 +1,6 @@
 """train: the baseline Transformer, resumable, keeping the checkpoint with the best validation BLEU."""
 
+import hashlib
 from pathlib import Path
 
 import click
@@ -50,7 +51,9 @@ def main(config_file: str, tokenized: str, prepared: str, out: str, resume_path:
                          "best_val_bleu": best.get("val_bleu"), "best_val_loss": best["val_loss"],
                          "parameters": count_parameters(model), "precision": precision,
                          "train_seconds": round(state.train_seconds, 1), "wall_seconds": round(state.wall_seconds, 1),
-                         "train_tokens_per_second": round(state.train_tokens / max(state.train_seconds, 1e-9), 1)})
+                         "train_tokens_per_second": round(state.train_tokens / max(state.train_seconds, 1e-9), 1),
+                         # resolve compares it with a new config to say whether (and how long) the baseline trains
+                         "config_md5": hashlib.md5(Path(config_file).read_bytes()).hexdigest()})
     write_json(curve, state.history)
     Path(resume_path).unlink(missing_ok=True)  # finished: the best checkpoint is the output now
 

@@ -77,3 +77,17 @@ def estimate_line(previous: dict, cells: dict, cost: dict[str, float]) -> str:
     return (f"{len(todo)} cells with new settings" + (f": about {sum(known) / 60:.1f} min for the {len(known)} whose "
             "method has a measured cost" if known else " (no measured cost yet)")
             + "; cells whose plan comes back are restored from the run-cache instead")
+
+
+def baseline_line(config_md5: str, model_exists: bool, last_run: dict | None) -> str:
+    """What the baseline costs before anything else runs: nothing when its checkpoint is there and was
+    trained from this config; else the wall time of its last measured run (``metrics/train.json``),
+    said as such, since DVC's run-cache may restore it instead and that run's machine may differ."""
+    if model_exists and last_run and last_run.get("config_md5") == config_md5:
+        return "the baseline is trained (data/model, this config)"
+    if not last_run or "wall_seconds" not in last_run:
+        return "the baseline trains first, unless DVC's run-cache restores it (no measured run to estimate it from)"
+    same = last_run.get("config_md5") == config_md5
+    return (f"the baseline trains first, unless DVC's run-cache restores it: its last measured run "
+            f"{'of this config' if same else 'of another config'} took {last_run['wall_seconds'] / 60:.1f} min "
+            f"({last_run.get('steps', '?')} steps, {last_run.get('precision', '?')}, metrics/train.json)")

@@ -92,3 +92,14 @@ def test_tcompress_plan_names_the_control_that_trains_a_shared_one(tmp_path, mon
     lines = {line.split()[0]: line for line in result.output.splitlines() if "-control" in line.split()[0]}
     assert lines["agp-control"].endswith("new or changed, ~0 s; the model qat-control trains (the same budget)")
     assert "the model" not in lines["qat-control"] and "the model" not in lines["imp-control"]
+
+
+def test_resolve_says_what_the_baseline_costs_before_it_trains():
+    from tcompress.preview import baseline_line
+
+    last = {"wall_seconds": 150.0, "steps": 312, "precision": "fp32", "config_md5": "abc"}
+    assert baseline_line("abc", True, last) == "the baseline is trained (data/model, this config)"
+    fresh = baseline_line("abc", False, last)   # a fresh clone: the committed metrics, no checkpoint
+    assert "its last measured run of this config took 2.5 min (312 steps, fp32" in fresh
+    assert "of another config took 2.5 min" in baseline_line("def", True, last)
+    assert "no measured run" in baseline_line("abc", False, None)
