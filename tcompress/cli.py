@@ -3,7 +3,7 @@
 ``tcompress translate`` scores any checkpoint on any test set (the user's own, not only the
 pipeline's), with the same decoding and sacrebleu scoring the evaluate stage uses;
 ``tcompress catalog`` rewrites the stage list dvc.yaml expands; ``tcompress groups`` counts the
-parameters of each layer group.
+parameters of each layer group; ``tcompress docs`` regenerates docs/methods.md from the registry.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from tcompress.decode import DecodeOptions, translate
 from tcompress.evaluation import score
 from tcompress.grid import CELLS_FILE, cells_file_text
 from tcompress.layer_groups import group_report
+from tcompress.methods_doc import METHODS_PAGE
 from tcompress.schema import UserError
 from tcompress.stage import configure_logging
 from tcompress.tokenizer import Tokenizer
@@ -141,6 +142,20 @@ def plan_cmd(overrides: tuple[str, ...]) -> None:
     click.echo(f"{len(rows)} cells selected, {len(todo)} to compute"
                + (f", about {sum(known) / 60:.1f} min for the {len(known)} with a measured cost" if known else "")
                + " (plus the baseline, if its settings changed)")
+
+
+@main.command("docs")
+@click.option("--out", "out_file", default=str(METHODS_PAGE), show_default=True, type=click.Path(dir_okay=False))
+def docs_cmd(out_file: str) -> None:
+    """Rewrite the methods page from each registered method's docstring, axes and params.
+
+    Run it after adding a method or editing a method's docstring, axes or params; a test fails
+    while the committed page is stale."""
+    from tcompress.methods import registered
+    from tcompress.methods_doc import write
+
+    changed = write(out_file)
+    click.echo(f"{out_file}: {len(registered())} methods" + ("" if changed else " (unchanged)"))
 
 
 @main.command("groups")

@@ -23,11 +23,13 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # resolved configs, runtime settings).
     ("entry points", ("stages.*", "tcompress.cli", "tcompress.stage", "tcompress.templates.*")),
     # What loops over the method registry: params, grid, chains, plan, the cell runner, the teacher
-    # stage's decoding, and what the aggregate writes (results, significance, report, its plots).
+    # stage's decoding, what the aggregate writes (results, significance, report, its plots), and
+    # the generated methods page.
     ("runner, plan and aggregate", (
         "tcompress.params", "tcompress.grid", "tcompress.chains", "tcompress.plan", "tcompress.preview",
         "tcompress.runner", "tcompress.cellfiles", "tcompress.teacher",
-        "tcompress.results", "tcompress.significance", "tcompress.report", "tcompress.svgplot")),
+        "tcompress.results", "tcompress.significance", "tcompress.report", "tcompress.svgplot",
+        "tcompress.methods_doc")),
     # One file (or package) per compression method, and the registry they register with.
     ("methods", ("tcompress.methods", "tcompress.methods.*")),
     # What two or more methods share: stored forms, packing, linear quantization, codebooks,

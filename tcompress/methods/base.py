@@ -202,20 +202,23 @@ def get(name: str) -> Method:
 # ------------------------------------------------------------------ axes several methods share
 
 def one_of(choices: tuple[str, ...]) -> Callable[[str], None]:
-    """An axis check: the value must be one of ``choices``."""
+    """An axis check: the value must be one of ``choices`` (``check.allowed`` says so in words, for
+    the methods page)."""
     def check(value: str) -> None:
         if value not in choices:
-            raise ValueError(f"{value!r} is not allowed; expected one of {', '.join(choices)}")
+            raise ValueError(f"{value!r} is not allowed; expected {check.allowed}")
+    check.allowed = "one of " + ", ".join(choices)
     return check
 
 
 def int_range(lo: int, hi: int | None = None, noun: str = "an int") -> Callable[[int], None]:
-    """An axis check: ``lo <= value`` (and ``<= hi``)."""
+    """An axis check: ``lo <= value`` (and ``<= hi``); ``check.allowed`` says so in words."""
     expected = f"{noun} >= {lo}" if hi is None else f"{noun} from {lo} to {hi}"
 
     def check(value: int) -> None:
         if value < lo or hi is not None and value > hi:
             raise ValueError(f"{value} is out of range; expected {expected}")
+    check.allowed = expected
     return check
 
 
