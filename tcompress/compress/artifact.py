@@ -1,4 +1,4 @@
-"""Compressed-model artifacts: the file a user ships, and the one loader for every model file.
+"""Compressed-model artifacts: the file a user ships, the stored forms it holds, and the one loader.
 
 A cell's artifact is a safetensors file (``tcompress.safetensors_file``): its tensors are the
 model's state dict in the smallest lossless layout of each (``tcompress.compress.packing``: codes
@@ -6,26 +6,27 @@ bit-packed, pruned tensors as bitmask + nonzeros), its ``__metadata__`` the layo
 model's recipe, what replaced which module and the cell's facts, as JSON. Opening it parses JSON
 and copies bytes: it cannot run code. Baseline checkpoints are torch files loaded with
 ``weights_only=True``; ``load_model`` opens either kind.
+
+A stored form (``QuantizedModule``, ``CodebookModule``, …) is a module that subclasses
+``StoredForm`` with its kind name; defining the class registers it, and the class answers for
+itself how it is recorded, rebuilt and counted, so a new form edits nothing here.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import pkgutil
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from tcompress import safetensors_file
 from tcompress.checkpoint import CheckpointError, load_safe, model_payload
-from tcompress.compress.codebook import CodebookModule
-from tcompress.compress.fullyqt import FQ_MODULES
-from tcompress.compress.node_pruning import NodePrunedFeedForward
 from tcompress.compress.packing import decode_state, encode_state
-from tcompress.compress.product_quant import ProductCodebookModule
 from tcompress.compress.walker import replace_module
-from tcompress.compress.quantized import QuantizedModule
 from tcompress.config import ModelConfig
 from tcompress.model import EncoderDecoder, Vocab, make_model
 from tcompress.schema import build
@@ -33,18 +34,79 @@ from tcompress.schema import build
 
 FORMAT = "tcompress.packed/1"
 TORCH_ZIP_MAGIC = b"PK\x03\x04"
-# The stored forms a compressed model may hold, by the key its artifact lists them under. Each class
-# has ``describe()`` (JSON recorded per module), ``shell(inner, info)`` (an empty one to load the
-# state into) and ``stored_bits()``.
-STORED_FORMS: dict[str, type[nn.Module]] = {"quantized": QuantizedModule, "codebook": CodebookModule,
-                                             **{cls.kind: cls for cls in (*FQ_MODULES, NodePrunedFeedForward, ProductCodebookModule)}}
+# Every stored form by its kind, the key its artifact lists its modules under; filled by the forms'
+# own class definitions (``StoredForm.__init_subclass__``).
+STORED_FORMS: dict[str, type[StoredForm]] = {}
+
+
+class StoredForm:
+    """What the artifact needs of a module that replaces a float one: a record to rebuild an empty
+    shell, and its bits by each of the three counts. Mixed in before ``nn.Module``::
+
+        class CodebookModule(StoredForm, nn.Module, kind="codebook"): ...
+
+    A class given no ``kind`` (a base shared by several forms) is not registered.
+    """
+
+    kind: ClassVar[str]
+    _ANSWERS = ("describe", "shell", "parameter_bits", "stored_bits", "nonzero_bits")
+
+    def __init_subclass__(cls, kind: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if kind is None:
+            if getattr(cls, "kind", None) in STORED_FORMS:   # it would be saved as its parent and load as one
+                raise TypeError(f"{cls.__name__} subclasses the stored form {cls.kind!r}: give it a kind of its own")
+            return
+        missing = [name for name in StoredForm._ANSWERS
+                   if next(k for k in cls.__mro__ if name in vars(k)) is StoredForm]
+        if missing:
+            raise TypeError(f"stored form {kind!r} ({cls.__name__}) does not define {', '.join(missing)}")
+        if STORED_FORMS.get(kind, cls) is not cls:
+            raise ValueError(f"stored form kind {kind!r} is already {STORED_FORMS[kind].__name__}'s")
+        cls.kind = kind
+        STORED_FORMS[kind] = cls
+
+    def describe(self) -> dict:
+        """The JSON the artifact records to rebuild this module's shell before loading its state."""
+        raise NotImplementedError
+
+    @classmethod
+    def shell(cls, inner: nn.Module, info: dict) -> nn.Module:
+        """An empty form around the float module ``inner``, shaped by ``describe()``'s record."""
+        raise NotImplementedError
+
+    def parameter_bits(self) -> int:
+        """Its codes at their width by the thesis's formula (``parameter_bits``); its float
+        parameters are counted by the caller."""
+        raise NotImplementedError
+
+    def stored_bits(self) -> int:
+        """Its codes as stored, step sizes, zero points and codebooks included (``stored_bits``)."""
+        raise NotImplementedError
+
+    def nonzero_bits(self) -> int:
+        """Its nonzero codes at their width (``nonzero_bits``)."""
+        raise NotImplementedError
+
+
+def stored_forms() -> dict[str, type[StoredForm]]:
+    """Every stored form, each module of this package imported first: a form registers itself when
+    its module is imported, and a file may hold forms this process has not used yet."""
+    import tcompress.compress as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{info.name}")
+    return STORED_FORMS
 
 
 def save_compressed(model: EncoderDecoder, path: str | Path, **extra: Any) -> int:
     """Write ``model`` as a packed safetensors artifact; returns its bytes on disk."""
-    compression = {kind: {name: m.describe() for name, m in model.named_modules() if type(m) is cls}
-                   for kind, cls in STORED_FORMS.items()}
-    payload = model_payload(model, compression={k: v for k, v in compression.items() if v}, **extra)
+    compression: dict[str, dict[str, Any]] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, StoredForm):
+            compression.setdefault(module.kind, {})[name] = module.describe()
+    # Kinds in name order: the file's bytes do not depend on which form's module was imported first.
+    payload = model_payload(model, compression=dict(sorted(compression.items())), **extra)
     layouts, stored = encode_state(payload.pop("model"))
     metadata = {"format": FORMAT, "layout": json.dumps(layouts, separators=(",", ":")),
                 "tcompress": json.dumps(payload, separators=(",", ":"))}
@@ -96,16 +158,17 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[En
 def rebuild_wrappers(model: EncoderDecoder, compression: dict[str, Any]) -> None:
     """Put the empty shells a compressed checkpoint describes into a fresh float model, so that its
     state dict loads into them."""
-    unknown = set(compression) - set(STORED_FORMS)
+    forms = stored_forms()
+    unknown = set(compression) - set(forms)
     if unknown:
         raise CheckpointError(f"compressed modules of unknown kind {sorted(unknown)}; this version reads "
-                              f"{', '.join(STORED_FORMS)}")
+                              f"{', '.join(forms)}")
     # Outer wrappers first: a module wrapped inside another is named through the outer one's ``inner``.
     entries = sorted(((name, kind, info) for kind, modules in compression.items() for name, info in modules.items()),
                      key=lambda e: e[0].count("."))
     for name, kind, info in entries:
         old = model.get_submodule(name)
-        replace_module(model, old, STORED_FORMS[kind].shell(old, info))
+        replace_module(model, old, forms[kind].shell(old, info))
 
 
 def stored_bits(model: nn.Module) -> int:
@@ -113,7 +176,7 @@ def stored_bits(model: nn.Module) -> int:
     size and zero point) at 32."""
     total = 0
     for module in model.modules():
-        if type(module) in STORED_FORMS.values():
+        if isinstance(module, StoredForm):
             total += module.stored_bits()
         total += 32 * sum(p.numel() for p in module.parameters(recurse=False))
     return total
@@ -125,12 +188,8 @@ def parameter_bits(model: nn.Module) -> int:
     thesis's formula, which FullyQT's Table 5 ratios follow)."""
     total = 0
     for module in model.modules():
-        if isinstance(module, QuantizedModule):
-            total += sum(getattr(module, f"{p}_q").numel() for p in module.param_names) * module.spec.bits
-        elif isinstance(module, CodebookModule):
-            total += module.weight_codes.numel() * module.bits
-        elif isinstance(module, ProductCodebookModule):
-            total += module.index_bits()
+        if isinstance(module, StoredForm):
+            total += module.parameter_bits()
         total += 32 * sum(p.numel() for p in module.parameters(recurse=False))
     return total
 
@@ -141,7 +200,7 @@ def nonzero_bits(model: nn.Module) -> int:
     thesis's two formulas: pruning's n_m / NNZ and quantization's bit widths."""
     total = 0
     for module in model.modules():
-        if type(module) in STORED_FORMS.values():
+        if isinstance(module, StoredForm):
             total += module.nonzero_bits()
         total += 32 * sum(int(torch.count_nonzero(p)) for p in module.parameters(recurse=False))
     return total

@@ -24,6 +24,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from tcompress.compress.artifact import StoredForm
+
 
 def gather_rows(codebook: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
     """``codebook[r, codes[...]]`` per row r of the weight (one shared row when ``codebook`` has one)."""
@@ -32,9 +34,7 @@ def gather_rows(codebook: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
     return codebook.gather(1, flat).reshape(codes.shape)
 
 
-class CodebookModule(nn.Module):
-    kind = "codebook"
-
+class CodebookModule(StoredForm, nn.Module, kind="codebook"):
     def __init__(self, inner: nn.Module, bits: int, rows: int, trainable: bool = False):
         """An empty shell around ``inner`` (its ``weight`` replaced); fill it with ``from_codes`` or
         ``load_state_dict``. ``rows``: 1 for one codebook per tensor, else the weight's first dim."""
@@ -104,6 +104,10 @@ class CodebookModule(nn.Module):
     def describe(self) -> dict:
         """What the artifact records to rebuild this shell before loading its state."""
         return {"bits": self.bits, "rows": self.rows}
+
+    def parameter_bits(self) -> int:
+        """One index per weight at the code width; the codebook is not counted."""
+        return self.weight_codes.numel() * self.bits
 
     def nonzero_bits(self) -> int:
         """Nonzero weights at the code width (the formula ratio of a pruned, then shared model)."""

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tcompress.compress.artifact import StoredForm
 from tcompress.compress.linear_quant import QuantSpec, fake_quantize, quantize_tensor
 from tcompress.compress.qat import FakeQuantModule
 from tcompress.compress.walker import replace_module, unwrapped
@@ -176,7 +177,7 @@ def _match(valid: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
     return valid if valid is not None and valid.shape == x.shape[:2] else None
 
 
-class _FQModule(nn.Module):
+class _FQModule(StoredForm, nn.Module):
     """What the artifact needs of a wrapper: a record to rebuild an empty one, and its bit count."""
 
     def describe(self) -> dict:
@@ -187,6 +188,9 @@ class _FQModule(nn.Module):
         streams = {k: v for k, v in info.items() if k != "spec"}
         return cls(inner, FullyQTSpec.from_dict(info["spec"]), PadMasks(), **streams)
 
+    def parameter_bits(self) -> int:
+        return 0   # activation ranges are not parameters; the wrapped modules count theirs
+
     def stored_bits(self) -> int:
         """The frozen ranges: two floats per range."""
         return sum(32 * (q.lo.numel() + q.hi.numel()) for q in self.points.values() if q.used)
@@ -195,9 +199,7 @@ class _FQModule(nn.Module):
         return 0
 
 
-class FQPositional(_FQModule):
-    kind = "fq_positional"
-
+class FQPositional(_FQModule, kind="fq_positional"):
     def __init__(self, inner: PositionalEncoding, spec: FullyQTSpec, masks: PadMasks, stream: str):
         super().__init__()
         self.inner, self.spec, self.masks, self.streams = inner, spec, masks, {"stream": stream}
@@ -219,9 +221,7 @@ class FQPositional(_FQModule):
         return self.inner.dropout(s)                    # quantization before dropout (§3.4)
 
 
-class FQAttention(_FQModule):
-    kind = "fq_attention"
-
+class FQAttention(_FQModule, kind="fq_attention"):
     def __init__(self, inner: MultiHeadedAttention, spec: FullyQTSpec, masks: PadMasks, q_stream: str,
                  kv_stream: str):
         super().__init__()
@@ -265,9 +265,7 @@ class FQAttention(_FQModule):
         return self.inner.out_proj(self.points["att_out"](out, _expand(q_valid)))
 
 
-class FQFeedForward(_FQModule):
-    kind = "fq_feedforward"
-
+class FQFeedForward(_FQModule, kind="fq_feedforward"):
     def __init__(self, inner: PositionwiseFeedForward, spec: FullyQTSpec, masks: PadMasks, stream: str):
         super().__init__()
         self.inner, self.spec, self.masks, self.streams = inner, spec, masks, {"stream": stream}
@@ -279,9 +277,7 @@ class FQFeedForward(_FQModule):
         return self.points["ff_out"](self.inner.w_2(self.inner.dropout(h)), valid)
 
 
-class FQLayerNorm(_FQModule):
-    kind = "fq_layernorm"
-
+class FQLayerNorm(_FQModule, kind="fq_layernorm"):
     def __init__(self, inner: nn.Module, spec: FullyQTSpec, masks: PadMasks, stream: str):
         super().__init__()
         self.inner, self.spec, self.masks, self.streams = inner, spec, masks, {"stream": stream}
@@ -296,9 +292,6 @@ class FQLayerNorm(_FQModule):
         quot = self.points["ln_quot"](num / den, valid)
         gamma, beta = _ln_params(self.inner)
         return self.points["ln_out"](quot * gamma + beta, valid)
-
-
-FQ_MODULES = (FQPositional, FQAttention, FQFeedForward, FQLayerNorm)
 
 
 def _ln_params(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tcompress.compress.artifact import StoredForm
 from tcompress.compress.walker import replace_module, unwrapped
 from tcompress.model import PAD, PositionwiseFeedForward
 
@@ -25,9 +26,8 @@ RULES = ("adaptive", "xmax", "l1")
 STACKS = ("encoder", "decoder")
 
 
-class NodePrunedFeedForward(PositionwiseFeedForward):
+class NodePrunedFeedForward(StoredForm, PositionwiseFeedForward, kind="ffn_nodes"):
     """A feed-forward network narrower than the model's d_ff; the artifact records its width."""
-    kind = "ffn_nodes"
 
     @classmethod
     def shell(cls, inner: PositionwiseFeedForward, info: dict) -> "NodePrunedFeedForward":
@@ -36,8 +36,11 @@ class NodePrunedFeedForward(PositionwiseFeedForward):
     def describe(self) -> dict:
         return {"d_ff": unwrapped(self.w_1, nn.Linear).out_features}
 
-    def stored_bits(self) -> int:
+    def parameter_bits(self) -> int:
         return 0   # its Linears count themselves
+
+    def stored_bits(self) -> int:
+        return 0
 
     def nonzero_bits(self) -> int:
         return 0

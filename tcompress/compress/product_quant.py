@@ -19,6 +19,8 @@ import math
 import torch
 from torch import nn
 
+from tcompress.compress.artifact import StoredForm
+
 CODEBOOK_BITS = (32, 8)
 
 
@@ -88,9 +90,7 @@ def int8_codebook(codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.clamp(torch.round(codebook * (1.0 / scale)), -127, 127).to(torch.int8), scale
 
 
-class ProductCodebookModule(nn.Module):
-    kind = "pq"
-
+class ProductCodebookModule(StoredForm, nn.Module, kind="pq"):
     def __init__(self, inner: nn.Module, block: int, centroids: int, codebook_bits: int = 32):
         """An empty shell around ``inner`` (its ``weight`` replaced); fill it with ``from_codes`` or
         ``load_state_dict``."""
@@ -151,6 +151,10 @@ class ProductCodebookModule(nn.Module):
 
     def index_bits(self) -> int:
         return self.weight_codes.numel() * math.ceil(math.log2(self.centroids))
+
+    def parameter_bits(self) -> int:
+        """The indices; the codebook is not counted."""
+        return self.index_bits()
 
     def stored_bits(self) -> int:
         """Indices at log2(K) bits, the codebook at its width (its int8 step size at 32)."""

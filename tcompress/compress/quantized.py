@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tcompress.compress.artifact import StoredForm
 from tcompress.compress.linear_quant import QuantSpec, dequantize, fake_quantize, qparams, quantize_tensor
 
 SITES = ("input", "output")
@@ -20,7 +21,7 @@ SITES = ("input", "output")
 ACTIVATION_SITES = {"none": (), "inputs": ("input",), "both": SITES}
 
 
-class QuantizedModule(nn.Module):
+class QuantizedModule(StoredForm, nn.Module, kind="quantized"):
     def __init__(self, inner: nn.Module, spec: QuantSpec, sites: tuple[str, ...] = (),
                  params: tuple[str, ...] | None = None):
         """An empty shell shaped like ``inner``'s quantized form; fill it with ``from_float`` or
@@ -97,6 +98,10 @@ class QuantizedModule(nn.Module):
         """What the artifact records to rebuild this shell before loading its state."""
         return {"bits": self.spec.bits, "mode": self.spec.mode, "per_channel": self.spec.per_channel,
                 "sites": list(self.sites), "params": list(self.param_names)}
+
+    def parameter_bits(self) -> int:
+        """Every code at its width; step sizes and zero points are not counted."""
+        return sum(getattr(self, f"{p}_q").numel() for p in self.param_names) * self.spec.bits
 
     def nonzero_bits(self) -> int:
         """Nonzero parameters at the code width (the formula ratio of a pruned, then quantized model)."""
