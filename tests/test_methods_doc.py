@@ -2,6 +2,7 @@
 committed page must equal a fresh render, and a render changes when a method's own text does."""
 
 import dataclasses
+import re
 import sys
 from pathlib import Path
 
@@ -50,3 +51,9 @@ def test_tcompress_docs_writes_the_page(tmp_path):
     assert out.read_text() == render()
     again = CliRunner().invoke(main, ["docs", "--out", str(out)])
     assert again.output.endswith("(unchanged)\n")
+
+
+def test_the_readme_names_every_registered_method():
+    readme = (REPO / "README.md").read_text()
+    listed = readme[readme.index("- Methods, one file each"):].split("\n- ")[0]
+    assert re.findall(r"`(\w+)`", listed.split("):", 1)[1]) == [m.name for m in registered()]
