@@ -2,7 +2,9 @@
 
 The whole file (these sections, the grid keys and one section per registered method) is assembled
 and cross-checked by ``tcompress.params``; this module stays free of the method registry, so the
-stages that only need a section (train needs ``model`` and ``train``) import little.
+stages that only need a section (train needs ``model`` and ``train``) import little. Each default
+is the committed params.yaml's value, its ``synthetic`` entry where it is given per corpus
+(tests/test_defaults.py), so leaving a key out of params.yaml changes nothing for the default run.
 
 ``runtime`` holds the settings that do not change results (device, threads, checkpoint frequency);
 stages read it with ``load_section`` and no stage depends on it, so changing it reruns nothing.
@@ -74,10 +76,10 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = setting(15, lo=1)
+    epochs: int = setting(10, lo=1)
     batch_tokens: int = setting(3000, lo=16, doc="sentences x longest side (padded tokens) per batch")
     lr: float = setting(1e-3, lo=0.0, lo_open=True, doc="peak learning rate, reached after warmup_steps")
-    warmup_steps: int = setting(800, lo=1)
+    warmup_steps: int = setting(300, lo=1)
     beta1: float = setting(0.9, lo=0.0, hi=1.0)
     beta2: float = setting(0.98, lo=0.0, hi=1.0)
     adam_eps: float = setting(1e-9, lo=0.0, lo_open=True)

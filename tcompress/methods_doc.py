@@ -113,9 +113,11 @@ def _facts(method: Method) -> list[str]:
 
 
 def _method_section(method: Method) -> list[str]:
-    budget = {f.name for f in dataclasses.fields(FinetuneParams)} if method.trains else set()
+    budget = {f.name: _default(f) for f in dataclasses.fields(FinetuneParams)} if method.trains else {}
     axis_keys = {a.key for a in method.axes}
-    own = [(f, tp) for f, tp in _fields(method.params) if f.name not in budget | axis_keys]
+    # A budget key is listed with the method only where the method gives it a default of its own.
+    own = [(f, tp) for f, tp in _fields(method.params)
+           if f.name not in axis_keys and (f.name not in budget or _default(f) != budget[f.name])]
     lines = [f"### `{method.name}`: {method.title}", "", *_facts(method), "", *_axes_table(method), ""]
     if own:
         lines += [f"Settings (`{method.name}.<key>` in params.yaml):", "", *_params_table(own), ""]
@@ -136,9 +138,10 @@ def render() -> str:
         "each axis's params key says which values. A selected value must also be in params.yaml's `catalog` "
         "(then `tcompress catalog`): the default catalog below applies where params.yaml's leaves an axis out.",
         "",
-        "Defaults are those of each params dataclass, used where params.yaml leaves a key out; the committed "
-        "params.yaml sets some keys otherwise, often per corpus (`epochs: {synthetic: 2, multi30k: 1}`). "
-        "Any scalar may be given per corpus that way.",
+        "Defaults are those of each params dataclass, used where params.yaml leaves a key out. They are the "
+        "committed params.yaml's values; a value it gives per corpus (`epochs: {synthetic: 2, multi30k: 1}`) "
+        "defaults to its `synthetic` entry, the default corpus's (tests/test_defaults.py). Any scalar may be "
+        "given per corpus that way.",
         "",
         "## The training budget (every method that trains)",
         "",

@@ -33,11 +33,11 @@ PRUNING_GROUP = dataclasses.replace(GROUP, shared=False)
 
 @dataclass(frozen=True)
 class AGPParams(FinetuneParams):
-    schedules: tuple[str, ...] = setting(THESIS_SCHEDULES, doc="grid key: 'initial%-final%-frequency'")
-    groups: tuple[str, ...] = setting(PRUNING_GROUPS, doc="grid key")
+    schedules: tuple[str, ...] = setting(("10-70-1",), doc="grid key: 'initial%-final%-frequency'")
+    groups: tuple[str, ...] = setting(("full",), doc="grid key")
     unit: str = setting("steps", choices=("steps", "epochs"), doc="unit of start, end and the frequency")
     start: int = setting(0, lo=0)
-    end: int = setting(60, lo=1)
+    end: int = setting(20, lo=1)
 
 
 def _steps(params: AGPParams, steps_per_epoch: int) -> int:

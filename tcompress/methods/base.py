@@ -9,6 +9,9 @@ method:
   section of params.yaml. A subclass of ``FinetuneParams`` marks a method that trains: its cells
   get the training data, a resume file and the baseline's training settings under the method's
   budget, and the grid adds its control cell (``<method>-control``: the same budget, uncompressed).
+  Each default is the committed params.yaml's value (its ``synthetic`` entry where it is given per
+  corpus; tests/test_defaults.py); a method whose budget differs gives a budget key its own default
+  with ``budget(name, default)``.
 - ``axes``: the grid axes; a cell is one value per axis, named ``<method>-<v1>-<v2>…`` in axis
   order (``ptq-sym-8-full``). The method's section holds each axis's values under ``axis.key``; a
   shared axis left ``null`` there takes the top-level key of that name (``bits``, ``modes``,
@@ -73,14 +76,21 @@ class Axis:
 @dataclass(frozen=True)
 class FinetuneParams:
     """The fine-tuning budget of a training-based method; the rest comes from ``train``."""
-    epochs: int = setting(1, lo=1)
-    train_sentences: int = setting(0, lo=0, doc="a seeded random subset of the training split; 0 = all of it")
+    epochs: int = setting(2, lo=1)
+    train_sentences: int = setting(4000, lo=0, doc="a seeded random subset of the training split; 0 = all of it")
     lr: float = setting(2e-4, lo=0.0, lo_open=True, doc="peak learning rate (inverse-sqrt schedule)")
     warmup_steps: int = setting(50, lo=1)
     from_scratch: bool = setting(False, doc="train a fresh model instead of fine-tuning the baseline")
     keep: str = setting("last", choices=("last", "best"), doc="the model at the end of the budget (every "
                         "schedule finished), or the epoch with the best validation BLEU (a pruning cell may "
                         "then be less sparse than its schedule's end; its ratio is counted on what it keeps)")
+
+
+def budget(name: str, default: Any) -> Any:
+    """``FinetuneParams``'s field ``name`` with a method's own default (its range and doc kept), for a
+    method whose budget differs from the shared one."""
+    meta = next(f for f in fields(FinetuneParams) if f.name == name).metadata
+    return field(default=default, metadata=meta)
 
 
 CONTROL = "control"

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tcompress.methods.base import Axis, Budget, FinetuneParams, Method, int_range, one_of, register
+from tcompress.methods.base import Axis, Budget, FinetuneParams, Method, budget, int_range, one_of, register
 from tcompress.schema import ConfigError, setting
 
 KDS = ("word", "seq", "none")
@@ -48,6 +48,11 @@ class DistillParams(FinetuneParams):
     alpha: float = setting(0.5, lo=0.0, hi=1.0, doc="word KD: weight of the teacher's term (1 − α: the references')")
     top_k: int = setting(8, lo=0, doc="word KD: the teacher's k most likely tokens per position, computed once "
                          "before training and renormalized; 0 = its whole distribution, at every step")
+    # A student starts fresh: it trains longer, on all the data, at the baseline's peak rate.
+    epochs: int = budget("epochs", 4)
+    train_sentences: int = budget("train_sentences", 0)
+    lr: float = budget("lr", 1e-3)
+    warmup_steps: int = budget("warmup_steps", 100)
 
 
 def check(params: DistillParams, budget: Budget) -> None:

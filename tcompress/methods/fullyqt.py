@@ -40,14 +40,14 @@ class FullyQTPTQParams:
     bits: tuple[int, ...] = setting((8,), doc="grid key (the paper: 8)")
     ops: tuple[str, ...] = setting(("all",), doc="grid key; " + OPS_AXIS.doc)
     ema_momentum: float = setting(0.9, lo=0.0, hi=1.0, doc="activation ranges: EMA of min/max (§3.1)")
-    calibration_batches: int = setting(100, lo=1, doc="post-training: batches whose activations set the ranges")
+    calibration_batches: int = setting(50, lo=1, doc="post-training: batches whose activations set the ranges")
     calibration_batch_tokens: int = setting(3000, lo=16)
 
 
 @dataclass(frozen=True)
 class FullyQTParams(FinetuneParams):
     bits: tuple[int, ...] = setting((8,), doc="grid key (the paper: 8)")
-    ops: tuple[str, ...] = setting(("all",), doc="grid key; " + OPS_AXIS.doc)
+    ops: tuple[str, ...] = setting(("all", "naive"), doc="grid key; " + OPS_AXIS.doc)
     ema_momentum: float = setting(0.9, lo=0.0, hi=1.0, doc="activation ranges: EMA of min/max (§3.1)")
     start_step: int = setting(0, lo=0, doc="quantize (and track ranges) from this optimizer step on (Table 4)")
 

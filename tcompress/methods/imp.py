@@ -19,7 +19,7 @@ class IMPParams(FinetuneParams):
     fraction: float = setting(0.2, lo=0.0, hi=1.0, lo_open=True, doc="of the remaining weights, per round")
     threshold: Optional[float] = setting(None, lo=0.0, doc="prune |w| below this instead of a fraction")
     rounds: int = setting(3, lo=1)
-    steps_per_round: int = setting(60, lo=1)
+    steps_per_round: int = setting(10, lo=1)
 
 
 def check(params: IMPParams, budget: Budget) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tcompress.methods.agp import PRUNING_GROUP
-from tcompress.methods.base import Axis, Budget, FinetuneParams, Method, int_range, one_of, register
+from tcompress.methods.base import Axis, Budget, FinetuneParams, Method, budget, int_range, one_of, register
 from tcompress.schema import ConfigError, setting
 
 INITS = ("rewind", "random")
@@ -39,6 +39,9 @@ class LotteryParams(FinetuneParams):
     groups: tuple[str, ...] = setting(("full",), doc="grid key: the layer groups pruned")
     rewind_step: int = setting(0, lo=0, doc="late rewinding: restart from θ₀ trained this many steps with the "
                                "cell's recipe (0: θ₀ itself)")
+    # A ticket retrains from θ₀ (or a fresh start), so on all the data and at the baseline's peak rate.
+    train_sentences: int = budget("train_sentences", 0)
+    lr: float = budget("lr", 1e-3)
 
 
 def check(params: LotteryParams, budget: Budget) -> None:

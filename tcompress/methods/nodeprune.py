@@ -25,10 +25,10 @@ RULE = Axis("rule", "rules", str, "adaptive: x_max < z·σ per layer | xmax, l1:
 
 @dataclass(frozen=True)
 class NodePruneParams:
-    rules: tuple[str, ...] = setting(("adaptive",), doc="grid key; " + RULE.doc)
+    rules: tuple[str, ...] = setting(("adaptive", "xmax", "l1"), doc="grid key; " + RULE.doc)
     z: float = setting(0.025, lo=0.0, lo_open=True, doc="threshold in standard deviations of a layer's x_max")
     stacks: tuple[str, ...] = setting(STACKS, choices=STACKS, doc="the FFNs pruned: encoder, decoder, or both")
-    estimate_batches: int = setting(200, lo=1, doc="training batches over which x_max is estimated")
+    estimate_batches: int = setting(50, lo=1, doc="training batches over which x_max is estimated")
     estimate_batch_tokens: int = setting(3000, lo=16)
     momentum: float = setting(0.9, lo=0.0, hi=1.0, doc="x_max: EMA of each batch's maximum")
 

@@ -17,10 +17,10 @@ from tcompress.schema import setting
 
 @dataclass(frozen=True)
 class QATParams(FinetuneParams):
-    bits: Optional[tuple[int, ...]] = setting(None, doc="grid key; null: the top-level bits")
-    modes: Optional[tuple[str, ...]] = setting(None, doc="grid key; null: the top-level modes")
-    groups: Optional[tuple[str, ...]] = setting(None, doc="grid key; null: the top-level groups")
-    per_channel: bool = setting(False, doc="one weight range per output row ('bucketing', FullyQT §3.3)")
+    bits: Optional[tuple[int, ...]] = setting((4,), doc="grid key; null: the top-level bits")
+    modes: Optional[tuple[str, ...]] = setting(("sym",), doc="grid key; null: the top-level modes")
+    groups: Optional[tuple[str, ...]] = setting(("full",), doc="grid key; null: the top-level groups")
+    per_channel: bool = setting(True, doc="one weight range per output row ('bucketing', FullyQT §3.3)")
     activations: str = setting("none", choices=ACTIVATIONS, doc="quantized float activations of each module: "
                                "none, inputs (what an integer kernel consumes), or both (inputs and outputs)")
     ema_momentum: float = setting(0.9, lo=0.0, hi=1.0, doc="activation ranges: exponential moving average")

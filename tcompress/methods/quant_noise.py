@@ -34,7 +34,7 @@ RATE = Axis("rate", "rates", int, "percent of blocks quantized per training step
 @dataclass(frozen=True)
 class QuantNoiseParams(FinetuneParams):
     quantizers: tuple[str, ...] = setting(("int4", "ipq"), doc="grid key: " + QUANTIZER.doc)
-    rates: tuple[int, ...] = setting((0, 10), doc="grid key: " + RATE.doc)
+    rates: tuple[int, ...] = setting((0, 10, 100), doc="grid key: " + RATE.doc)
     groups: Optional[tuple[str, ...]] = setting(("full",), doc="grid key; null: the top-level groups")
     block: int = setting(8, lo=1, doc="weights per block (a row's consecutive entries): the noise unit and "
                          "iPQ's subvector; it must divide every selected matrix's columns")
