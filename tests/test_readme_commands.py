@@ -127,6 +127,15 @@ def test_scalar_and_list_overrides_select_what_they_say(tmp_path):
     assert ptq == ["ptq-sym-8-ff", "ptq-sym-8-att", "ptq-sym-4-ff", "ptq-sym-4-att"]
 
 
+def test_the_default_run_selects_the_cells_the_readme_names():
+    """README, "The default run": 8 PTQ cells, one QAT, one AGP and one IMP cell."""
+    cells = [c for c in selected_cells(load_params(REPO / "params.yaml")) if not c.control]
+    assert {m: sum(c.method == m for c in cells) for m in {c.method for c in cells}} == \
+        {"ptq": 8, "qat": 1, "agp": 1, "imp": 1}
+    assert {(c["mode"], c["bits"], c["group"]) for c in cells if c.method == "ptq"} == \
+        {(m, b, g) for m in ("sym", "asym") for b in (8, 4) for g in ("att", "full")}
+
+
 def _options(command: click.Command) -> set[str]:
     return {o for p in command.params for o in (*p.opts, *p.secondary_opts)} | {"--help"}
 
