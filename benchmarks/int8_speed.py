@@ -61,11 +61,11 @@ def load_system(name: str, baseline: str, cell: str) -> tuple[nn.Module, dict]:
 
 
 def make_weight_only_cell(baseline: str, path: str) -> None:
-    from tcompress.compress import PTQConfig, compress_
+    from tcompress.compress.ptq import PTQConfig, post_training_quantize
     from tcompress.compress.artifact import save_compressed
 
     model = load_model(baseline)[0]
-    compress_(model, PTQConfig(8, "sym", per_channel=True, activations="none"), "full")
+    post_training_quantize(model, PTQConfig(8, "sym", per_channel=True, activations="none"), "full")
     save_compressed(model, path, cell={"cell": "ptq-sym-8-full, per channel, weights only (int8_speed.py)"})
 
 

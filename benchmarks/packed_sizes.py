@@ -17,8 +17,8 @@ from pathlib import Path
 
 import click
 
-from tcompress.compress import PTQConfig, compress_
 from tcompress.compress.artifact import load_model, save_compressed
+from tcompress.compress.ptq import PTQConfig, post_training_quantize
 
 
 @click.command()
@@ -36,7 +36,7 @@ def main(metrics_dir, baseline, pruned, out):
     result = {"baseline_bytes": fp32, "cells": rows}
     if pruned:
         model, payload = load_model(pruned)
-        compress_(model, PTQConfig(4, "sym", per_channel=True, activations="none"), "full")
+        post_training_quantize(model, PTQConfig(4, "sym", per_channel=True, activations="none"), "full")
         with tempfile.TemporaryDirectory() as tmp:
             size = save_compressed(model, Path(tmp) / "chain.safetensors")
         result["pruned_then_4bit"] = {"from": payload.get("cell", {}).get("cell", pruned), "file_bytes": size,

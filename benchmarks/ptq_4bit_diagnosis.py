@@ -11,8 +11,8 @@ from pathlib import Path
 import click
 import torch
 
-from tcompress.compress import PTQConfig, compress_
 from tcompress.compress.artifact import load_model
+from tcompress.compress.ptq import PTQConfig, post_training_quantize
 from tcompress.data.corpora import read_split
 from tcompress.decode import DecodeOptions
 from tcompress.evaluation import evaluate_model
@@ -32,7 +32,7 @@ def main(data_dir: str) -> None:
     batches = CellContext({"seed": 1234}, d / "tokenized", None, None, torch.device("cpu")).calibration_batches(8, 3000)
     for group, activations, per_channel in CASES:
         model, _ = load_model(d / "model/model.pt")
-        compress_(model, PTQConfig(4, "sym", per_channel=per_channel, activations=activations), group,
+        post_training_quantize(model, PTQConfig(4, "sym", per_channel=per_channel, activations=activations), group,
                   calibration_batches=batches)
         result = evaluate_model(model, tok, sources, references, DecodeOptions(1, 0.6, 128, 1.5, 10), progress=False)
         print(group, activations, "per_channel" if per_channel else "per_tensor", result["bleu"], flush=True)

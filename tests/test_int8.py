@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from tcompress.compress import PTQConfig, compress_
 from tcompress.compress.int8_inference import (Int8Linear, RowQuantizer, StaticInt8Linear, choose_kernel,
                                                fbgemm_static_available, int8_candidates, int_mm_error,
                                                to_int8_inference)
 from tcompress.compress.linear_quant import QuantSpec, quantize_tensor
+from tcompress.compress.ptq import PTQConfig, post_training_quantize
 from tcompress.config import ModelConfig
 from tcompress.decode import beam_search, greedy
 from tcompress.model import Vocab, make_model
@@ -139,7 +139,7 @@ def _int8_model(bits=8, mode="sym", per_channel=True, activations="none"):
         for p in model.parameters():
             p.normal_(0, 0.3)
     batches = [(torch.randint(4, 60, (8, 12)), torch.randint(4, 60, (8, 10))) for _ in range(3)]
-    compress_(model, PTQConfig(bits, mode, per_channel=per_channel, activations=activations), "full",
+    post_training_quantize(model, PTQConfig(bits, mode, per_channel=per_channel, activations=activations), "full",
               calibration_batches=batches)
     return model.eval()
 

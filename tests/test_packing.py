@@ -10,9 +10,9 @@ import torch
 from tcompress import safetensors_file
 from tcompress.checkpoint import CheckpointError
 from tcompress.compress.artifact import load_model, save_compressed
-from tcompress.compress import PTQConfig, compress_
 from tcompress.compress.linear_quant import QuantSpec
 from tcompress.compress.packing import decode, encode, pack_bits, packed_bytes, unpack_bits
+from tcompress.compress.ptq import PTQConfig, post_training_quantize
 from tcompress.config import ModelConfig
 from tcompress.model import Vocab, make_model
 
@@ -96,7 +96,7 @@ def _model():
 @pytest.mark.parametrize("bits,mode", [(8, "sym"), (4, "asym"), (3, "sym"), (2, "asym")])
 def test_packed_artifact_loads_the_same_model(tmp_path, bits, mode):
     model = _model()
-    compress_(model, PTQConfig(bits, mode, per_channel=True, activations="none"), "full")
+    post_training_quantize(model, PTQConfig(bits, mode, per_channel=True, activations="none"), "full")
     size = save_compressed(model, tmp_path / "m.safetensors", cell={"cell": "x"})
     assert size == (tmp_path / "m.safetensors").stat().st_size
     loaded, payload = load_model(tmp_path / "m.safetensors")
@@ -120,7 +120,7 @@ def test_artifact_bytes_are_the_codes_bits_plus_float32_scales(tmp_path, bits):
     n = sum(p.numel() for p in model.parameters())  # the shared embedding table counts once
     _, data_start = safetensors_file.read_header(tmp_path / "fp32.safetensors")
     assert fp32 - data_start == 4 * n
-    compress_(model, PTQConfig(bits, "sym", per_channel=True, activations="none"), "full")
+    post_training_quantize(model, PTQConfig(bits, "sym", per_channel=True, activations="none"), "full")
     q = save_compressed(model, tmp_path / "q.safetensors")
     _, data_start = safetensors_file.read_header(tmp_path / "q.safetensors")
     codes = {k: v for k, v in model.state_dict().items() if k.endswith("_q")}
@@ -137,7 +137,7 @@ def test_safetensors_library_opens_our_file(tmp_path):
     safetensors = pytest.importorskip("safetensors", reason="pip install safetensors (a test extra)")
 
     model = _model()
-    compress_(model, PTQConfig(4, "sym", activations="none"), "ff")
+    post_training_quantize(model, PTQConfig(4, "sym", activations="none"), "ff")
     save_compressed(model, tmp_path / "m.safetensors")
     ours, meta = safetensors_file.read(tmp_path / "m.safetensors")
     with safetensors.safe_open(str(tmp_path / "m.safetensors"), "pt") as f:

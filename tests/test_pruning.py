@@ -4,9 +4,8 @@ from torch import nn
 
 from tcompress.batching import pad
 from tcompress.checkpoint import load_safe
-from tcompress.compress import compress_
 from tcompress.compress.pruning import (AGPConfig, IMPConfig, MagnitudePruner, agp_sparsity, magnitude_mask,
-                                        nonzero_parameters)
+                                        magnitude_pruning, nonzero_parameters)
 from tcompress.compress.ratio import pruning_ratio
 from tcompress.config import ModelConfig, TrainConfig
 from tcompress.layer_groups import select_modules
@@ -148,7 +147,7 @@ def test_imp_threshold_mode_prunes_below_the_threshold_and_keeps_old_zeros():
 
 def test_gradients_of_pruned_entries_are_zero_after_after_backward():
     model = _model()
-    pruner = compress_(model, AGPConfig(0.5, 0.5, 1, end_step=1), "ff+att")["pruner"]
+    pruner = magnitude_pruning(model, AGPConfig(0.5, 0.5, 1, end_step=1), "ff+att")["pruner"]
     pruner.on_train_start(model, TrainState())
     data = _data(8, 0)
     logits = model(pad(data.src), pad(data.tgt)[:, :-1])
@@ -270,7 +269,7 @@ def test_resume_continues_with_the_same_masks(tmp_path):
 def test_only_the_groups_weight_matrices_are_pruned():
     model = _model()
     before = {n: t.clone() for n, t in model.state_dict().items()}
-    report = compress_(model, AGPConfig(0.5, 0.5, 1, end_step=1), "ff")
+    report = magnitude_pruning(model, AGPConfig(0.5, 0.5, 1, end_step=1), "ff")
     pruner = report["pruner"]
     assert isinstance(pruner, MagnitudePruner) and report["hooks"] == [pruner]
     pruner.on_train_start(model, TrainState())
@@ -285,7 +284,7 @@ def test_only_the_groups_weight_matrices_are_pruned():
 def test_full_group_skips_layernorms_and_prunes_a_shared_embedding_once():
     model = _model(share=True)
     before = {n: t.clone() for n, t in model.state_dict().items()}
-    pruner = compress_(model, AGPConfig(0.5, 0.5, 1, end_step=1), "full")["pruner"]
+    pruner = magnitude_pruning(model, AGPConfig(0.5, 0.5, 1, end_step=1), "full")["pruner"]
     pruner.on_train_start(model, TrainState())
     names = set(pruner.masks)
     assert "src_embed.lut" in names and "tgt_embed.lut" not in names
@@ -313,7 +312,7 @@ def test_nonzero_parameters_and_pruning_ratio_match_a_hand_count():
     n_m = matrices + biases + norms
     assert count_parameters(model) == n_m == 24754
     assert nonzero_parameters(model) == n_m - 7 * 32    # only the LayerNorm biases start at zero
-    pruner = compress_(model, AGPConfig(0.5, 0.5, 1, end_step=1), "full")["pruner"]
+    pruner = magnitude_pruning(model, AGPConfig(0.5, 0.5, 1, end_step=1), "full")["pruner"]
     pruner.on_train_start(model, TrainState())
     nnz = n_m - matrices // 2 - 7 * 32
     assert nonzero_parameters(model) == nnz == 12690

@@ -3,9 +3,8 @@
 import torch
 from torch import nn
 
-from tcompress.compress import compress_
 from tcompress.compress.linear_quant import QuantSpec, fake_quantize, fake_quantize_ste, qparams
-from tcompress.compress.qat import FakeQuantModule, QATConfig, export_quantized
+from tcompress.compress.qat import FakeQuantModule, QATConfig, export_quantized, quantization_aware
 from tcompress.compress.quantized import QuantizedModule
 from tcompress.config import ModelConfig
 from tcompress.model import Vocab, make_model
@@ -62,7 +61,7 @@ def _tiny():
 
 def test_shadow_weights_get_gradients_and_export_matches_the_trained_forward():
     model = _tiny()
-    wiring = compress_(model, QATConfig(4, "asym"), "full")
+    wiring = quantization_aware(model, QATConfig(4, "asym"), "full")
     src, tgt = torch.randint(4, 50, (4, 9)), torch.randint(4, 50, (4, 8))
     model.train()
     model(src, tgt).logsumexp(-1).sum().backward()
@@ -88,7 +87,7 @@ def test_ste_per_channel_forward_equals_fake_quantize():
 def test_activation_choice_sets_the_quantized_sites():
     for choice, sites in (("none", ()), ("inputs", ("input",)), ("both", ("input", "output"))):
         model = _tiny()
-        compress_(model, QATConfig(8, "sym", activations=choice), "ff")
+        quantization_aware(model, QATConfig(8, "sym", activations=choice), "ff")
         wrappers = [m for m in model.modules() if isinstance(m, FakeQuantModule)]
         assert wrappers and all(m.sites == sites for m in wrappers)
         model.train()

@@ -9,11 +9,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from tcompress.checkpoint import model_payload, save_atomic
-from tcompress.compress import PTQConfig, compress_
 from tcompress.compress.artifact import load_model
 from tcompress.compress.artifact import save_compressed, stored_bits
 from tcompress.compress.calibration import ClipConfig, calibrate
 from tcompress.compress.linear_quant import QuantSpec, dequantize, fake_quantize, qparams, quantize, tensor_range
+from tcompress.compress.ptq import PTQConfig, post_training_quantize
 from tcompress.compress.quantized import QuantizedModule
 from tcompress.compress.ratio import pruning_ratio, quantization_ratio
 from tcompress.config import ModelConfig
@@ -197,14 +197,14 @@ def test_quantized_linear_equals_reference(bits, mode, per_channel):
     assert not any(k.startswith("inner.") for k in state)  # the float view is derived, not stored
 
 
-# 5. Post-training quantization through compress_.
+# 5. Post-training quantization of a layer group.
 
 @pytest.mark.parametrize("group", GROUPS)
 def test_ptq_replaces_exactly_the_group(group):
     model = tiny_model()
     float_model = copy.deepcopy(model)
     selected = select_modules(float_model, group)
-    report = compress_(model, PTQConfig(8), group, calibration_batches=token_batches())
+    report = post_training_quantize(model, PTQConfig(8), group, calibration_batches=token_batches())
     assert report["modules"] == len(selected)
     assert sum(isinstance(m, QuantizedModule) for m in model.modules()) == len(selected)
     for name, old in float_model.named_modules():
@@ -227,7 +227,7 @@ def test_ptq_shared_table_under_two_parents_becomes_one_wrapper():
     model = tiny_model()
     model.tgt_embed = Embeddings(50, TINY.d_model)
     model.tgt_embed.lut = model.src_embed.lut  # one table, two parent modules
-    compress_(model, PTQConfig(8), "emb", calibration_batches=token_batches())
+    post_training_quantize(model, PTQConfig(8), "emb", calibration_batches=token_batches())
     assert isinstance(model.src_embed.lut, QuantizedModule) and model.tgt_embed.lut is model.src_embed.lut
 
 
@@ -240,7 +240,7 @@ def test_ptq_error_shrinks_with_bits(mode):
     err = {}
     for bits in (16, 2):
         q = copy.deepcopy(model)
-        compress_(q, PTQConfig(bits, mode), "full", calibration_batches=batches)
+        post_training_quantize(q, PTQConfig(bits, mode), "full", calibration_batches=batches)
         with torch.no_grad():
             err[bits] = (q(src, tgt) - ref).abs().max().item()
     scale = ref.abs().max().item()
@@ -250,7 +250,7 @@ def test_ptq_error_shrinks_with_bits(mode):
 
 def test_ptq_unknown_group():
     with pytest.raises(ValueError, match="ffn"):
-        compress_(tiny_model(), PTQConfig(8), "ffn", calibration_batches=token_batches())
+        post_training_quantize(tiny_model(), PTQConfig(8), "ffn", calibration_batches=token_batches())
 
 
 # 6. Artifacts.
@@ -258,7 +258,7 @@ def test_ptq_unknown_group():
 @pytest.mark.parametrize("group,mode,per_channel", [("full", "sym", False), ("ff+emb+gen", "asym", True)])
 def test_compressed_artifact_round_trip(tmp_path, group, mode, per_channel):
     model, batches = tiny_model(), token_batches()
-    compress_(model, PTQConfig(8, mode, per_channel), group, calibration_batches=batches)
+    post_training_quantize(model, PTQConfig(8, mode, per_channel), group, calibration_batches=batches)
     save_compressed(model, tmp_path / "c.pt")
     loaded, _ = load_model(tmp_path / "c.pt")  # weights_only=True
     want, got = model.state_dict(), loaded.state_dict()
@@ -288,7 +288,7 @@ def test_stored_bits(group):
     assert stored_bits(model) == 32 * n_m
     tensors = [p for m in select_modules(model, group).values() for p in m.parameters(recurse=False)]
     n_c = sum(p.numel() for p in tensors)
-    compress_(model, PTQConfig(8), group, calibration_batches=token_batches())
+    post_training_quantize(model, PTQConfig(8), group, calibration_batches=token_batches())
     # codes at 8 bits, other parameters at 32, one 32-bit step size and zero point per quantized tensor
     assert stored_bits(model) == 8 * n_c + 32 * (n_m - n_c) + 64 * len(tensors)
     # the thesis's ratio ignores that overhead, a few percent of this tiny model's 8-bit codes
@@ -369,12 +369,12 @@ def test_calibrate_percentile_clips_heavy_tails():
 
 def test_ptq_without_calibration_batches_fails_loudly():
     with pytest.raises((RuntimeError, ValueError)):
-        compress_(tiny_model(), PTQConfig(8, activations="both"), "ff", calibration_batches=[])
+        post_training_quantize(tiny_model(), PTQConfig(8, activations="both"), "ff", calibration_batches=[])
 
 
 def test_ptq_activation_choice_sets_the_quantized_sites():
     for choice, sites in (("none", ()), ("inputs", ("input",)), ("both", ("input", "output"))):
         model = tiny_model()
-        compress_(model, PTQConfig(8, activations=choice), "ff", calibration_batches=token_batches())
+        post_training_quantize(model, PTQConfig(8, activations=choice), "ff", calibration_batches=token_batches())
         wrapped = [m for m in model.modules() if isinstance(m, QuantizedModule)]
         assert wrapped and all(m.sites == sites for m in wrapped)

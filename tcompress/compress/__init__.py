@@ -1,14 +1,14 @@
-"""Compression machinery: quantizers, wrappers, pruners; each a config dataclass plus one function
-registered with the walker (``walker.compress_``). The grid's methods (``tcompress.methods``) use them."""
+"""Shared compression mechanisms: what two or more methods (``tcompress.methods``) are built from.
+
+One module per mechanism: linear quantization (``linear_quant``, ``quantized``, ``calibration``),
+post-training and quantization-aware wrapping (``ptq``, ``qat``), magnitude pruning (``pruning``),
+codebooks and product quantization (``codebook``, ``product_quant``), FullyQT's activation
+quantizers, node pruning, Quant-Noise, integer inference, bit packing and the artifact with its
+stored forms; ``walker`` selects a layer group's modules and swaps them. A method imports the
+mechanism it uses and calls it; nothing here imports a method, the plan or the runner
+(tests/test_layers.py).
+"""
 
 # Read by tcompress.closure: the one artifact loader imports every module of this package, because
 # a stored form registers itself when its module is imported.
 LOADS_ALL_SUBMODULES = True
-
-from tcompress.compress import pruning, ptq, qat  # noqa: E402, F401  (importing one registers its function)
-from tcompress.compress.walker import compress_, replace_module  # noqa: E402
-from tcompress.compress.pruning import AGPConfig, IMPConfig  # noqa: E402
-from tcompress.compress.ptq import PTQConfig  # noqa: E402
-from tcompress.compress.qat import QATConfig  # noqa: E402
-
-__all__ = ["AGPConfig", "IMPConfig", "PTQConfig", "QATConfig", "compress_", "replace_module"]

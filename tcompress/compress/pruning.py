@@ -26,7 +26,7 @@ from typing import Any, Union
 import torch
 from torch import nn
 
-from tcompress.compress.walker import register
+from tcompress.compress.walker import group_modules
 from tcompress.training import Hook, TrainState
 
 
@@ -252,14 +252,12 @@ class ZeroKeeper(Hook):
             p.masked_fill_(zero.to(p.device), 0.0)
 
 
-# ------------------------------------------------------------------------------ registered methods
+# ------------------------------------------------------------------- what the pruning methods call
 
-@register(AGPConfig)
-@register(IMPConfig)
-def magnitude_pruning(model: nn.Module, modules: dict[str, nn.Module], config: PruningConfig,
-                      **context: Any) -> dict:
-    """A training-based method: returns the hook the caller passes to ``training.fit``."""
-    pruner = MagnitudePruner(modules, config)
+def magnitude_pruning(model: nn.Module, config: PruningConfig, group: str) -> dict:
+    """Prune the weight matrices of ``group`` on ``config``'s schedule while the caller trains:
+    returns the ``hooks`` it passes to ``training.fit`` and the ``pruner`` (its sparsity report)."""
+    pruner = MagnitudePruner(group_modules(model, group), config)
     return {"hooks": [pruner], "pruner": pruner}
 
 
@@ -272,12 +270,11 @@ def finetune_pruned(model: nn.Module, config: PruningConfig, group: str, ctx: An
     """Prune ``group`` on ``config``'s schedule while ``ctx.finetune`` (the one training loop) runs
     the method's budget; returns the cell's facts (pruning ratio r = n_m / NNZ, sparsity per tensor)."""
     from tcompress.compress.ratio import pruning_ratio
-    from tcompress.compress.walker import compress_
     from tcompress.layer_groups import group_parameter_count
     from tcompress.model import count_parameters
 
     n_model, n_compressed = count_parameters(model), group_parameter_count(model, group)
-    wiring = compress_(model, config, group)
+    wiring = magnitude_pruning(model, config, group)
     facts = ctx.finetune(model, wiring["hooks"])
     nonzero = nonzero_parameters(model)
     return {**facts, "n_model": n_model, "n_compressed": n_compressed, "nonzero": nonzero,

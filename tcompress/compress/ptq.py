@@ -14,7 +14,7 @@ from torch import nn
 
 from tcompress.compress.calibration import ClipConfig, calibrate
 from tcompress.compress.linear_quant import QuantSpec
-from tcompress.compress.walker import register, replace_module
+from tcompress.compress.walker import group_modules, replace_module
 from tcompress.compress.quantized import ACTIVATION_SITES, QuantizedModule
 
 
@@ -27,9 +27,11 @@ class PTQConfig:
     clip: ClipConfig = field(default_factory=ClipConfig)
 
 
-@register(PTQConfig)
-def post_training_quantize(model: nn.Module, modules: dict[str, nn.Module], config: PTQConfig,
+def post_training_quantize(model: nn.Module, config: PTQConfig, group: str,
                            calibration_batches: Iterable[tuple[torch.Tensor, torch.Tensor]] = ()) -> dict:
+    """Replace the modules of ``group`` by their ``QuantizedModule``s, in place; activation ranges
+    come from ``calibration_batches`` of (src, tgt_in). Returns how many modules and their ranges."""
+    modules = group_modules(model, group)
     spec = QuantSpec(config.bits, config.mode, config.per_channel)
     sites = ACTIVATION_SITES[config.activations]
     ranges = calibrate(model, modules, calibration_batches, config.clip) if sites else {}

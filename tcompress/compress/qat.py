@@ -17,7 +17,7 @@ from torch import nn
 from torch.func import functional_call
 
 from tcompress.compress.linear_quant import QuantSpec, fake_quantize_ste, qparams, tensor_range
-from tcompress.compress.walker import register, replace_module
+from tcompress.compress.walker import group_modules, replace_module
 from tcompress.compress.quantized import ACTIVATION_SITES, SITES, QuantizedModule
 from tcompress.training import Hook
 
@@ -116,11 +116,12 @@ def export_quantized(model: nn.Module) -> int:
     return len(wrappers)
 
 
-@register(QATConfig)
-def quantization_aware(model: nn.Module, modules: dict[str, nn.Module], config: QATConfig, **context) -> dict:
+def quantization_aware(model: nn.Module, config: QATConfig, group: str) -> dict:
+    """Wrap the modules of ``group`` in ``FakeQuantModule``s, in place. Returns the ``hooks`` the
+    caller passes to the training loop and ``finalize``, which exports the trained wrappers."""
     spec = QuantSpec(config.bits, config.mode, config.per_channel)
     wrappers = []
-    for module in modules.values():
+    for module in group_modules(model, group).values():
         wrapper = FakeQuantModule(module, spec, ACTIVATION_SITES[config.activations], config.ema_momentum)
         replace_module(model, module, wrapper)
         wrappers.append(wrapper)

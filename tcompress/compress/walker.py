@@ -1,42 +1,26 @@
-"""One registry and one walker for every compression method (torchao's pattern).
+"""The module walker every method shares: select a layer group's modules, and swap a module for its
+replacement wherever the model holds it.
 
-A method is a frozen config dataclass plus one function registered for it with ``@register``:
-``fn(model, modules, config, **context) -> report``. ``compress_(model, config, group)`` selects the
-group's modules by name and hands them to the method, which swaps wrappers in with
-``replace_module``. The grid methods in ``tcompress.methods`` call ``compress_`` with these configs.
+A mechanism that wraps modules (``ptq.post_training_quantize``, ``qat.quantization_aware``,
+``pruning.magnitude_pruning``, codebooks, FullyQT) takes the group's modules from
+``group_modules`` and puts its wrappers in with ``replace_module``; a method calls that mechanism
+by name, so a reader goes from the method's ``compress`` to the code that runs without a lookup.
 """
 
 from __future__ import annotations
-
-from typing import Any, Callable
 
 from torch import nn
 
 from tcompress.layer_groups import select_modules
 
-_METHODS: dict[type, Callable[..., dict]] = {}
 
-
-def register(config_cls: type) -> Callable[[Callable[..., dict]], Callable[..., dict]]:
-    def decorate(fn: Callable[..., dict]) -> Callable[..., dict]:
-        if config_cls in _METHODS:
-            raise ValueError(f"{config_cls.__name__} already has a registered method")
-        _METHODS[config_cls] = fn
-        return fn
-    return decorate
-
-
-def compress_(model: nn.Module, config: Any, group: str, **context: Any) -> dict:
-    """Apply the method registered for ``type(config)`` to the modules of ``group``, in place."""
-    try:
-        fn = _METHODS[type(config)]
-    except KeyError:
-        known = ", ".join(c.__name__ for c in _METHODS) or "none"
-        raise TypeError(f"no compression method registered for {type(config).__name__}; known: {known}") from None
+def group_modules(model: nn.Module, group: str) -> dict[str, nn.Module]:
+    """The modules of layer group ``group`` by name (``tcompress.layer_groups``); a group that
+    selects none is an error, since a cell would then compress nothing and report a ratio of 1."""
     modules = select_modules(model, group)
     if not modules:
         raise ValueError(f"layer group {group!r} selects no module of this model")
-    return fn(model, modules, config, **context)
+    return modules
 
 
 def unwrapped(module: nn.Module, cls: type) -> nn.Module:

@@ -57,8 +57,7 @@ def check(params: AGPParams, budget: Budget) -> None:
 
 
 def compress(model, cell, params: AGPParams, ctx) -> dict:
-    from tcompress.compress import AGPConfig
-    from tcompress.compress.pruning import finetune_pruned
+    from tcompress.compress.pruning import AGPConfig, finetune_pruned
 
     initial, final, frequency = parse_schedule(cell["schedule"])
     unit = _steps(params, ctx.steps_per_epoch())

@@ -31,8 +31,7 @@ def check(params: IMPParams, budget: Budget) -> None:
 
 
 def compress(model, cell, params: IMPParams, ctx) -> dict:
-    from tcompress.compress import IMPConfig
-    from tcompress.compress.pruning import finetune_pruned
+    from tcompress.compress.pruning import IMPConfig, finetune_pruned
 
     config = IMPConfig(fraction=params.fraction, rounds=params.rounds, steps_per_round=params.steps_per_round,
                        threshold=params.threshold)

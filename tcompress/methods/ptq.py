@@ -32,8 +32,8 @@ class PTQParams:
 
 
 def compress(model, cell, params: PTQParams, ctx) -> dict:
-    from tcompress.compress import PTQConfig, compress_
     from tcompress.compress.calibration import ClipConfig
+    from tcompress.compress.ptq import PTQConfig, post_training_quantize
     from tcompress.compress.ratio import quantization_ratio
     from tcompress.layer_groups import group_parameter_count
     from tcompress.model import count_parameters
@@ -44,7 +44,7 @@ def compress(model, cell, params: PTQParams, ctx) -> dict:
                        clip=ClipConfig(params.clip, params.clip_percentile, params.clip_std))
     batches = ctx.calibration_batches(params.calibration_batches, params.calibration_batch_tokens) \
         if config.activations != "none" else []
-    compress_(model, config, cell["group"], calibration_batches=batches)
+    post_training_quantize(model, config, cell["group"], calibration_batches=batches)
     return {"n_model": n_model, "n_compressed": n_compressed, "calibration_batches": len(batches),
             "compression_ratio": round(quantization_ratio(n_model, n_compressed, cell["bits"]), 4)}
 

@@ -28,7 +28,7 @@ class QATParams(FinetuneParams):
 
 
 def compress(model, cell, params: QATParams, ctx) -> dict:
-    from tcompress.compress import QATConfig, compress_
+    from tcompress.compress.qat import QATConfig, quantization_aware
     from tcompress.compress.ratio import quantization_ratio
     from tcompress.layer_groups import group_parameter_count
     from tcompress.model import count_parameters
@@ -37,7 +37,7 @@ def compress(model, cell, params: QATParams, ctx) -> dict:
     config = QATConfig(bits=cell["bits"], mode=cell["mode"], per_channel=params.per_channel,
                        activations=params.activations, ema_momentum=params.ema_momentum,
                        start_step=params.start_step)
-    wiring = compress_(model, config, cell["group"])
+    wiring = quantization_aware(model, config, cell["group"])
     facts = ctx.finetune(model, wiring["hooks"])
     wiring["finalize"](model)
     return {**facts, "n_model": n_model, "n_compressed": n_compressed,
