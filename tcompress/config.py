@@ -25,8 +25,8 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    train_size: int = setting(12000, lo=1)
-    valid_size: int = setting(400, lo=1)
+    train_size: int = setting(6000, lo=1)
+    valid_size: int = setting(200, lo=1)
     test_size: int = setting(500, lo=1)
     seed: int = setting(1)
 
@@ -65,10 +65,10 @@ class TokenizerConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    d_model: int = setting(256, lo=8)
-    n_layers: int = setting(3, lo=1)
+    d_model: int = setting(128, lo=8)
+    n_layers: int = setting(2, lo=1)
     n_heads: int = setting(4, lo=1)
-    d_ff: int = setting(1024, lo=8)
+    d_ff: int = setting(512, lo=8)
     dropout: float = setting(0.1, lo=0.0, hi=0.9)
     share_embeddings: bool = setting(True, doc="source and target embeddings share one table (joint vocabulary only)")
     max_positions: int = setting(512, lo=16)
@@ -76,10 +76,10 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = setting(10, lo=1)
-    batch_tokens: int = setting(3000, lo=16, doc="sentences x longest side (padded tokens) per batch")
-    lr: float = setting(1e-3, lo=0.0, lo_open=True, doc="peak learning rate, reached after warmup_steps")
-    warmup_steps: int = setting(300, lo=1)
+    epochs: int = setting(7, lo=1)
+    batch_tokens: int = setting(1000, lo=16, doc="sentences x longest side (padded tokens) per batch")
+    lr: float = setting(2e-3, lo=0.0, lo_open=True, doc="peak learning rate, reached after warmup_steps")
+    warmup_steps: int = setting(150, lo=1)
     beta1: float = setting(0.9, lo=0.0, hi=1.0)
     beta2: float = setting(0.98, lo=0.0, hi=1.0)
     adam_eps: float = setting(1e-9, lo=0.0, lo_open=True)

@@ -40,9 +40,9 @@ D_FF = Axis("d_ff", "d_ffs", int, "the student's feed-forward width", int_range(
 @dataclass(frozen=True)
 class DistillParams(FinetuneParams):
     kds: tuple[str, ...] = setting(KDS, doc="grid key: " + KD.doc)
-    d_models: tuple[int, ...] = setting((128,), doc="grid key: " + D_MODEL.doc)
-    layers: tuple[int, ...] = setting((3,), doc="grid key: " + LAYERS.doc)
-    d_ffs: tuple[int, ...] = setting((512,), doc="grid key: " + D_FF.doc)
+    d_models: tuple[int, ...] = setting((64,), doc="grid key: " + D_MODEL.doc)
+    layers: tuple[int, ...] = setting((2,), doc="grid key: " + LAYERS.doc)
+    d_ffs: tuple[int, ...] = setting((256,), doc="grid key: " + D_FF.doc)
     n_heads: int = setting(4, lo=1, doc="the student's attention heads (must divide every d_model)")
     temperature: float = setting(1.0, lo=0.0, lo_open=True, doc="word KD: T of both softmaxes")
     alpha: float = setting(0.5, lo=0.0, hi=1.0, doc="word KD: weight of the teacher's term (1 − α: the references')")
