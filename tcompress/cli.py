@@ -166,5 +166,46 @@ def groups_cmd(checkpoint: str) -> None:
     click.echo(json.dumps(group_report(model), indent=2))
 
 
+@main.command("shard")
+@click.option("--of", "count", required=True, type=click.IntRange(min=1), help="how many workers share the grid")
+@click.option("--index", required=True, type=click.IntRange(min=0), help="this worker's shard, 0 to N-1")
+@click.option("--params", "params_file", default="params.yaml", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--measured", "metrics_dir", default="metrics/cells", show_default=True,
+              type=click.Path(file_okay=False), help="cells' metrics: the measured cost per method")
+@click.option("--check/--no-check", default=True, show_default=True,
+              help="refuse while the shared upstream stages are not up to date")
+def shard_cmd(count: int, index: int, params_file: str, metrics_dir: str, check: bool) -> None:
+    """Print the `dvc repro` targets of shard INDEX of COUNT: the selected cells and chains, balanced
+    by estimated cost, each chain after the cell it starts from.
+
+    The shared stages (prepare, tokenize, train, teacher, plan) run once first: `dvc repro plan`.
+    Then each worker: dvc repro $(tcompress shard --of N --index I); a last `dvc repro` restores
+    every cell from the run-cache."""
+    from tcompress.params import ConfigError, load_params
+    from tcompress.plan import resolve
+    from tcompress.preview import measured_seconds
+    from tcompress.shard import UPSTREAM, estimated_seconds, split
+
+    if index >= count:
+        raise click.ClickException(f"--index {index} is not a shard of {count} (0 to {count - 1})")
+    try:
+        cells = resolve(load_params(params_file))["cells"]["cells"]
+    except ConfigError as err:
+        raise click.ClickException(str(err)) from None
+    if check:
+        from dvc.repo import Repo
+
+        with Repo(".") as repo:
+            stale = [name for name in UPSTREAM if repo.status(targets=[name])]
+        if stale:
+            raise click.ClickException(f"the shared stages must be up to date before any shard runs ({', '.join(stale)} "
+                                       "not): run `dvc repro plan` once, then the shards")
+    cost = measured_seconds(Path(metrics_dir)) if Path(metrics_dir).exists() else {}
+    targets = split(cells, cost, count)[index]
+    click.echo(f"shard {index} of {count}: {len(targets)} stages, about "
+               f"{estimated_seconds(cells, cost, targets) / 60:.1f} min (measured costs per method)", err=True)
+    click.echo(" ".join(targets))
+
+
 if __name__ == "__main__":
     main()

@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "tcompress.params", "tcompress.grid", "tcompress.chains", "tcompress.plan", "tcompress.preview",
         "tcompress.runner", "tcompress.cellfiles", "tcompress.teacher",
         "tcompress.results", "tcompress.significance", "tcompress.report", "tcompress.svgplot",
-        "tcompress.methods_doc")),
+        "tcompress.methods_doc", "tcompress.shard")),
     # One file (or package) per compression method, and the registry they register with.
     ("methods", ("tcompress.methods", "tcompress.methods.*")),
     # What two or more methods share: stored forms, packing, linear quantization, codebooks,

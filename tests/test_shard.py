@@ -1,0 +1,76 @@
+"""Shards: every selected cell in exactly one shard, chains after the cell they start from, balanced
+by estimated cost, the same split on every worker."""
+
+import itertools
+
+import pytest
+
+from conftest import tiny_params
+from tcompress.params import params_from_dict
+from tcompress.plan import resolve
+from tcompress.shard import split, units
+
+CHAINS = ["agp:10-70-1-full > kmeans:4", "agp:10-70-1-full > qat:sym-4", "lottery:50-rewind-full > lottery:80-rewind"]
+
+
+CATALOG = {"ptq": {"bits": [8, 4], "modes": ["sym"], "groups": ["ff", "full"]},
+           "qat": {"bits": [4], "modes": ["sym"], "groups": ["full"]}, "agp": {"schedules": ["10-70-1"], "groups": ["full"]},
+           "imp": {"groups": ["full"]}, "kmeans": {"bits": [4], "groups": ["att"]},
+           "lottery": {"sparsities": [50, 80], "inits": ["rewind"], "groups": ["full"]}, "chains": CHAINS}
+
+
+def selected(**overrides) -> dict:
+    raw = tiny_params(methods=["ptq", "qat", "agp", "imp", "kmeans", "lottery"], chains=CHAINS, **overrides)
+    raw["catalog"] |= CATALOG
+    raw["lottery"]["inits"] = ["rewind"]
+    return resolve(params_from_dict(raw))["cells"]["cells"]
+
+
+def test_every_cell_in_one_shard_and_each_chain_after_its_root():
+    cells = selected()
+    cost = {"ptq": 2.0, "qat": 50.0, "agp": 40.0, "imp": 45.0, "kmeans": 30.0, "lottery": 60.0}
+    for n in (1, 2, 3, 5):
+        shards = split(cells, cost, n)
+        flat = list(itertools.chain(*shards))
+        assert sorted(flat) == sorted({*flat}) and len(flat) == len(cells), n   # each stage once
+        assert {t.split("@", 1)[1] for t in flat} == set(cells)
+        for shard in shards:
+            for i, target in enumerate(shard):
+                if target.startswith("chain@"):
+                    parent = cells[target.split("@", 1)[1]]["parent"]
+                    earlier = [t.split("@", 1)[1] for t in shard[:i]]
+                    assert parent in earlier, (target, shard)   # its parent runs first, on this worker
+    # The 80 % ticket starts from the 50 % ticket, so it goes with it, after it.
+    lottery = next(u for u in units(cells, cost) if u.targets[0] == "cell@lottery-50-rewind-full")
+    ticket = next(cid for cid, e in cells.items() if e.get("parent") == "lottery-50-rewind-full")
+    assert lottery.targets == ["cell@lottery-50-rewind-full", f"chain@{ticket}"]
+
+
+def test_shards_are_balanced_by_cost_and_deterministic():
+    cells = selected()
+    cost = {"ptq": 2.0, "qat": 50.0, "agp": 40.0, "imp": 45.0, "kmeans": 30.0, "lottery": 60.0}
+    shards = split(cells, cost, 2)
+    assert shards == split(dict(reversed(list(cells.items()))), dict(reversed(list(cost.items()))), 2)
+
+    def seconds(shard):
+        return sum(0 if "same_as" in cells[t.split("@", 1)[1]] else cost[cells[t.split("@", 1)[1]]["method"]]
+                   for t in shard)
+    loads = sorted(seconds(s) for s in shards)
+    biggest_unit = max(u.seconds for u in units(cells, cost))
+    assert loads[1] - loads[0] <= biggest_unit   # LPT's guarantee: apart by at most one unit
+    # Without measured costs every method counts alike, and the split still covers every cell.
+    assert sorted(itertools.chain(*split(cells, {}, 2))) == sorted(itertools.chain(*shards))
+
+
+def test_a_shared_control_costs_nothing():
+    cells = selected()
+    shared = [cid for cid, e in cells.items() if "same_as" in e]
+    assert shared, "the default budgets share a control"
+    cost = {"ptq": 2.0, "qat": 50.0, "agp": 40.0, "imp": 45.0, "kmeans": 30.0, "lottery": 60.0}
+    unit = next(u for u in units(cells, cost) if u.targets == [f"cell@{shared[0]}"])
+    assert unit.seconds == 0.0
+
+
+def test_no_shards_is_refused():
+    with pytest.raises(ValueError, match="at least 1"):
+        split(selected(), {}, 0)
