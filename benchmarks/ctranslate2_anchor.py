@@ -40,10 +40,10 @@ import torch
 from ctranslate2.converters.converter import Converter
 from ctranslate2.specs import common_spec, transformer_spec
 
-from tcompress.compress.artifact import load_model
 from tcompress.data.corpora import read_split
 from tcompress.decode import DecodeOptions, translate_ids
 from tcompress.evaluation import score
+from tcompress.loader import load_model
 from tcompress.model import BOS, EOS, UNK
 from tcompress.tokenizer import Tokenizer
 

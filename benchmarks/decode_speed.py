@@ -14,10 +14,10 @@ import click
 import torch
 
 from tcompress.batching import pad
-from tcompress.compress.artifact import load_model
 from tcompress.data.corpora import read_split
 from tcompress.decode import greedy, length_limits
 from tcompress.evaluation import score
+from tcompress.loader import load_model
 from tcompress.tokenizer import Tokenizer
 
 

@@ -16,8 +16,8 @@ import click
 import sacrebleu
 import torch
 
-from tcompress.compress.artifact import load_model
 from tcompress.data.corpora import read_split
+from tcompress.loader import load_model
 from tcompress.model import count_parameters
 from tcompress.tokenizer import Tokenizer
 

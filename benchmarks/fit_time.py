@@ -17,8 +17,8 @@ from pathlib import Path
 import click
 import torch
 
-from tcompress.compress.artifact import load_model
 from tcompress.compress.codebook import weight_matrices
+from tcompress.loader import load_model
 from tcompress.methods.binary import two_means
 from tcompress.methods.kmeans import cluster_weight
 

@@ -31,11 +31,11 @@ import click
 import torch
 from torch import nn
 
-from tcompress.compress.artifact import load_model
 from tcompress.compress.int8_inference import to_int8_inference
 from tcompress.data.corpora import read_split
 from tcompress.decode import DecodeOptions, translate_ids
 from tcompress.evaluation import score
+from tcompress.loader import load_model
 from tcompress.tokenizer import Tokenizer
 
 SYSTEMS = ("fp32", "torch-dynamic-int8", "cell", "ours-int8")

@@ -24,9 +24,9 @@ import click
 import torch
 
 from tcompress.batching import make_batches
-from tcompress.compress.artifact import load_model
 from tcompress.config import TrainConfig
 from tcompress.data.corpora import read_ids
+from tcompress.loader import load_model
 from tcompress.methods.distill import TeacherTopK, _word_kd_hook
 from tcompress.model import make_model
 from tcompress.precision import resolve_precision

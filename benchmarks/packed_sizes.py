@@ -17,8 +17,9 @@ from pathlib import Path
 
 import click
 
-from tcompress.compress.artifact import load_model, save_compressed
+from tcompress.compress.artifact import save_compressed
 from tcompress.compress.ptq import PTQConfig, post_training_quantize
+from tcompress.loader import load_model
 
 
 @click.command()

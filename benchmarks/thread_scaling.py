@@ -39,9 +39,9 @@ def worker(checkpoint: str, tokenized: str, steps: int, threads: int, precision:
     import torch
 
     from tcompress.batching import make_batches
-    from tcompress.compress.artifact import load_model
     from tcompress.config import TrainConfig
     from tcompress.data.corpora import read_ids
+    from tcompress.loader import load_model
     from tcompress.model import make_model
     from tcompress.precision import resolve_precision
     from tcompress.training import Hook, ParallelData, fit

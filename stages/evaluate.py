@@ -14,10 +14,10 @@ from tcompress.stage import guarded, read_config, write_json
 @click.option("--hypotheses", required=True, type=click.Path(file_okay=False))
 @guarded
 def main(config_file: str, checkpoint: str, tokenized: str, test_split: str, metrics: str, hypotheses: str) -> None:
-    from tcompress.compress.artifact import load_model
     from tcompress.data.corpora import read_split
     from tcompress.decode import DecodeOptions
     from tcompress.evaluation import evaluate_model, model_facts
+    from tcompress.loader import load_model
     from tcompress.stage import runtime, setup_torch
     from tcompress.tokenizer import Tokenizer
 

@@ -4,7 +4,7 @@ A checkpoint pulled from a shared DVC remote is data, not code: it holds only te
 Python values (config dicts, numbers, strings), never pickled objects, so loading it cannot run
 anything. Writes are atomic (temporary file, then rename) so a run killed mid-write leaves the
 previous checkpoint intact. Reading a model back (baseline or compressed) is
-``tcompress.compress.artifact.load_model``.
+``tcompress.loader.load_model``.
 """
 
 from __future__ import annotations

@@ -16,13 +16,13 @@ import click
 import yaml
 
 from tcompress.checkpoint import CheckpointError
-from tcompress.compress.artifact import load_model  # a baseline or a compressed cell
 from tcompress.compress.int8_inference import to_int8_inference
 from tcompress.data.corpora import CorpusError, read_text_lines
 from tcompress.decode import DecodeOptions, translate
 from tcompress.evaluation import score
 from tcompress.grid import CELLS_FILE, cells_file_text
 from tcompress.layer_groups import group_report
+from tcompress.loader import load_model  # a baseline or a compressed cell
 from tcompress.methods_doc import METHODS_PAGE
 from tcompress.schema import UserError
 from tcompress.stage import configure_logging

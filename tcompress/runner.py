@@ -24,10 +24,11 @@ import torch
 from tcompress.batching import make_batches, pad
 from tcompress.checkpoint import load_safe
 from tcompress.closure import file_digest
-from tcompress.compress.artifact import load_model, nonzero_bits, save_compressed, stored_bits
+from tcompress.compress.artifact import nonzero_bits, save_compressed, stored_bits
 from tcompress.compress.pruning import ZeroKeeper
 from tcompress.config import TrainConfig
 from tcompress.data.corpora import read_ids, read_split
+from tcompress.loader import load_model
 from tcompress.methods import Cell, get
 from tcompress.model import count_parameters, make_model
 from tcompress.plan import training_subset

@@ -65,9 +65,9 @@ def write_translations(out: Path, src_ids: list[list[int]], tgt_ids: list[list[i
 def run(config: dict, baseline: Path, tokenized: Path, resume: Path, out: Path, device) -> dict:
     """Decode the training sources with the baseline; returns the facts the stage records."""
     from tcompress.closure import file_digest
-    from tcompress.compress.artifact import load_model
     from tcompress.data.corpora import read_ids
     from tcompress.decode import DecodeOptions
+    from tcompress.loader import load_model
     from tcompress.training import ids_digest
 
     src_ids, _ = read_ids(tokenized, SPLIT)

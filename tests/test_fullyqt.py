@@ -5,11 +5,12 @@ import pytest
 import torch
 from torch import nn
 
-from tcompress.compress.artifact import load_model, parameter_bits, save_compressed
+from tcompress.compress.artifact import parameter_bits, save_compressed
 from tcompress.compress.fullyqt import ActQuant, FullyQTSpec, freeze, fully_quantize, set_active
 from tcompress.compress.qat import FakeQuantModule
 from tcompress.compress.quantized import QuantizedModule
 from tcompress.config import ModelConfig
+from tcompress.loader import load_model
 from tcompress.methods.fullyqt import spec_of
 from tcompress.model import BOS, PAD, Vocab, make_model
 

@@ -24,16 +24,19 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("entry points", ("stages.*", "tcompress.cli", "tcompress.stage", "tcompress.templates.*")),
     # What loops over the method registry: params, grid, chains, plan, the cell runner, the teacher
     # stage's decoding, what the aggregate writes (results, significance, report, its plots), and
-    # the generated methods page.
+    # the generated methods page. The one model loader sits here too: a stored form used by one
+    # method lives in that method's package, so the loader imports every method's modules before it
+    # rebuilds a file's forms (naming none), which only a layer above the methods may do.
     ("runner, plan and aggregate", (
         "tcompress.params", "tcompress.grid", "tcompress.chains", "tcompress.plan", "tcompress.preview",
-        "tcompress.runner", "tcompress.cellfiles", "tcompress.teacher",
+        "tcompress.runner", "tcompress.cellfiles", "tcompress.teacher", "tcompress.loader",
         "tcompress.results", "tcompress.significance", "tcompress.report", "tcompress.svgplot",
         "tcompress.methods_doc", "tcompress.shard")),
-    # One file (or package) per compression method, and the registry they register with.
+    # One file, or one package where it brings modules of its own (its stored forms, its wrappers),
+    # per compression method, and the registry they register with.
     ("methods", ("tcompress.methods", "tcompress.methods.*")),
-    # What two or more methods share: stored forms, packing, linear quantization, codebooks,
-    # pruners, the module walker, the one artifact loader.
+    # What two or more methods share: the stored forms they share and the artifact's writer and bit
+    # counts, packing, linear quantization, codebooks, pruners, the module walker.
     ("shared compression mechanisms", ("tcompress.compress", "tcompress.compress.*")),
     # The float model and everything about it that knows nothing of compression.
     ("model, data, config and base", (
@@ -114,7 +117,8 @@ def test_imports_point_down():
     ("tcompress.compress.packing", "def f():\n    from tcompress.methods import get\n", "tcompress.methods"),
     ("tcompress.compress.packing", "import tcompress.runner\n", "tcompress.runner"),
     ("tcompress.methods.ptq", "from tcompress import plan\n", "tcompress.plan"),
-    ("tcompress.model", "from .compress.artifact import load_model\n", "tcompress.compress.artifact"),
+    ("tcompress.model", "from .compress.artifact import save_compressed\n", "tcompress.compress.artifact"),
+    ("tcompress.compress.codebook", "from tcompress import loader\n", "tcompress.loader"),
     ("tcompress.runner", "from tcompress.stage import runtime\n", "tcompress.stage"),
 ])
 def test_an_import_that_points_up_is_reported(module, source, bad):

@@ -9,11 +9,12 @@ import torch
 
 from tcompress import safetensors_file
 from tcompress.checkpoint import CheckpointError
-from tcompress.compress.artifact import load_model, save_compressed
+from tcompress.compress.artifact import save_compressed
 from tcompress.compress.linear_quant import QuantSpec
 from tcompress.compress.packing import decode, encode, pack_bits, packed_bytes, unpack_bits
 from tcompress.compress.ptq import PTQConfig, post_training_quantize
 from tcompress.config import ModelConfig
+from tcompress.loader import load_model
 from tcompress.model import Vocab, make_model
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from tcompress.compress.artifact import load_model, save_compressed, stored_bits
+from tcompress.compress.artifact import save_compressed, stored_bits
 from tcompress.compress.linear_quant import QuantSpec, qparams, tensor_range
 from tcompress.compress.product_quant import ProductCodebookModule, gather, int8_codebook, kmeans, quantize_matrix
 from tcompress.compress.quant_noise import (
@@ -15,6 +15,7 @@ from tcompress.compress.quant_noise import (
 )
 from tcompress.compress.quantized import QuantizedModule
 from tcompress.config import ModelConfig
+from tcompress.loader import load_model
 from tcompress.model import Vocab, make_model
 
 

@@ -10,10 +10,11 @@ import torch
 import yaml
 
 from conftest import computing, dvc, ran_stages, repro_committed, scored_cells, shared_controls, tiny_params
-from tcompress.compress.artifact import load_model, nonzero_bits
+from tcompress.compress.artifact import nonzero_bits
 from tcompress.compress.codebook import CodebookModule
 from tcompress.compress.quantized import QuantizedModule
 from tcompress.layer_groups import select_modules
+from tcompress.loader import load_model
 from tcompress.model import make_model
 
 pytestmark = pytest.mark.slow

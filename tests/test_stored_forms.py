@@ -10,11 +10,11 @@ from torch import nn
 
 from tcompress.checkpoint import CheckpointError
 from tcompress.compress.artifact import (
-    STORED_FORMS, StoredForm, load_model, nonzero_bits, parameter_bits, save_compressed, stored_bits,
-    stored_forms,
+    STORED_FORMS, StoredForm, nonzero_bits, parameter_bits, save_compressed, stored_bits,
 )
 from tcompress.compress.walker import replace_module
 from tcompress.config import ModelConfig
+from tcompress.loader import load_model, stored_forms
 from tcompress.model import Vocab, make_model
 
 KIND = "toy_sign"

@@ -83,7 +83,7 @@ def test_a_method_file_and_its_params_section_are_all_it_takes(tmp_path, shared_
         assert m["compression_ratio"] == pytest.approx(m["n_model"] * 32 / (n_c * 16 + (m["n_model"] - n_c) * 32),
                                                        abs=1e-4)
     # the artifact holds exactly the half-precision values of the baseline's weights
-    from tcompress.compress.artifact import load_model
+    from tcompress.loader import load_model
 
     base, _ = load_model(project / "data/model/model.pt")
     cell, _ = load_model(project / "data/cells/fp16-16-full/model.safetensors")

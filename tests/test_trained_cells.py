@@ -9,9 +9,9 @@ import yaml
 
 from conftest import computing, dvc, make_project, ran_stages, run, tiny_params
 from tcompress.data.corpora import read_split
-from tcompress.compress.artifact import load_model
 from tcompress.compress.quantized import QuantizedModule
 from tcompress.layer_groups import select_modules
+from tcompress.loader import load_model
 
 pytestmark = pytest.mark.slow
 PRUNED = ("agp-10-70-1-full", "imp-full")
@@ -146,7 +146,7 @@ def test_a_schedule_longer_than_its_budget_fails_in_plan_before_any_cell(trained
 def test_a_trained_cell_keeps_the_last_or_the_best_epoch(tiny_pipeline, tmp_path, keep):
     import torch
 
-    from tcompress.compress.artifact import load_model
+    from tcompress.loader import load_model
     from tcompress.runner import CellContext
     from tcompress.training import Hook
 
@@ -177,7 +177,7 @@ def test_a_cells_resume_file_from_another_plan_is_ignored(tiny_pipeline, tmp_pat
     import torch
 
     from tcompress.checkpoint import save_atomic
-    from tcompress.compress.artifact import load_model
+    from tcompress.loader import load_model
     from tcompress.runner import CellContext
     from tcompress.training import fingerprint
 

@@ -8,8 +8,8 @@ import torch
 import yaml
 
 from tcompress.checkpoint import CheckpointError, model_payload, save_atomic
-from tcompress.compress.artifact import load_model
 from tcompress.config import ModelConfig, TrainConfig
+from tcompress.loader import load_model
 from tcompress.params import params_from_dict
 from tcompress.model import Vocab, make_model
 from tcompress.plan import resolve

@@ -9,9 +9,10 @@ import yaml
 from torch import nn
 
 from conftest import REPO
-from tcompress.compress.artifact import load_model, save_compressed
+from tcompress.compress.artifact import save_compressed
 from tcompress.compress.codebook import CodebookModule, ShadowWeightModule, gather_rows
 from tcompress.config import ModelConfig
+from tcompress.loader import load_model
 from tcompress.methods.binary import _binarizer, export_binary, two_centroids, two_means
 from tcompress.methods.kmeans import KMeansPTQParams, cluster_weight, kmeans_1d, share_weights
 from tcompress.methods.qsgd import code_bits, levels, qsgd, qsgd_levels

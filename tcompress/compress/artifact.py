@@ -1,22 +1,20 @@
-"""Compressed-model artifacts: the file a user ships, the stored forms it holds, and the one loader.
+"""Compressed-model artifacts: the file a user ships, the stored forms it holds, and their bit counts.
 
 A cell's artifact is a safetensors file (``tcompress.safetensors_file``): its tensors are the
 model's state dict in the smallest lossless layout of each (``tcompress.compress.packing``: codes
 bit-packed, pruned tensors as bitmask + nonzeros), its ``__metadata__`` the layouts, the float
-model's recipe, what replaced which module and the cell's facts, as JSON. Opening it parses JSON
-and copies bytes: it cannot run code. Baseline checkpoints are torch files loaded with
-``weights_only=True``; ``load_model`` opens either kind.
+model's recipe, what replaced which module and the cell's facts, as JSON. ``save_compressed``
+writes it; ``tcompress.loader`` opens it, or a baseline's torch checkpoint.
 
 A stored form (``QuantizedModule``, ``CodebookModule``, …) is a module that subclasses
 ``StoredForm`` with its kind name; defining the class registers it, and the class answers for
-itself how it is recorded, rebuilt and counted, so a new form edits nothing here.
+itself how it is recorded, rebuilt and counted, so a new form edits nothing here. A form lives
+with what uses it: here when two or more methods share it, in its method's package otherwise.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
-import pkgutil
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,16 +22,12 @@ import torch
 from torch import nn
 
 from tcompress import safetensors_file
-from tcompress.checkpoint import CheckpointError, load_safe, model_payload
-from tcompress.compress.packing import decode_state, encode_state
-from tcompress.compress.walker import replace_module
-from tcompress.config import ModelConfig
-from tcompress.model import EncoderDecoder, Vocab, make_model
-from tcompress.schema import build
+from tcompress.checkpoint import model_payload
+from tcompress.compress.packing import encode_state
+from tcompress.model import EncoderDecoder
 
 
 FORMAT = "tcompress.packed/1"
-TORCH_ZIP_MAGIC = b"PK\x03\x04"
 # Every stored form by its kind, the key its artifact lists its modules under; filled by the forms'
 # own class definitions (``StoredForm.__init_subclass__``).
 STORED_FORMS: dict[str, type[StoredForm]] = {}
@@ -89,16 +83,6 @@ class StoredForm:
         raise NotImplementedError
 
 
-def stored_forms() -> dict[str, type[StoredForm]]:
-    """Every stored form, each module of this package imported first: a form registers itself when
-    its module is imported, and a file may hold forms this process has not used yet."""
-    import tcompress.compress as package
-
-    for info in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"{package.__name__}.{info.name}")
-    return STORED_FORMS
-
-
 def save_compressed(model: EncoderDecoder, path: str | Path, **extra: Any) -> int:
     """Write ``model`` as a packed safetensors artifact; returns its bytes on disk."""
     compression: dict[str, dict[str, Any]] = {}
@@ -111,64 +95,6 @@ def save_compressed(model: EncoderDecoder, path: str | Path, **extra: Any) -> in
     metadata = {"format": FORMAT, "layout": json.dumps(layouts, separators=(",", ":")),
                 "tcompress": json.dumps(payload, separators=(",", ":"))}
     return safetensors_file.write(path, stored, metadata)
-
-
-def load_packed(path: str | Path) -> dict[str, Any]:
-    """A packed artifact as the payload a torch checkpoint holds: ``model`` (the state dict) and the rest."""
-    try:
-        stored, metadata = safetensors_file.read(path)
-    except safetensors_file.SafetensorsError as err:
-        raise CheckpointError(f"{path}: not a tcompress checkpoint (not a PyTorch file, and not a safetensors "
-                              f"artifact: {err.reason})") from None
-    if metadata.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: a safetensors file, but not a tcompress artifact (format "
-                              f"{metadata.get('format')!r}; expected {FORMAT!r})")
-    try:
-        payload = json.loads(metadata["tcompress"])
-        payload["model"] = decode_state(json.loads(metadata["layout"]), stored)
-    except (KeyError, ValueError, TypeError, RuntimeError) as err:
-        raise CheckpointError(f"{path}: damaged tcompress artifact ({type(err).__name__}: {err})") from None
-    return payload
-
-
-def load_payload(path: str | Path) -> dict[str, Any]:
-    """The payload of any model file the project writes: a torch checkpoint or a packed artifact."""
-    try:
-        with open(path, "rb") as f:
-            magic = f.read(4)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such file") from None
-    return load_safe(path, "cpu") if magic == TORCH_ZIP_MAGIC else load_packed(path)
-
-
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[EncoderDecoder, dict[str, Any]]:
-    """Rebuild a baseline or a compressed cell's model from its file alone; returns it (eval mode)
-    and the raw payload. The one loader for every model file the project writes."""
-    payload = load_payload(path)
-    if "model" not in payload or "model_config" not in payload:
-        raise CheckpointError(f"{path}: not a model checkpoint (no weights and model config in it)")
-    cfg = build(ModelConfig, payload["model_config"], "model_config")
-    model = make_model(cfg, Vocab(**payload["vocab"]))
-    if payload.get("compression"):
-        rebuild_wrappers(model, payload["compression"])
-    model.load_state_dict(payload["model"])
-    return model.to(device).eval(), payload
-
-
-def rebuild_wrappers(model: EncoderDecoder, compression: dict[str, Any]) -> None:
-    """Put the empty shells a compressed checkpoint describes into a fresh float model, so that its
-    state dict loads into them."""
-    forms = stored_forms()
-    unknown = set(compression) - set(forms)
-    if unknown:
-        raise CheckpointError(f"compressed modules of unknown kind {sorted(unknown)}; this version reads "
-                              f"{', '.join(forms)}")
-    # Outer wrappers first: a module wrapped inside another is named through the outer one's ``inner``.
-    entries = sorted(((name, kind, info) for kind, modules in compression.items() for name, info in modules.items()),
-                     key=lambda e: e[0].count("."))
-    for name, kind, info in entries:
-        old = model.get_submodule(name)
-        replace_module(model, old, forms[kind].shell(old, info))
 
 
 def stored_bits(model: nn.Module) -> int:
