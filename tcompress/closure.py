@@ -4,8 +4,8 @@ Used twice, so that DVC's dependencies cannot go stale: the plan stage hashes th
 cell stages into each cell's plan file (a cell reruns exactly when code it runs changed), and a test
 checks that every stage in dvc.yaml lists (a file or folder covering) each file of its script's
 closure. Imports are found statically, including those inside functions (the lazy ones); a
-package whose ``__init__`` sets ``LOADS_ALL_SUBMODULES = True`` (the method registry) brings all
-its modules.
+package whose ``__init__`` sets ``LOADS_ALL_SUBMODULES = True`` (the method registry, the shared
+mechanisms) brings all its modules, those of its subpackages included.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def closure(scripts: list[Path], root: Path, exclude: set[Path] = frozenset()) -
                 seen.add(found)
                 todo.append(found)
                 if _loads_all(found):
-                    todo += [p for p in found.parent.glob("*.py")
+                    todo += [p for p in sorted(found.parent.rglob("*.py"))
                              if p not in seen and p.relative_to(root) not in exclude and not seen.add(p)]
     return sorted(p.relative_to(root) for p in seen)
 

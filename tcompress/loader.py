@@ -6,9 +6,10 @@ cannot run code. A compressed model's modules are stored forms, each rebuilt as 
 its kind before the state dict loads into it.
 
 A stored form registers itself when its module is imported, and it lives with what uses it: in
-``tcompress.compress`` when methods share it, in its method's package otherwise. So the loader imports every module of both packages before it reads a kind, and sits above the
-methods (tests/test_layers.py): it names no method, and a form in a new method's package is found
-like any other.
+``tcompress.compress`` when methods share it, in its method's package otherwise. So the loader
+imports every module of both packages before it reads a kind, and sits above the methods
+(tests/test_layers.py): it names no method, and a form in a new method's package is found like any
+other.
 """
 
 from __future__ import annotations

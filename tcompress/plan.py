@@ -8,7 +8,8 @@ Two steps, two stages:
   in use, or a ``runtime`` setting, changes no file and reruns nothing but ``resolve``.
 - ``plan`` (after the baseline) writes ``data/plan/cells/<cell>.json`` for every catalog cell. A selected cell's file holds everything its computation reads: its resolved
   params, and the hashes of the baseline checkpoint, the token ids, the split it reads and the code
-  it runs (its import closure, its own method's file and no other's), and its decoding settings.
+  it runs (its import closure, its own method's file or package and no other's; a chain's, every
+  link's), and its decoding settings.
   A control's file holds its budget, not its method's other settings; a control that would train
   the same model as an earlier one holds only that one's name (``share_controls``).
   A cell stage depends on that file alone, so it reruns exactly when one of those changed, a cell switched off stays up to date
@@ -24,6 +25,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+from tcompress.chains import parse_chain
 from tcompress.closure import closure, digest_files, file_digest
 from tcompress.grid import catalog_cells, catalog_chains, selected_cells, selected_chains, table_layout
 from tcompress.methods import Budget, get, registered
@@ -114,16 +116,23 @@ def training_subset(n: int, k: int, seed: int) -> list[int] | None:
     return sorted(random.Random(seed).sample(range(n), k)) if k and k < n else None
 
 
-def _method_file(method, root: Path) -> Path:
-    return Path(*method.compress.__module__.split(".")).with_suffix(".py")
+def _method_files(method, root: Path) -> set[Path]:
+    """A method's own code: its file, or every file of its package (``tcompress/methods/<name>/``)."""
+    parts = method.compress.__module__.split(".")
+    package = Path(*parts[:3])
+    if parts[:2] == ["tcompress", "methods"] and (root / package / "__init__.py").is_file():
+        return {p.relative_to(root) for p in (root / package).rglob("*.py")}
+    return {Path(*parts).with_suffix(".py")}
 
 
-def code_digest(method_name: str, script: Path, root: Path = REPO) -> str:
-    """Hash of the code a cell stage runs: the script's closure with this method's file, no other's."""
-    own = _method_file(get(method_name), root)
-    others = {_method_file(m, root) for m in registered()} - {own}
+def code_digest(methods: str | tuple[str, ...], script: Path, root: Path = REPO) -> str:
+    """Hash of the code a cell stage runs: the script's closure with its method's file or package, no
+    other method's. A chain names every link's method: it loads its parent's stored forms and runs them."""
+    names = (methods,) if isinstance(methods, str) else methods
+    own = set().union(*(_method_files(get(name), root) for name in names))
+    others = set().union(*(_method_files(m, root) for m in registered())) - own
     files = closure([root / script], root, exclude=others)
-    files = sorted(set(files) | set(closure([root / own], root, exclude=others)) | {own, script})
+    files = sorted(set(files) | set(closure([root / f for f in sorted(own)], root, exclude=others)) | own | {script})
     return digest_files(files, root)
 
 
@@ -162,15 +171,17 @@ def write_plan(config: dict, baseline: Path, tokenized: Path, valid: Path, test:
             axes = {a.key: [entry["axes"][a.name]] for a in method.axes}
             method.check(build(method.params, {**entry["params"], **axes}, method.name), budget)
     inputs["test"], inputs["valid"] = file_digest(test), file_digest(valid)
-    digests: dict[str, str] = {}
+    digests: dict[tuple[str, ...], str] = {}
     for cell_id in config["catalog"]:
         entry = config["cells"].get(cell_id)
         if entry is None or "same_as" in entry:   # off, or trained by another control: no inputs read
             write_json(out / "cells" / f"{cell_id}.json", entry or {"cell": cell_id, "selected": False})
             continue
         name = entry["method"]
-        if name not in digests:
-            digests[name] = code_digest(name, CELL_SCRIPT, root)
+        # A chain runs every link's code: it loads its parent's stored forms and computes with them.
+        code = tuple(dict.fromkeys(c.method for c in parse_chain(entry["spec"]).links)) if "spec" in entry else (name,)
+        if code not in digests:
+            digests[code] = code_digest(code, CELL_SCRIPT, root)
         cell_inputs = inputs
         if not entry["control"] and get(name).uses_teacher(entry["axes"]):
             if teacher is None or not (teacher / "train.ids.parquet").exists():
@@ -178,7 +189,7 @@ def write_plan(config: dict, baseline: Path, tokenized: Path, valid: Path, test:
                                   "none; run `dvc repro` (the teacher stage decodes them)")
             cell_inputs = {**inputs, "teacher": file_digest(teacher / "train.ids.parquet")}
         write_json(out / "cells" / f"{cell_id}.json",
-                   {**entry, "evaluate": config["evaluate"], "inputs": cell_inputs, "code": digests[name]})
+                   {**entry, "evaluate": config["evaluate"], "inputs": cell_inputs, "code": digests[code]})
     return list(config["cells"])
 
 
