@@ -20,10 +20,10 @@ import click
 import torch
 
 from tcompress.batching import make_batches, pad
-from tcompress.compress.fullyqt import FullyQTSpec, fully_quantize
 from tcompress.data.corpora import read_ids, read_split
 from tcompress.decode import greedy, length_limits
 from tcompress.loader import load_model
+from tcompress.methods.fullyqt.modules import FullyQTSpec, fully_quantize
 from tcompress.model import count_parameters
 
 from int8_speed import cpu_flags  # the sibling benchmark's: every table names the same CPU flags

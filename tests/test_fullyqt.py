@@ -6,12 +6,12 @@ import torch
 from torch import nn
 
 from tcompress.compress.artifact import parameter_bits, save_compressed
-from tcompress.compress.fullyqt import ActQuant, FullyQTSpec, freeze, fully_quantize, set_active
 from tcompress.compress.qat import FakeQuantModule
 from tcompress.compress.quantized import QuantizedModule
 from tcompress.config import ModelConfig
 from tcompress.loader import load_model
 from tcompress.methods.fullyqt import spec_of
+from tcompress.methods.fullyqt.modules import ActQuant, FullyQTSpec, freeze, fully_quantize, set_active
 from tcompress.model import BOS, PAD, Vocab, make_model
 
 LN = ["ln_num", "ln_den", "ln_quot", "ln_out"]

@@ -1,9 +1,9 @@
 """FullyQT, the Fully Quantized Transformer (Prato, Charlaix & Rezagholizadeh; seed 001).
 
-``fullyqt`` trains with every matrix multiplication's inputs quantized (``tcompress.compress.fullyqt``
-lists the points: weights, positional encodings, the embedding sums, Q/K/V, the softmax's numerator,
-denominator and output, the attention output, ReLU and feed-forward outputs, and LayerNorm's
-numerator, denominator, quotient and output), from ``start_step`` on (Table 4), as a fine-tune of the
+``fullyqt`` trains with every matrix multiplication's inputs quantized (this package's ``modules``
+wraps the model's modules and lists the points: weights, positional encodings, the embedding sums,
+Q/K/V, the softmax's numerator, denominator and output, the attention output, ReLU and
+feed-forward outputs, and LayerNorm's numerator, denominator, quotient and output), from ``start_step`` on (Table 4), as a fine-tune of the
 baseline or, with ``from_scratch: true``, from a fresh model over the baseline's whole budget.
 ``fullyqt_ptq`` computes the same ranges over calibration batches of a frozen model (Table 2's
 "post-quantization" row).
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from tcompress.methods.base import BITS, Axis, FinetuneParams, Method, one_of, register
 from tcompress.schema import setting
 
-# Torch-free copies of tcompress.compress.fullyqt's names (plan and resolve must not import torch).
+# Torch-free copies of the names in .modules (plan and resolve must not import torch).
 ACTIVATIONS = ("emb_pos", "qkv", "softmax_num", "softmax_den", "softmax_out", "att_out", "relu_out", "ff_out",
                "ln_num", "ln_den", "ln_quot", "ln_out")
 BUCKETED = ("emb_pos", "qkv", "att_out", "ff_out", "ln_num", "ln_quot", "ln_out")
@@ -53,7 +53,7 @@ class FullyQTParams(FinetuneParams):
 
 
 def spec_of(bits: int, ops: str, momentum: float):
-    from tcompress.compress.fullyqt import POINTS, FullyQTSpec
+    from tcompress.methods.fullyqt.modules import POINTS, FullyQTSpec
 
     if ops in ("all", "all_flat", "naive"):
         return FullyQTSpec(bits, frozenset(POINTS), bucketing=ops == "all", naive=ops == "naive", momentum=momentum)
@@ -63,7 +63,7 @@ def spec_of(bits: int, ops: str, momentum: float):
 
 def _facts(model, n_model: int, spec) -> dict:
     from tcompress.compress.artifact import parameter_bits
-    from tcompress.compress.fullyqt import ActQuant
+    from tcompress.methods.fullyqt.modules import ActQuant
 
     points = sorted({q.point for q in model.modules() if isinstance(q, ActQuant) and q.used})
     # The formula ratio counts parameters: weights in b bits, biases and β at 32 (ranges not counted).
@@ -72,8 +72,8 @@ def _facts(model, n_model: int, spec) -> dict:
 
 
 def compress(model, cell, params: FullyQTParams, ctx) -> dict:
-    from tcompress.compress.fullyqt import freeze, fully_quantize
     from tcompress.compress.qat import DelayedStart
+    from tcompress.methods.fullyqt.modules import freeze, fully_quantize
     from tcompress.model import count_parameters
 
     n_model = count_parameters(model)
@@ -87,7 +87,7 @@ def compress(model, cell, params: FullyQTParams, ctx) -> dict:
 def compress_ptq(model, cell, params: FullyQTPTQParams, ctx) -> dict:
     import torch
 
-    from tcompress.compress.fullyqt import freeze, fully_quantize
+    from tcompress.methods.fullyqt.modules import freeze, fully_quantize
     from tcompress.model import count_parameters
 
     n_model = count_parameters(model)
