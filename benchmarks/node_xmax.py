@@ -15,9 +15,9 @@ import click
 import torch
 
 from tcompress.batching import make_batches, pad
-from tcompress.compress.node_pruning import estimate_xmax
 from tcompress.data.corpora import read_ids
 from tcompress.loader import load_model
+from tcompress.methods.nodeprune.nodes import estimate_xmax
 
 from int8_speed import cpu_flags  # the sibling benchmark's: every table names the same CPU flags
 

@@ -6,10 +6,10 @@ import json
 import pytest
 
 from conftest import repro_committed, scored_cells, tiny_params
-from tcompress.compress.node_pruning import NodePrunedFeedForward, feed_forwards
 from tcompress.compress.quantized import QuantizedModule
 from tcompress.loader import load_model
 from tcompress.methods.fullyqt.modules import ActQuant
+from tcompress.methods.nodeprune.nodes import NodePrunedFeedForward, feed_forwards
 
 pytestmark = pytest.mark.slow
 CHAIN = "fullyqt-8-all_then_nodeprune-adaptive"

@@ -7,14 +7,14 @@ from torch import nn
 
 from tcompress.chains import parse_chain
 from tcompress.compress.artifact import parameter_bits, save_compressed
-from tcompress.compress.node_pruning import (NodePrunedFeedForward, estimate_xmax, feed_forwards, l1_scores,
-                                             select_nodes, shrink)
 from tcompress.compress.walker import unwrapped
 from tcompress.compress.quantized import QuantizedModule
 from tcompress.config import ModelConfig
 from tcompress.decode import greedy
 from tcompress.loader import load_model
 from tcompress.methods.fullyqt.modules import FullyQTSpec, freeze, fully_quantize
+from tcompress.methods.nodeprune.nodes import (NodePrunedFeedForward, estimate_xmax, feed_forwards, l1_scores,
+                                               select_nodes, shrink)
 from tcompress.model import BOS, PAD, Vocab, count_parameters, make_model
 from tcompress.schema import ConfigError
 

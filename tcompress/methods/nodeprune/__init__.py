@@ -3,7 +3,7 @@
 On the baseline (``nodeprune-adaptive``) or, as a chain's last link, on any trained cell's model
 (``chains: ["fullyqt:8-all > nodeprune:adaptive"]``, ``"qat:sym-8-full > nodeprune:adaptive"``): the
 running x_max of every ReLU output node is estimated on training batches with the model frozen, and
-the useless nodes are removed from W1/b1 and W2 (``tcompress.compress.node_pruning``); no retraining.
+the useless nodes are removed from W1/b1 and W2 (this package's ``nodes``); no retraining.
 The ``rule`` axis: ``adaptive`` (x_max < z·σ per layer), or the fixed-ratio baselines ``xmax`` and
 ``l1``, which prune as many nodes per stack as the adaptive rule does.
 """
@@ -35,7 +35,7 @@ class NodePruneParams:
 
 def compress(model, cell, params: NodePruneParams, ctx) -> dict:
     from tcompress.compress.artifact import parameter_bits
-    from tcompress.compress.node_pruning import estimate_xmax, feed_forwards, l1_scores, select_nodes, shrink
+    from tcompress.methods.nodeprune.nodes import estimate_xmax, feed_forwards, l1_scores, select_nodes, shrink
     from tcompress.model import count_parameters, make_model
 
     n_model = count_parameters(make_model(model.cfg, model.vocab))   # the float architecture's count
