@@ -20,11 +20,11 @@ import torch
 
 from tcompress.compress.artifact import stored_bits
 from tcompress.compress.codebook import weight_matrices
-from tcompress.compress.product_quant import ProductCodebookModule, quantize_matrix
 from tcompress.compress.walker import replace_module
 from tcompress.data.corpora import read_split
 from tcompress.decode import DecodeOptions, translate
 from tcompress.loader import load_model
+from tcompress.methods.quant_noise.product_quant import ProductCodebookModule, quantize_matrix
 from tcompress.model import count_parameters
 from tcompress.tokenizer import Tokenizer
 

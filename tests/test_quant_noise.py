@@ -9,13 +9,15 @@ from torch import nn
 
 from tcompress.compress.artifact import save_compressed, stored_bits
 from tcompress.compress.linear_quant import QuantSpec, qparams, tensor_range
-from tcompress.compress.product_quant import ProductCodebookModule, gather, int8_codebook, kmeans, quantize_matrix
-from tcompress.compress.quant_noise import (
-    IPQSchedule, IPQTrainingModule, NoisyScalarModule, block_mask, export, split_stages, stage_starts,
-)
 from tcompress.compress.quantized import QuantizedModule
 from tcompress.config import ModelConfig
 from tcompress.loader import load_model
+from tcompress.methods.quant_noise.modules import (
+    IPQSchedule, IPQTrainingModule, NoisyScalarModule, block_mask, export, split_stages, stage_starts,
+)
+from tcompress.methods.quant_noise.product_quant import (
+    ProductCodebookModule, gather, int8_codebook, kmeans, quantize_matrix,
+)
 from tcompress.model import Vocab, make_model
 
 

@@ -17,12 +17,12 @@ from click.testing import CliRunner
 from conftest import computing, dvc, ran_stages, repro_committed, run, scored_cells, shared_controls, tiny_params
 from tcompress.compress.artifact import stored_bits
 from tcompress.compress.codebook import weight_matrices
-from tcompress.compress.product_quant import ProductCodebookModule
 from tcompress.compress.quantized import QuantizedModule
 from tcompress.data.corpora import read_split
 from tcompress.layer_groups import select_modules
 from tcompress.loader import load_model
 from tcompress.methods.lottery import initial_model
+from tcompress.methods.quant_noise.product_quant import ProductCodebookModule
 from tcompress.model import make_model
 
 pytestmark = pytest.mark.slow

@@ -26,9 +26,9 @@ from torch import nn
 from torch.func import functional_call
 
 from tcompress.compress.linear_quant import QuantSpec, fake_quantize_ste, qparams, tensor_range
-from tcompress.compress.product_quant import ProductCodebookModule, gather, quantize_matrix
 from tcompress.compress.quantized import QuantizedModule
 from tcompress.compress.walker import replace_module
+from tcompress.methods.quant_noise.product_quant import ProductCodebookModule, gather, quantize_matrix
 from tcompress.training import Hook
 
 

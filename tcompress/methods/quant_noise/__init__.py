@@ -61,14 +61,13 @@ def compress(model, cell, params: QuantNoiseParams, ctx) -> dict:
     from tcompress.compress.artifact import stored_bits
     from tcompress.compress.codebook import weight_matrices
     from tcompress.compress.linear_quant import QuantSpec
-    from tcompress.compress.quant_noise import (
-        IPQSchedule, IPQTrainingModule, NoisyScalarModule, export, split_stages, stage_starts,
-    )
     from tcompress.compress.ratio import quantization_ratio
     from tcompress.compress.walker import replace_module
-    from tcompress.model import count_parameters
-
     from tcompress.layer_groups import select_modules
+    from tcompress.methods.quant_noise.modules import (
+        IPQSchedule, IPQTrainingModule, NoisyScalarModule, export, split_stages, stage_starts,
+    )
+    from tcompress.model import count_parameters
 
     modules = list(weight_matrices(model, cell["group"]).values())   # model order: bottom-up
     attention = {id(m) for m in select_modules(model, "att").values()}
