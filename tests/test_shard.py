@@ -2,10 +2,12 @@
 by estimated cost, the same split on every worker."""
 
 import itertools
+import json
+import sys
 
 import pytest
 
-from conftest import tiny_params
+from conftest import dvc, make_project, ran_stages, run, tiny_params
 from tcompress.params import params_from_dict
 from tcompress.plan import resolve
 from tcompress.shard import split, units
@@ -74,3 +76,38 @@ def test_a_shared_control_costs_nothing():
 def test_no_shards_is_refused():
     with pytest.raises(ValueError, match="at least 1"):
         split(selected(), {}, 0)
+
+
+def _untimed(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if "second" not in k}
+
+
+@pytest.mark.slow
+def test_two_workers_on_one_cache_give_what_one_repro_gives(tmp_path_factory, tiny_pipeline):
+    """Two clones on one DVC cache each run their shard; a third's plain `dvc repro` then computes
+    no cell, and every cell's metrics and translations equal the sequential run's (``tiny_pipeline``)."""
+    cache = tmp_path_factory.mktemp("workers-cache")   # not the sequential run's: the workers compute
+    shard = [sys.executable, "-m", "tcompress.cli", "shard", "--of", "2", "--index"]
+    workers = [make_project(tmp_path_factory.mktemp(f"worker{i}"), tiny_params(), cache) for i in range(2)]
+    refused = run([*shard, "0"], workers[0], check=False)
+    assert refused.returncode == 1 and "run `dvc repro plan` once" in refused.stderr
+    dvc(["repro", "plan"], workers[0])
+    assert "train" not in ran_stages(dvc(["repro", "plan"], workers[1]).stdout)   # from the run-cache
+    targets = [run([*shard, str(i)], w).stdout.split() for i, w in enumerate(workers)]
+    selected = {t.split("@", 1)[1] for t in targets[0] + targets[1]}
+    assert targets[0] and targets[1] and not set(targets[0]) & set(targets[1])
+    for worker, mine in zip(workers, targets):
+        dvc(["repro", *mine], worker)
+
+    collector = make_project(tmp_path_factory.mktemp("collector"), tiny_params(), cache)
+    ran = ran_stages(dvc(["repro"], collector).stdout)
+    computed = {s for s in ran if s.startswith(("cell@", "chain@"))
+                and json.loads((collector / "metrics/cells" / f"{s.split('@', 1)[1]}.json").read_text())}
+    assert not computed and "train" not in ran, ran   # every selected cell came from the run-cache
+    for cell in selected:
+        got = json.loads((collector / "metrics/cells" / f"{cell}.json").read_text())
+        want = json.loads((tiny_pipeline / "metrics/cells" / f"{cell}.json").read_text())
+        assert _untimed(got) == _untimed(want), cell
+        if "same_as" not in got:
+            assert (collector / f"data/cells/{cell}/hyps.txt").read_bytes() == \
+                (tiny_pipeline / f"data/cells/{cell}/hyps.txt").read_bytes(), cell
