@@ -9,7 +9,7 @@ It measures, with DVC's own commands:
 2. the catalog grown (more bits, groups and schedules), `tcompress catalog`, then the first
    `dvc repro` (every new cell is unselected: it runs once to write its 'off' marker) and a no-op
    `dvc repro` again: the per-cell overhead of the catalog is the difference over the added cells;
-3. an edit of one method's file (a comment in tcompress/methods/ptq.py): which stages run.
+3. an edit of one method's file (a comment in tcompress/methods/ptq/__init__.py): which stages run.
 """
 
 import os
@@ -73,10 +73,10 @@ def main(project: str) -> None:
         click.echo(f"   no-op dvc repro with {large} cells: {t_large:.2f} s; overhead per added unselected cell "
                    f"{per_cell * 1000:.1f} ms")
 
-        with open(work / "tcompress/methods/ptq.py", "a") as f:
+        with open(work / "tcompress/methods/ptq/__init__.py", "a") as f:
             f.write("\n# an edit that changes no result\n")
         t_edit, out = dvc(work, "repro")
-        click.echo(f"3. a comment added to tcompress/methods/ptq.py: dvc repro {t_edit:.1f} s, ran: {', '.join(ran(out))}")
+        click.echo(f"3. a comment added to tcompress/methods/ptq/__init__.py: dvc repro {t_edit:.1f} s, ran: {', '.join(ran(out))}")
 
 
 if __name__ == "__main__":

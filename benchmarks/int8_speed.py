@@ -61,8 +61,8 @@ def load_system(name: str, baseline: str, cell: str) -> tuple[nn.Module, dict]:
 
 
 def make_weight_only_cell(baseline: str, path: str) -> None:
-    from tcompress.compress.ptq import PTQConfig, post_training_quantize
     from tcompress.compress.artifact import save_compressed
+    from tcompress.methods.ptq.post_training import PTQConfig, post_training_quantize
 
     model = load_model(baseline)[0]
     post_training_quantize(model, PTQConfig(8, "sym", per_channel=True, activations="none"), "full")

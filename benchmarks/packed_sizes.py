@@ -18,8 +18,8 @@ from pathlib import Path
 import click
 
 from tcompress.compress.artifact import save_compressed
-from tcompress.compress.ptq import PTQConfig, post_training_quantize
 from tcompress.loader import load_model
+from tcompress.methods.ptq.post_training import PTQConfig, post_training_quantize
 
 
 @click.command()

@@ -11,11 +11,11 @@ from pathlib import Path
 import click
 import torch
 
-from tcompress.compress.ptq import PTQConfig, post_training_quantize
 from tcompress.data.corpora import read_split
 from tcompress.decode import DecodeOptions
 from tcompress.evaluation import evaluate_model
 from tcompress.loader import load_model
+from tcompress.methods.ptq.post_training import PTQConfig, post_training_quantize
 from tcompress.runner import CellContext
 from tcompress.tokenizer import Tokenizer
 

@@ -7,9 +7,9 @@ from tcompress.compress.int8_inference import (Int8Linear, RowQuantizer, StaticI
                                                fbgemm_static_available, int8_candidates, int_mm_error,
                                                to_int8_inference)
 from tcompress.compress.linear_quant import QuantSpec, quantize_tensor
-from tcompress.compress.ptq import PTQConfig, post_training_quantize
 from tcompress.config import ModelConfig
 from tcompress.decode import beam_search, greedy
+from tcompress.methods.ptq.post_training import PTQConfig, post_training_quantize
 from tcompress.model import Vocab, make_model
 from tcompress.schema import UserError
 

@@ -12,9 +12,9 @@ from tcompress.checkpoint import CheckpointError
 from tcompress.compress.artifact import save_compressed
 from tcompress.compress.linear_quant import QuantSpec
 from tcompress.compress.packing import decode, encode, pack_bits, packed_bytes, unpack_bits
-from tcompress.compress.ptq import PTQConfig, post_training_quantize
 from tcompress.config import ModelConfig
 from tcompress.loader import load_model
+from tcompress.methods.ptq.post_training import PTQConfig, post_training_quantize
 from tcompress.model import Vocab, make_model
 
 

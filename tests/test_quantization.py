@@ -10,14 +10,13 @@ from torch import nn
 
 from tcompress.checkpoint import model_payload, save_atomic
 from tcompress.compress.artifact import save_compressed, stored_bits
-from tcompress.compress.calibration import ClipConfig, calibrate
 from tcompress.compress.linear_quant import QuantSpec, dequantize, fake_quantize, qparams, quantize, tensor_range
-from tcompress.compress.ptq import PTQConfig, post_training_quantize
 from tcompress.compress.quantized import QuantizedModule
 from tcompress.compress.ratio import pruning_ratio, quantization_ratio
 from tcompress.config import ModelConfig
 from tcompress.layer_groups import group_parameter_count, select_modules
 from tcompress.loader import load_model
+from tcompress.methods.ptq.post_training import ClipConfig, PTQConfig, calibrate, post_training_quantize
 from tcompress.model import BOS, EOS, PAD, Embeddings, Vocab, count_parameters, make_model
 
 BITS = (2, 3, 4, 8, 16)

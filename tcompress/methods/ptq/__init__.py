@@ -1,7 +1,8 @@
 """Post-training quantization (the thesis's experiment one, §3.4.1 and §4.2; Tables 4.1–4.2).
 
 Weights and biases of the selected modules are quantized from their own ranges; their float inputs
-and outputs from ranges observed on calibration batches of the training split.
+and outputs from ranges observed on calibration batches of the training split (this package's
+``post_training``).
 """
 
 from __future__ import annotations
@@ -32,10 +33,9 @@ class PTQParams:
 
 
 def compress(model, cell, params: PTQParams, ctx) -> dict:
-    from tcompress.compress.calibration import ClipConfig
-    from tcompress.compress.ptq import PTQConfig, post_training_quantize
     from tcompress.compress.ratio import quantization_ratio
     from tcompress.layer_groups import group_parameter_count
+    from tcompress.methods.ptq.post_training import ClipConfig, PTQConfig, post_training_quantize
     from tcompress.model import count_parameters
 
     n_model, n_compressed = count_parameters(model), group_parameter_count(model, cell["group"])

@@ -1,7 +1,10 @@
-"""Activation ranges for post-training quantization, from forward passes over training batches.
+"""Post-training quantization of a layer group (the thesis's experiment one, §3.4.1 and §4.2).
 
-Each selected module gets forward hooks that record its float input and output. The range used for
-quantization is chosen by ``clip`` (Distiller's clip modes, seed 000 §3.4.1 and seed 001 §3.3):
+Weights and biases of the selected modules are quantized from their own ranges
+(``QuantizedModule``); their float inputs and outputs from ranges observed on calibration batches of
+the training split. Each selected module gets forward hooks that record its float input and output.
+The range used for quantization is chosen by ``clip`` (Distiller's clip modes, seed 000 §3.4.1 and
+seed 001 §3.3):
 
 - ``none``: the minimum and maximum seen over all calibration batches;
 - ``percentile``: the p-th and (100−p)-th percentiles (nearest rank: the k-th largest and k-th
@@ -18,6 +21,10 @@ from typing import Iterable
 
 import torch
 from torch import nn
+
+from tcompress.compress.linear_quant import QuantSpec
+from tcompress.compress.quantized import ACTIVATION_SITES, QuantizedModule
+from tcompress.compress.walker import group_modules, replace_module
 
 @dataclass(frozen=True)
 class ClipConfig:
@@ -101,3 +108,26 @@ def calibrate(model: nn.Module, modules: dict[str, nn.Module], batches: Iterable
         raise ValueError(f"calibration saw no activation of {silent[0]!r} ({len(silent)} module(s)); "
                          "it needs at least one batch that runs through every selected module")
     return {name: {site: obs.range() for site, obs in sites.items()} for name, sites in observers.items()}
+
+
+@dataclass(frozen=True)
+class PTQConfig:
+    bits: int
+    mode: str = "sym"
+    per_channel: bool = False
+    activations: str = "both"   # none | inputs | both (inputs and outputs, as Distiller's PTQ)
+    clip: ClipConfig = field(default_factory=ClipConfig)
+
+
+def post_training_quantize(model: nn.Module, config: PTQConfig, group: str,
+                           calibration_batches: Iterable[tuple[torch.Tensor, torch.Tensor]] = ()) -> dict:
+    """Replace the modules of ``group`` by their ``QuantizedModule``s, in place; activation ranges
+    come from ``calibration_batches`` of (src, tgt_in). Returns how many modules and their ranges."""
+    modules = group_modules(model, group)
+    spec = QuantSpec(config.bits, config.mode, config.per_channel)
+    sites = ACTIVATION_SITES[config.activations]
+    ranges = calibrate(model, modules, calibration_batches, config.clip) if sites else {}
+    ranges = {name: {s: r for s, r in found.items() if s in sites} for name, found in ranges.items()}
+    for name, module in modules.items():
+        replace_module(model, module, QuantizedModule.from_float(module, spec, ranges.get(name)))
+    return {"modules": len(modules), "activation_ranges": {n: r for n, r in ranges.items()}}
