@@ -1,7 +1,8 @@
-"""What a compression method is: one registered ``Method`` object, defined in one file.
+"""What a compression method is: one registered ``Method`` object, defined in one place.
 
-A method file in this package (``ptq.py``, ``agp.py``, …) builds one ``Method`` and passes it to
-``register``. The object carries everything the pipeline needs, so the config loader, the grid,
+A method file in this package (``agp.py``, ``qat.py``, …), or a method package's ``__init__``
+(``fullyqt/``, whose other modules hold what that method alone uses), builds a ``Method`` and
+passes it to ``register``. The object carries everything the pipeline needs, so the config loader, the grid,
 the cell runner, the results and the aggregate stage loop over the registry and never name a
 method:
 
@@ -187,7 +188,8 @@ def register(method: Method) -> Method:
 
 
 def load_all() -> None:
-    """Import every module of this package, so that every method file has registered itself."""
+    """Import every module of this package (a method package's ``__init__``), so that every method has
+    registered itself."""
     import tcompress.methods as package
 
     for info in pkgutil.iter_modules(package.__path__):
