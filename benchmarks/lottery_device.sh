@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The lottery-ticket comparison at the baseline's own budget (Multi30k, 18 epochs, fp32), every arm
-# from one baseline per seed, on one CUDA machine without DVC (benchmarks/stages_without_dvc.py runs
-# dvc.yaml's commands). Per seed: the baseline (train, evaluate), then side by side the four ticket
+# from one baseline per seed, on one CUDA machine without DVC (`tcompress run-stages` runs dvc.yaml's
+# commands). Per seed: the baseline (train, evaluate), then side by side the four ticket
 # cells (50/80 %, rewound to θ0 or re-initialized at random under the same mask) and plain IMP to
 # 50 and 80 % (imp.fraction 0.2063 and 0.4152 of what remains, three rounds).
 #
@@ -19,7 +19,7 @@ EXTRA=${EXTRA:-}
 DEVICE=${DEVICE:-cuda}
 ROOT=$(pwd)
 WORK=${WORK:-/tmp/lottery_work}
-RUN="python3 $ROOT/benchmarks/stages_without_dvc.py"
+RUN="python3 -m tcompress.cli run-stages"  # tcompress from $PYTHONPATH: the copy each stage runs in
 FIXED="-S data=multi30k -S multi30k.local_dir=$DATA -S train.precision=fp32 -S lottery.epochs.multi30k=18
        -S lottery.warmup_steps.multi30k=800 -S runtime.device=$DEVICE -S runtime.threads=1
        -S runtime.checkpoint_every=1000"

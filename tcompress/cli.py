@@ -207,5 +207,68 @@ def shard_cmd(count: int, index: int, params_file: str, metrics_dir: str, check:
     click.echo(" ".join(targets))
 
 
+# ---- Tools for a grid's results and for machines without DVC ------------------------------------
+
+@main.command("pairwise")
+@click.option("--cells", required=True, type=click.Path(exists=True, file_okay=False),
+              help="a folder of cell folders, each holding its hyps.txt (data/cells)")
+@click.option("--test", "test_split", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="the test split the cells decoded (data/prepared/test.parquet)")
+@click.option("--out", type=click.Path(dir_okay=False), help="also write the pairs, with this command, as JSON")
+@click.argument("pairs", nargs=-1, required=True)
+def pairwise_cmd(cells: str, test_split: str, out: str | None, pairs: tuple[str, ...]) -> None:
+    """Paired bootstrap of two cells' translations for each PAIR, written CELL_A:CELL_B: B's BLEU
+    minus A's, its 95 % interval and p-value (the grid's own test), for comparisons its tables do
+    not make."""
+    from tcompress.compare import pairwise, parse_pair
+
+    try:
+        rows = pairwise(Path(cells), Path(test_split), [parse_pair(p) for p in pairs])
+    except (CorpusError, UserError) as err:
+        raise click.ClickException(str(err)) from None
+    for r in rows:
+        click.echo(f"{r['b']} − {r['a']}: {r['delta']:+.2f} BLEU, 95 % CI [{r['ci_low']:+.2f}, "
+                   f"{r['ci_high']:+.2f}], p = {r['p_value']:.4f}")
+    if out:
+        command = f"tcompress pairwise --cells {cells} --test {test_split} " + " ".join(pairs)
+        Path(out).write_text(json.dumps({"command": command, "pairs": rows}, indent=2) + "\n")
+
+
+@main.command("compare-thesis")
+@click.option("--results", default="metrics/results.csv", show_default=True,
+              type=click.Path(exists=True, dir_okay=False), help="the aggregate stage's results table")
+@click.option("--method", type=click.Choice(["ptq", "qat", "agp"]), default="ptq", show_default=True,
+              help="ptq: Table 4.1, qat: Table 4.5, agp: Table 4.3")
+def compare_thesis_cmd(results: str, method: str) -> None:
+    """A grid beside the thesis's table as Markdown: each cell's ΔBLEU, ours / the thesis's (each
+    against its own greedy baseline), and both compression ratios."""
+    from tcompress.compare import thesis_table
+
+    try:
+        click.echo(thesis_table(Path(results), method))
+    except UserError as err:
+        raise click.ClickException(str(err)) from None
+
+
+@main.command("run-stages")
+@click.option("-S", "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="edit params.yaml before running (the value is parsed as YAML)")
+@click.option("--dry-run", is_flag=True, help="print the commands without running them")
+@click.argument("stages", nargs=-1, required=True)
+def run_stages_cmd(overrides: tuple[str, ...], dry_run: bool, stages: tuple[str, ...]) -> None:
+    """Run dvc.yaml's commands for STAGES (`cell@<cell>` for a grid cell) in order, without DVC:
+    nothing cached or skipped, the first failure stops the run. -S rewrites params.yaml (without
+    its comments): run it in a copy of the repository."""
+    from tcompress import without_dvc
+
+    found = without_dvc.commands(stages)
+    without_dvc.edit_params(Path("params.yaml"), overrides, write=not dry_run)
+    if dry_run:
+        for name, cmd in found:
+            click.echo(f"[{name}] {cmd}", err=True)
+        return
+    sys.exit(without_dvc.run(found, lambda line: click.echo(line, err=True)))
+
+
 if __name__ == "__main__":
     main()

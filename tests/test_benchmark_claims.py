@@ -24,7 +24,7 @@ def said(sentence: str) -> None:
 
 
 def pairwise(raw) -> dict:
-    """benchmarks/pairwise.py's file in ``raw``, by (cell A, cell B)."""
+    """`tcompress pairwise`'s file in ``raw``, by (cell A, cell B)."""
     return {(p["a"], p["b"]): p for p in json.loads((raw / "pairwise.json").read_text())["pairs"]}
 
 

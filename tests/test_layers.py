@@ -19,18 +19,20 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    # What a user or DVC runs: thin scripts, the CLI, and the helper they share (one-line errors,
-    # resolved configs, runtime settings).
-    ("entry points", ("stages.*", "tcompress.cli", "tcompress.stage", "tcompress.templates.*")),
+    # What a user or DVC runs: thin scripts, the CLI, the helper they share (one-line errors,
+    # resolved configs, runtime settings), and dvc.yaml's commands run without DVC.
+    ("entry points", ("stages.*", "tcompress.cli", "tcompress.stage", "tcompress.templates.*",
+                      "tcompress.without_dvc")),
     # What loops over the method registry: params, grid, chains, plan, the cell runner, what the
-    # aggregate writes (results, significance, report, its plots), and the generated methods page.
+    # aggregate writes (results, significance, report, its plots) and compares beyond its tables,
+    # and the generated methods page.
     # The one model loader sits here too: a stored form used by one method lives in that method's
     # package, so the loader imports every method's modules before it rebuilds a file's forms
     # (naming none), which only a layer above the methods may do.
     ("runner, plan and aggregate", (
         "tcompress.params", "tcompress.grid", "tcompress.chains", "tcompress.plan", "tcompress.preview",
         "tcompress.runner", "tcompress.cellfiles", "tcompress.loader",
-        "tcompress.results", "tcompress.significance", "tcompress.report", "tcompress.svgplot",
+        "tcompress.results", "tcompress.significance", "tcompress.report", "tcompress.svgplot", "tcompress.compare",
         "tcompress.methods_doc", "tcompress.shard")),
     # One file, or one package where it brings modules of its own (its stored forms, its wrappers),
     # per compression method, and the registry they register with.

@@ -1,9 +1,8 @@
-"""benchmarks/stages_without_dvc.py runs dvc.yaml's commands where DVC is not installed (the GPU
-machine), and benchmarks/lottery_device.sh runs the 18-epoch lottery comparison with it: the
+"""`tcompress run-stages` (tcompress/without_dvc.py) runs dvc.yaml's commands where DVC is not
+installed (the GPU machine), and benchmarks/lottery_device.sh runs the 18-epoch lottery comparison with it: the
 commands must be the ones DVC would run, `-S` must edit params.yaml as `dvc exp run -S` does, a
 failing stage must stop the run, and the device script must produce every arm from one baseline."""
 
-import importlib.util
 import json
 import os
 import shutil
@@ -16,11 +15,8 @@ import pytest
 import yaml
 
 from conftest import REPO
+from tcompress import without_dvc as runner
 from tcompress.params import load_params
-
-spec = importlib.util.spec_from_file_location("stages_without_dvc", REPO / "benchmarks" / "stages_without_dvc.py")
-runner = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(runner)
 
 
 def dvc_yaml() -> tuple[dict, dict]:
@@ -59,7 +55,7 @@ def project_copy(tmp_path):
 
 def run_runner(project, *args):
     env = {**os.environ, "PYTHONPATH": str(project)}
-    return subprocess.run([sys.executable, "benchmarks/stages_without_dvc.py", *args], cwd=project, env=env,
+    return subprocess.run([sys.executable, "-m", "tcompress.cli", "run-stages", *args], cwd=project, env=env,
                           capture_output=True, text=True)
 
 
