@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tcompress.grid import cells_file_text
+from tcompress.params import params_from_dict
+
 REPO = Path(__file__).resolve().parents[1]
 MULTI30K = REPO.parent / "shared" / "data" / "multi30k"
 
@@ -115,10 +118,10 @@ def make_project(dest: Path, params: dict, cache: Path | None = None) -> Path:
     run(["git", "config", "user.email", "t@example.com"], dest)
     run(["git", "config", "user.name", "test"], dest)
     run([sys.executable, "-m", "dvc", "init", "-q"], dest)
-    run([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], dest)
-    if cache is not None:
-        run([sys.executable, "-m", "dvc", "cache", "dir", str(cache)], dest)
-    run([sys.executable, "-m", "tcompress.cli", "catalog"], dest)  # the stage list for this catalog
+    # What `dvc config core.analytics false` and `dvc cache dir` write, without two more DVC starts.
+    config = "[core]\n    analytics = false\n" + (f"[cache]\n    dir = {cache}\n" if cache is not None else "")
+    (dest / ".dvc" / "config").write_text(config)
+    (dest / "stages" / "cells.yaml").write_text(cells_file_text(params_from_dict(params)))  # as `tcompress catalog`
     shutil.copytree(REPO / ".dvc" / "plots", dest / ".dvc" / "plots")  # the BLEU-vs-ratio plot template
     run(["git", "add", "-A"], dest)
     run(["git", "commit", "-qm", "init"], dest)
