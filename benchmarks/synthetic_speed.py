@@ -1,4 +1,4 @@
-"""How long generating the synthetic corpus takes (was a timed test; timings belong here).
+"""How long generating the synthetic corpus takes, by corpus size.
 
     python benchmarks/synthetic_speed.py --pairs 30000
 """

@@ -122,7 +122,7 @@ def test_int8_table_on_the_amx_cpu_is_the_measured_one():
 def test_linear_level_ceiling_is_the_measured_one():
     """The seventh session's claim that no Linear-level kernel reaches 3× at batch 128 rests on the
     oracle's measured ratio; the table must carry the ratios in the results file."""
-    rows = json.loads((RESULTS / "int8_ceiling_multi30k_amx.json").read_text())["rows"]
+    rows = json.loads((REPO / "benchmarks/archive/results/int8_ceiling_multi30k_amx.json").read_text())["rows"]
     for prefix, system in [("| ours `--int8` (8-bit weight-only cell", "ours-int8"),
                            ("| **linear-oracle: every Linear free** |", "linear-oracle")]:
         line = row(prefix)

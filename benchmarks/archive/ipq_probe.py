@@ -2,15 +2,16 @@
 (k-means codebooks of ``--centroids`` entries over subvectors of ``--block`` weights, no fine-tuning),
 greedy BLEU on the first ``--sentences`` test sentences, against the unclustered model.
 
-    python benchmarks/ipq_probe.py --checkpoint data/model/model.pt --tokenized data/tokenized \
+    python benchmarks/archive/ipq_probe.py --checkpoint data/model/model.pt --tokenized data/tokenized \
         --test data/prepared/test.parquet --probe emb:8 --probe att:8 --probe ff:8 --probe gen:8 \
-        --probe full:8 --probe full:4 --out benchmarks/results/multi30k_seed003/ipq_probe.json
+        --probe full:8 --probe full:4 --out benchmarks/archive/results/ipq_probe_multi30k.json
 """
 
 from __future__ import annotations
 
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -28,7 +29,8 @@ from tcompress.methods.quant_noise.product_quant import ProductCodebookModule, q
 from tcompress.model import count_parameters
 from tcompress.tokenizer import Tokenizer
 
-from int8_speed import cpu_flags
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: int8_speed.py, the sibling measurement
+from int8_speed import cpu_flags  # noqa: E402
 
 
 @click.command()
@@ -65,7 +67,7 @@ def main(checkpoint, tokenized, test_split, probes, centroids, sentences, thread
                                  "ratio": round(n_model * 32 / stored_bits(model), 3),
                                  "kmeans_seconds": round(seconds, 1)})
         click.echo(json.dumps(result["probes"][-1]))
-    result |= {"command": f"python benchmarks/ipq_probe.py --checkpoint {checkpoint} --tokenized {tokenized} --test "
+    result |= {"command": f"python benchmarks/archive/ipq_probe.py --checkpoint {checkpoint} --tokenized {tokenized} --test "
                           f"{test_split} " + " ".join(f"--probe {p}" for p in probes) +
                           f" --centroids {centroids} --sentences {sentences} --threads {threads} --out {out}",
                "cpu": platform.processor() or platform.machine(), "cpu_flags": cpu_flags(),

@@ -1,10 +1,10 @@
 """How fast can decoding get by making the Linear layers faster? An upper bound, measured.
 
 Usage (from a workspace where the baseline exists):
-    python benchmarks/int8_ceiling.py --baseline data/model/model.pt --tokenized data/tokenized \
-        --test data/prepared/test.parquet --threads 2 --out benchmarks/results/int8_ceiling.json
+    python benchmarks/archive/int8_ceiling.py --baseline data/model/model.pt --tokenized data/tokenized \
+        --test data/prepared/test.parquet --threads 2 --out benchmarks/archive/results/int8_ceiling.json
 
-Issue 14 asks an int8 path to run ≥ 3× our fp32 greedy decoding at batch 128 and ≥ 2.5× at batch 1.
+The target was an int8 path ≥ 3× our fp32 greedy decoding at batch 128 and ≥ 2.5× at batch 1.
 An int8 path replaces ``nn.Linear`` modules and leaves the rest of a decoding step (embedding,
 LayerNorm, attention over the cache, the cache's concatenation, argmax, the Python loop) as it is.
 This measures the best any such replacement can do: it decodes once in fp32, recording every Linear's
@@ -31,7 +31,7 @@ import click
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: int8_speed.py, the sibling measurement
 from int8_speed import cpu_flags, decode, load_system, make_weight_only_cell  # noqa: E402
 
 from tcompress.compress.walker import replace_module  # noqa: E402

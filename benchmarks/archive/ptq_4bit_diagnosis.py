@@ -1,9 +1,9 @@
 """Which part of 4-bit symmetric quantization costs BLEU: weights (per tensor / per channel) or
 activations, per layer group. PTQ only, greedy decoding of the test split.
 
-    python benchmarks/ptq_4bit_diagnosis.py --data data    # a workspace with a trained model
+    python benchmarks/archive/ptq_4bit_diagnosis.py --data data    # a workspace with a trained model
 
-Output: benchmarks/results/multi30k_trained/ptq_4bit_sym_diagnosis.txt (Multi30k workspace).
+Output, from a Multi30k workspace: benchmarks/archive/results/ptq_4bit_sym_diagnosis_multi30k.txt.
 """
 
 from pathlib import Path

@@ -1,14 +1,15 @@
 """Seed 001's Figure 1 on our model: the running x_max of every FFN ReLU node, and how many nodes
 the adaptive rule x_max < z·σ removes for a range of z (encoder and decoder separately).
 
-    python benchmarks/node_xmax.py --checkpoint data/model/model.pt --tokenized data/tokenized \
-        --out benchmarks/results/node_xmax_multi30k.json
+    python benchmarks/archive/node_xmax.py --checkpoint data/model/model.pt --tokenized data/tokenized \
+        --out benchmarks/archive/results/node_xmax_multi30k.json
 """
 
 from __future__ import annotations
 
 import json
 import platform
+import sys
 from pathlib import Path
 
 import click
@@ -19,7 +20,8 @@ from tcompress.data.corpora import read_ids
 from tcompress.loader import load_model
 from tcompress.methods.nodeprune.nodes import estimate_xmax
 
-from int8_speed import cpu_flags  # the sibling benchmark's: every table names the same CPU flags
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: int8_speed.py, the sibling measurement
+from int8_speed import cpu_flags  # noqa: E402  (every table names the same CPU flags)
 
 ZS = (0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
 
@@ -55,7 +57,7 @@ def main(checkpoint, tokenized, batches, batch_tokens, seed, threads, out):
         total = sum(layers[n]["nodes"] for n in names)
         stacks[stack] = {str(z): round(100 * sum(layers[n]["pruned_at_z"][str(z)] for n in names) / total, 2) for z in ZS}
     click.echo(json.dumps({"percent_pruned": stacks}))
-    result = {"command": f"python benchmarks/node_xmax.py --checkpoint {checkpoint} --tokenized {tokenized} "
+    result = {"command": f"python benchmarks/archive/node_xmax.py --checkpoint {checkpoint} --tokenized {tokenized} "
                          f"--batches {batches} --threads {threads} --out {out}",
               "percent_pruned": stacks, "layers": layers, "cpu": platform.processor() or platform.machine(),
               "cpu_flags": cpu_flags(), "torch": torch.__version__}

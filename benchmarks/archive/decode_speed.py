@@ -1,8 +1,8 @@
 """Greedy decoding with cached keys/values against re-running the decoder over the whole prefix.
 
 Usage (from a repository where `dvc repro` has run):
-    python benchmarks/decode_speed.py --checkpoint data/model/model.pt --tokenized data/tokenized \
-        --test data/prepared/test.parquet --out benchmarks/results/decode_speed.json
+    python benchmarks/archive/decode_speed.py --checkpoint data/model/model.pt --tokenized data/tokenized \
+        --test data/prepared/test.parquet --out benchmarks/archive/results/decode_speed_multi30k.json
 """
 
 import json
