@@ -17,7 +17,27 @@ from tcompress.params import params_from_dict
 REPO = Path(__file__).resolve().parents[1]
 MULTI30K = REPO.parent / "shared" / "data" / "multi30k"
 
+
+def tiny_catalog(**methods) -> dict:
+    """A catalog with stages for the given methods' values only: every other registered method
+    gets no values (a trained method keeps its control's stage, which every catalog has), so a
+    test project pays DVC's bookkeeping (about a second a stage) only for cells it looks at.
+    ``chains``: the catalog's chains."""
+    from tcompress.methods import registered
+
+    catalog = {m.name: {a.key: [] for a in m.axes} for m in registered()}
+    chains = methods.pop("chains", [])
+    for name, axes in methods.items():
+        assert set(axes) == set(catalog[name]), f"{name}: give every axis ({', '.join(catalog[name])})"
+        catalog[name] = axes
+    return {**catalog, "chains": chains}
+
+
 # The tiny configuration every end-to-end test uses: the real stages on a small synthetic corpus.
+# Its grid is the one session project's (`tiny_pipeline`): two 8-bit PTQ cells, one cell each of
+# QAT, AGP and IMP, and their controls. Its catalog adds the off cells the tests select or look at
+# (PTQ's attention cell, an 8-bit QAT cell) and an off chain that starts from the AGP cell; every
+# other method has its control's stage alone.
 TINY = {
     "data": "synthetic",
     "synthetic": {"train_size": 300, "valid_size": 20, "test_size": 20, "seed": 3},
@@ -26,39 +46,32 @@ TINY = {
     "train": {"epochs": 2, "batch_tokens": 400, "warmup_steps": 10, "precision": "fp32"},
     "runtime": {"threads": 1, "checkpoint_every": 5},
     "evaluate": {"beam_size": 2, "batch_sentences": 16},
-    # A small catalog (12 PTQ, 12 QAT, 4 AGP, 2 IMP cells) with few cells selected keeps the grid quick.
-    "bits": [8, 4], "modes": ["sym"], "groups": ["ff", "full"],
-    "catalog": {"ptq": {"bits": [8, 4], "modes": ["sym", "asym"], "groups": ["ff", "att", "full"]},
-                "qat": {"bits": [8, 4], "modes": ["sym", "asym"], "groups": ["ff", "att", "full"]},
-                "agp": {"schedules": ["10-70-1", "45-70-3"], "groups": ["ff", "full"]},
-                "imp": {"groups": ["ff", "full"]},
-                "kmeans": {"bits": [4], "groups": ["att"]}, "kmeans_ptq": {"bits": [4, 1], "groups": ["att"]},
-                "binary": {"groups": ["att"]}, "bsflex": {"centroids": ["flex"], "groups": ["att"]},
-                "qsgd": {"bits": [8, 1], "groups": ["att"]},
-                "fullyqt": {"bits": [8], "ops": ["all", "naive", "qkv", "ln_den"]},
-                "fullyqt_ptq": {"bits": [8], "ops": ["all"]}, "nodeprune": {"rules": ["adaptive", "xmax", "l1"]},
-                "q8bert": {"bits": [8], "groups": ["full"]},
-                "quant_noise": {"quantizers": ["int4", "ipq", "ipq_int8"], "rates": [10, 100], "groups": ["full"]},
-                "lottery": {"sparsities": [50, 80], "inits": ["rewind", "random"], "groups": ["full"]},
-                "distill": {"kds": ["word", "seq", "none"], "d_models": [16], "layers": [1], "d_ffs": [32]},
-                "chains": ["agp:10-70-1-full > kmeans:4", "agp:10-70-1-full > qat:sym-4",
-                           "fullyqt:8-all > nodeprune:adaptive", "lottery:50-rewind-full > lottery:80-rewind"]},
-    "ptq": {"calibration_batches": 2, "calibration_batch_tokens": 400},
+    "methods": ["ptq", "qat", "agp", "imp"], "chains": [],
+    "bits": [8], "modes": ["sym"], "groups": ["ff", "full"],
+    "catalog": tiny_catalog(ptq={"bits": [8], "modes": ["sym"], "groups": ["ff", "att", "full"]},
+                            qat={"bits": [8, 4], "modes": ["sym"], "groups": ["full"]},
+                            agp={"schedules": ["10-70-1"], "groups": ["full"]}, imp={"groups": ["full"]},
+                            chains=["agp:10-70-1-full > qat:sym-4"]),
+    "ptq": {"bits": None, "modes": None, "groups": None, "calibration_batches": 2, "calibration_batch_tokens": 400},
     "qat": {"bits": [4], "modes": ["sym"], "groups": ["full"], "epochs": 1, "warmup_steps": 2, "lr": 1.0e-3},
     "agp": {"schedules": ["10-70-1"], "groups": ["full"], "epochs": 2, "start": 0, "end": 8, "warmup_steps": 2},
     "imp": {"groups": ["full"], "rounds": 2, "steps_per_round": 4, "epochs": 1, "warmup_steps": 2},
-    **{m: {"epochs": 1, "warmup_steps": 2, "lr": 1.0e-3} for m in ("kmeans", "binary", "bsflex", "qsgd")},
     "kmeans": {"bits": [4], "groups": ["att"], "epochs": 1, "warmup_steps": 2, "lr": 1.0e-3},
     "kmeans_ptq": {"bits": [4], "groups": ["att"]},
+    "binary": {"groups": ["att"], "epochs": 1, "warmup_steps": 2, "lr": 1.0e-3},
+    "bsflex": {"centroids": ["flex"], "groups": ["att"], "epochs": 1, "warmup_steps": 2, "lr": 1.0e-3},
     "qsgd": {"bits": [8], "groups": ["att"], "epochs": 1, "warmup_steps": 2, "lr": 1.0e-3},
-    "fullyqt": {"ops": ["all"], "epochs": 1, "warmup_steps": 2, "lr": 1.0e-3},
-    "fullyqt_ptq": {"calibration_batches": 2, "calibration_batch_tokens": 400},
-    "nodeprune": {"estimate_batches": 3, "estimate_batch_tokens": 400},
-    "q8bert": {"epochs": 1, "warmup_steps": 2, "lr": 1.0e-3},
-    "lottery": {"sparsities": [50], "epochs": 1, "warmup_steps": 2},
-    "distill": {"d_models": [16], "layers": [1], "d_ffs": [32], "n_heads": 2, "epochs": 2, "warmup_steps": 5},
+    "fullyqt": {"bits": [8], "ops": ["all"], "epochs": 1, "warmup_steps": 2, "lr": 1.0e-3},
+    "fullyqt_ptq": {"bits": [8], "ops": ["all"], "calibration_batches": 2, "calibration_batch_tokens": 400},
+    "nodeprune": {"rules": ["adaptive", "xmax", "l1"], "estimate_batches": 3, "estimate_batch_tokens": 400},
+    "q8bert": {"bits": [8], "groups": ["full"], "epochs": 1, "warmup_steps": 2, "lr": 1.0e-3},
+    "lottery": {"sparsities": [50], "inits": ["rewind", "random"], "groups": ["full"], "epochs": 1,
+                "warmup_steps": 2},
+    "distill": {"kds": ["word", "seq", "none"], "d_models": [16], "layers": [1], "d_ffs": [32], "n_heads": 2,
+                "epochs": 2, "warmup_steps": 5},
     "teacher": {"beam_size": 2, "batch_sentences": 32},
-    "quant_noise": {"centroids": 16, "stages": 2, "iterations": 5, "epochs": 1, "warmup_steps": 2, "lr": 1.0e-3},
+    "quant_noise": {"quantizers": ["int4", "ipq"], "rates": [10, 100], "groups": ["full"], "centroids": 16,
+                    "stages": 2, "iterations": 5, "epochs": 1, "warmup_steps": 2, "lr": 1.0e-3},
 }
 
 
@@ -72,9 +85,14 @@ def deep_update(base: dict, extra: dict) -> dict:
 
 
 def tiny_params(**overrides) -> dict:
+    """params.yaml under TINY and then ``overrides``. The catalog starts from TINY's, not from
+    params.yaml's (the default run's, which may list far more cells); a ``catalog`` override adds
+    its values to it, and one made by ``tiny_catalog`` (every method named) replaces it."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    deep_update(params, yaml.safe_load(yaml.safe_dump(TINY)))
-    return deep_update(params, overrides)
+    tiny = yaml.safe_load(yaml.safe_dump(TINY))
+    params["catalog"] = tiny.pop("catalog")
+    deep_update(params, tiny)
+    return deep_update(params, yaml.safe_load(yaml.safe_dump(overrides)))
 
 
 # Translations for significance tests: references drawn from a small vocabulary, and systems that

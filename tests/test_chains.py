@@ -39,10 +39,12 @@ def test_bad_chains_say_why(spec, message):
 
 
 def test_selecting_a_chain_selects_its_start_and_its_control():
-    params = params_from_dict(tiny_params(methods=["ptq"], chains=["agp:10-70-1-full > kmeans:4"]))
+    chains = [*TINY["catalog"]["chains"], "agp:10-70-1-full > kmeans:4"]
+    params = params_from_dict(tiny_params(methods=["ptq"], chains=["agp:10-70-1-full > kmeans:4"],
+                                          catalog={"chains": chains}))
     ids = {c.id for c in selected_cells(params)}
     assert {"agp-10-70-1-full", "kmeans-control"} <= ids and not any(i.startswith(("kmeans-4", "agp-control")) for i in ids)
     assert [c.id for c in selected_chains(params)] == ["agp-10-70-1-full_then_kmeans-4-full"]
     # every catalog chain has a stage, selected or not, with its parent named for the dependency
-    assert len(catalog_chains(params)) == len(TINY["catalog"]["chains"]) == 4
+    assert len(catalog_chains(params)) == len(chains) == 2
     assert "agp-10-70-1-full_then_qat-sym-4-full:\n    parent: agp-10-70-1-full" in cells_file_text(params)

@@ -12,7 +12,8 @@ from tcompress.preview import estimate_line
 
 
 def cells(**overrides) -> dict:
-    raw = tiny_params(methods=["qat", "agp", "imp", "lottery"])
+    raw = tiny_params(methods=["qat", "agp", "imp", "lottery"],
+                      catalog={"lottery": {"sparsities": [50], "inits": ["rewind", "random"], "groups": ["full"]}})
     for section, values in overrides.items():
         raw[section] |= values
     return resolve(params_from_dict(raw))["cells"]["cells"]

@@ -178,7 +178,8 @@ def test_teacher_translations_are_framed_and_resume_chunk_by_chunk(tmp_path, mon
 
 
 def _params(tmp_path, **overrides):
-    params = tiny_params(**overrides)
+    students = {"kds": ["word", "seq", "none"], "d_models": [16], "layers": [1], "d_ffs": [32]}
+    params = tiny_params(**overrides, catalog={"distill": students})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return load_params(tmp_path / "params.yaml")
 

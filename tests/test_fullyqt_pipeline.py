@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import repro_committed, scored_cells, tiny_params
+from conftest import repro_committed, scored_cells, tiny_catalog, tiny_params
 from tcompress.compress.quantized import QuantizedModule
 from tcompress.loader import load_model
 from tcompress.methods.fullyqt.modules import ActQuant
@@ -26,8 +26,10 @@ def facts(project, cell: str) -> dict:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, shared_cache):
-    params = tiny_params(methods=["fullyqt", "fullyqt_ptq", "nodeprune"], chains=["fullyqt:8-all > nodeprune:adaptive"])
-    params["fullyqt"]["ops"] = ["all", "qkv", "ln_den"]
+    grid = {"fullyqt": {"bits": [8], "ops": ["all", "qkv", "ln_den"]}, "fullyqt_ptq": {"bits": [8], "ops": ["all"]},
+            "nodeprune": {"rules": ["adaptive", "xmax", "l1"]}}
+    chains = ["fullyqt:8-all > nodeprune:adaptive"]
+    params = tiny_params(methods=list(grid), chains=chains, **grid, catalog=tiny_catalog(**grid, chains=chains))
     params["nodeprune"]["z"] = 1.0     # a tiny model has few useless nodes at the paper's z
     return repro_committed(tmp_path_factory, shared_cache, "fullyqt", params)
 

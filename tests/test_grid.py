@@ -1,8 +1,10 @@
 """The compression grid through real DVC commands on the tiny configuration.
 
-One project (its baseline restored from the session's shared run-cache); each test changes the grid
-the way a user would and checks what DVC ran: only the affected cells (and resolve, plan and the
-aggregate, which take a second), never prepare/tokenize/train.
+One project (its baseline, and the cells the session's shared project also has, restored from the
+shared run-cache), PTQ alone so that the summary and `dvc metrics diff` speak of its cells only; its
+catalog is the grid's values and their neighbours. Each test changes the grid the way a user would
+and checks what DVC ran: only the affected cells (and resolve, plan and the aggregate, which take a
+second), never prepare/tokenize/train.
 """
 
 import json
@@ -12,7 +14,7 @@ import pytest
 import sacrebleu
 import yaml
 
-from conftest import cell_stage_without_torch, dvc, make_project, ran_stages, run, tiny_params
+from conftest import cell_stage_without_torch, dvc, make_project, ran_stages, run, tiny_catalog, tiny_params
 from tcompress.data.corpora import read_split
 
 pytestmark = pytest.mark.slow
@@ -32,8 +34,9 @@ def commit_all(project, message: str) -> None:
 @pytest.fixture(scope="module")
 def grid_project(tmp_path_factory, shared_cache):
     """Trained tiny project whose grid is the four 8-bit PTQ cells {sym, asym} x {ff, full}, committed."""
-    project = make_project(tmp_path_factory.mktemp("grid"), tiny_params(bits=8, modes=["sym", "asym"], methods=["ptq"]),
-                           shared_cache)
+    catalog = tiny_catalog(ptq={"bits": [8, 4], "modes": ["sym", "asym"], "groups": ["ff", "att", "full"]})
+    params = tiny_params(bits=8, modes=["sym", "asym"], groups=["ff", "full"], methods=["ptq"], catalog=catalog)
+    project = make_project(tmp_path_factory.mktemp("grid"), params, shared_cache)
     dvc(["repro"], project)
     commit_all(project, "8-bit grid")
     return project

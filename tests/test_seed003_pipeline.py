@@ -14,7 +14,8 @@ import yaml
 
 from click.testing import CliRunner
 
-from conftest import computing, dvc, ran_stages, repro_committed, run, scored_cells, shared_controls, tiny_params
+from conftest import (computing, dvc, ran_stages, repro_committed, run, scored_cells, shared_controls, tiny_catalog,
+                      tiny_params)
 from tcompress.compress.artifact import stored_bits
 from tcompress.compress.codebook import weight_matrices
 from tcompress.compress.quantized import QuantizedModule
@@ -39,9 +40,12 @@ def metrics(project, cell: str) -> dict:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, shared_cache):
-    params = tiny_params(methods=["q8bert", "quant_noise", "lottery", "distill"],
-                         chains=["lottery:50-rewind-full > lottery:80-rewind"])
-    params["quant_noise"] |= {"quantizers": ["int4", "ipq", "ipq_int8"], "rates": [10, 100]}
+    grid = {"q8bert": {"bits": [8], "groups": ["full"]},
+            "quant_noise": {"quantizers": ["int4", "ipq", "ipq_int8"], "rates": [10, 100], "groups": ["full"]},
+            "lottery": {"sparsities": [50], "inits": ["rewind", "random"], "groups": ["full"]},
+            "distill": {"kds": ["word", "seq", "none"], "d_models": [16], "layers": [1], "d_ffs": [32]}}
+    chains = ["lottery:50-rewind-full > lottery:80-rewind"]
+    params = tiny_params(methods=list(grid), chains=chains, **grid, catalog=tiny_catalog(**grid, chains=chains))
     return repro_committed(tmp_path_factory, shared_cache, "seed003", params)
 
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 import yaml
 
-from conftest import computing, dvc, ran_stages, repro_committed, scored_cells, shared_controls, tiny_params
+from conftest import (computing, dvc, ran_stages, repro_committed, scored_cells, shared_controls, tiny_catalog,
+                      tiny_params)
 from tcompress.compress.artifact import nonzero_bits
 from tcompress.compress.codebook import CodebookModule
 from tcompress.compress.quantized import QuantizedModule
@@ -28,7 +29,12 @@ def metrics(project, cell: str) -> dict:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, shared_cache):
-    params = tiny_params(methods=METHODS, chains=["agp:10-70-1-full > kmeans:4"])
+    grid = {"kmeans": {"bits": [4], "groups": ["att"]}, "kmeans_ptq": {"bits": [4], "groups": ["att"]},
+            "binary": {"groups": ["att"]}, "bsflex": {"centroids": ["flex"], "groups": ["att"]},
+            "qsgd": {"bits": [8], "groups": ["att"]}}
+    chains = ["agp:10-70-1-full > kmeans:4"]   # the chain's start: the AGP cell of the session's shared project
+    catalog = tiny_catalog(**grid, agp={"schedules": ["10-70-1"], "groups": ["full"]}, chains=chains)
+    params = tiny_params(methods=METHODS, chains=chains, **grid, catalog=catalog)
     return repro_committed(tmp_path_factory, shared_cache, "seeds", params)
 
 

@@ -1,5 +1,6 @@
 """Adding a method is one file and its params.yaml section: a toy method defined here goes through
-resolve -> plan -> compress -> evaluate -> aggregate in a real DVC project, no other file changed.
+resolve -> plan -> compress -> evaluate -> aggregate in a real DVC project, no other file changed
+(the baseline and the PTQ cell come from the run-cache, where another test project made them).
 
 The project copy gets the file in tcompress/methods/, its section in params.yaml, and the stage
 list rewritten by `tcompress catalog` (generated, never edited by hand).
@@ -11,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import dvc, make_project, run, tiny_params
+from conftest import dvc, make_project, run, tiny_catalog, tiny_params
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +62,8 @@ METHOD = register(Method(name="fp16", title="Half-precision weights", params=FP1
 
 
 def test_a_method_file_and_its_params_section_are_all_it_takes(tmp_path, shared_cache):
-    project = make_project(tmp_path, tiny_params(methods=["ptq"], bits=8, groups=["full"]), shared_cache)
+    ptq = {"bits": [8], "modes": ["sym"], "groups": ["full"]}   # a cell of the session's shared project
+    project = make_project(tmp_path, tiny_params(methods=["ptq"], **ptq, catalog=tiny_catalog(ptq=ptq)), shared_cache)
     before = {p.relative_to(project) for p in project.rglob("*") if ".git" not in p.parts and ".dvc" not in p.parts}
     (project / "tcompress/methods/fp16.py").write_text(TOY_METHOD)
     params = yaml.safe_load((project / "params.yaml").read_text())
