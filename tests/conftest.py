@@ -243,10 +243,10 @@ def shared_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_pipeline(tmp_path_factory, shared_cache) -> Path:
-    """The tiny pipeline run once through `dvc repro` (shared by the tests that only read its outputs)."""
-    project = make_project(tmp_path_factory.mktemp("tiny"), tiny_params(), shared_cache)
-    dvc(["repro"], project)
-    return project
+    """The tiny pipeline run once through `dvc repro`, its results committed: the one project the
+    end-to-end tests of TINY's grid share. A test that changes it puts it back (`git checkout`, then
+    `dvc repro`, which restores every output from the run-cache)."""
+    return repro_committed(tmp_path_factory, shared_cache, "tiny", tiny_params())
 
 
 @pytest.fixture

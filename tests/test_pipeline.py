@@ -7,7 +7,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import REPO, dvc, make_project, tiny_params
+from conftest import REPO, dvc, make_project, ran_stages, run, tiny_params
 
 from tcompress.compress.int8_inference import fastest_activation_bits, fbgemm_static_available
 
@@ -37,19 +37,38 @@ def test_second_repro_runs_nothing(tiny_pipeline):
     assert "up to date" in dvc(["status"], tiny_pipeline).stdout
 
 
-def test_changed_decoding_param_reruns_only_evaluate(tiny_pipeline):
+def test_a_param_change_reruns_only_the_stages_that_read_it(tiny_pipeline):
+    """One change after another, one restore at the end: values no computing stage reads (another
+    corpus's budget, runtime settings) rerun `resolve` alone; a decoding param reruns `evaluate` and
+    no cell; the synthetic entry of QAT's budget reruns exactly the QAT cell and its control."""
     params = yaml.safe_load((tiny_pipeline / "params.yaml").read_text())
-    params["evaluate"]["beam_size"] = 3
+    runtime = params["runtime"]
+    # data is synthetic: a Multi30k-only budget is not a dependency of any stage that computes
+    params["qat"]["epochs"] = {"synthetic": params["qat"]["epochs"], "multi30k": 5, "files": 3}
+    params["imp"]["steps_per_round"] = {"synthetic": params["imp"]["steps_per_round"], "multi30k": 99, "files": 99}
+    params["runtime"] = {"threads": 2, "checkpoint_every": 7, "device": "cpu"}
     (tiny_pipeline / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     try:
+        status = dvc(["status"], tiny_pipeline).stdout
+        assert "resolve:" in status and "train:" not in status and "cell@" not in status, status
+        assert ran_stages(dvc(["repro"], tiny_pipeline).stdout) == {"resolve"}
+        # (one thread again from here: two threads on a busy 2-core machine train many times slower)
+        params["runtime"] = runtime
+        params["evaluate"]["beam_size"] = 3
+        (tiny_pipeline / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         out = dvc(["repro"], tiny_pipeline).stdout
         assert "Running stage 'evaluate'" in out
         # the cells decode with evaluate.cell_beam_size (greedy), so none of them reruns
         for stage in ("prepare", "tokenize", "train", "plan", "cell@"):
             assert f"Running stage '{stage}" not in out
-    finally:
-        params["evaluate"]["beam_size"] = 2
+        # the synthetic entry is a dependency: exactly the QAT cell and its control (and the bookkeeping) rerun
+        params["qat"]["epochs"]["synthetic"] += 1
         (tiny_pipeline / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        stages = ran_stages(dvc(["repro"], tiny_pipeline).stdout)
+        assert stages == {"resolve", "plan", "cell@qat-sym-4-full", "cell@qat-control", "aggregate"}
+        assert json.loads((tiny_pipeline / "metrics/cells/qat-sym-4-full.json").read_text())["finetune_steps"] > 0
+    finally:
+        run(["git", "checkout", "-q", "--", "."], tiny_pipeline)
         dvc(["repro"], tiny_pipeline)  # back from the run-cache, nothing recomputed
 
 
@@ -157,7 +176,6 @@ def test_readmes_safetensors_snippet_opens_a_cell_without_tcompress(tiny_pipelin
 
 def test_your_own_corpus_is_tracked_by_content(tmp_path, shared_cache):
     """data=files: editing a line of a corpus file makes `prepare` (and what follows) stale."""
-    from conftest import make_project, run, tiny_params
     from tcompress.data.synthetic import generate_splits
 
     names = {f"{split}_{side}": f"data/corpus/{split}.{'en' if side == 'source' else 'de'}"

@@ -1,5 +1,7 @@
-"""QAT, AGP and IMP cells through `dvc repro` on the tiny configuration: one training loop, the
-same artifact, the same evaluation and aggregate as PTQ; an AGP param change reruns only AGP cells."""
+"""QAT, AGP and IMP cells through `dvc repro` on the tiny configuration (the session's shared
+project, `tiny_pipeline`): one training loop, the same artifact, the same evaluation and aggregate
+as PTQ. (A changed param reruns only the stages that read it: tests/test_pipeline.py for QAT's
+budget, tests/test_reliability.py, whose two concurrent repros change an AGP param, for AGP's.)"""
 
 import json
 
@@ -7,7 +9,7 @@ import pytest
 import sacrebleu
 import yaml
 
-from conftest import computing, dvc, make_project, ran_stages, run, tiny_params
+from conftest import dvc, ran_stages, run
 from tcompress.data.corpora import read_split
 from tcompress.compress.quantized import QuantizedModule
 from tcompress.layer_groups import select_modules
@@ -21,39 +23,32 @@ def metrics(project, cell: str) -> dict:
     return json.loads((project / "metrics" / "cells" / f"{cell}.json").read_text())
 
 
-@pytest.fixture(scope="module")
-def trained_project(tmp_path_factory, shared_cache):
-    project = make_project(tmp_path_factory.mktemp("trained"), tiny_params(methods=["qat", "agp", "imp"]), shared_cache)
-    dvc(["repro"], project)
-    run(["git", "add", "-A"], project)
-    run(["git", "commit", "-qm", "trained cells"], project)
-    return project
-
-
-def test_qat_cell_is_a_quantized_model_evaluated_like_ptq(trained_project):
-    m = metrics(trained_project, "qat-sym-4-full")
+def test_qat_cell_is_a_quantized_model_evaluated_like_ptq(tiny_pipeline):
+    m = metrics(tiny_pipeline, "qat-sym-4-full")
     assert m["compression_ratio"] == 8.0 and m["decoding"] == "greedy"
-    hyps = (trained_project / "data/cells/qat-sym-4-full/hyps.txt").read_text().split("\n")[:-1]
-    refs = read_split(trained_project / "data/prepared/test.parquet")[1]
+    hyps = (tiny_pipeline / "data/cells/qat-sym-4-full/hyps.txt").read_text().split("\n")[:-1]
+    refs = read_split(tiny_pipeline / "data/prepared/test.parquet")[1]
     assert m["bleu"] == round(sacrebleu.corpus_bleu(hyps, [refs]).score, 4)
     assert m["precision"] == "fp32"  # the tiny config asks for fp32 explicitly
-    facts = json.loads((trained_project / "data/cells/qat-sym-4-full/cell.json").read_text())
+    facts = json.loads((tiny_pipeline / "data/cells/qat-sym-4-full/cell.json").read_text())
     assert m["finetune_steps"] > 0 and len(facts["finetune_curve"]) == 1  # qat.epochs: 1
     # metrics stay flat scalars so that `dvc metrics show/diff` can tabulate them
     assert all(not isinstance(v, (dict, list)) for v in m.values())
-    model, _ = load_model(trained_project / "data/cells/qat-sym-4-full/model.safetensors")
+    model, _ = load_model(tiny_pipeline / "data/cells/qat-sym-4-full/model.safetensors")
     wrapped = [mod for mod in model.modules() if isinstance(mod, QuantizedModule)]
     assert wrapped and all(mod.spec.bits == 4 and mod.spec.mode == "sym" for mod in wrapped)
     assert not list(model.parameters())  # every parameter is integer codes now
-    # Only the selected cells ran: PTQ is not in `methods`, the other QAT cells are off.
-    assert metrics(trained_project, "ptq-sym-8-full") == {} and metrics(trained_project, "qat-sym-8-full") == {}
+    # Only the selected cells ran: FullyQT is not in `methods` (its control's stage is off), and the
+    # 8-bit QAT cell and PTQ's attention cell are in the catalog, off.
+    assert metrics(tiny_pipeline, "fullyqt-control") == {}
+    assert metrics(tiny_pipeline, "qat-sym-8-full") == {} and metrics(tiny_pipeline, "ptq-sym-8-att") == {}
 
 
 @pytest.mark.parametrize("cell, sparsity", [("agp-10-70-1-full", 0.7), ("imp-full", 1 - 0.8 ** 2)])
-def test_pruned_cells_reach_their_final_sparsity_per_tensor(trained_project, cell, sparsity):
-    m = metrics(trained_project, cell)
+def test_pruned_cells_reach_their_final_sparsity_per_tensor(tiny_pipeline, cell, sparsity):
+    m = metrics(tiny_pipeline, cell)
     assert m["sparsity"] == pytest.approx(sparsity, abs=1e-3)
-    model, _ = load_model(trained_project / f"data/cells/{cell}/model.safetensors")
+    model, _ = load_model(tiny_pipeline / f"data/cells/{cell}/model.safetensors")
     nonzero = sum(int((p != 0).sum()) for p in model.parameters())
     assert m["nonzero"] == nonzero
     assert m["compression_ratio"] == pytest.approx(m["n_model"] / nonzero, abs=1e-4)
@@ -65,81 +60,35 @@ def test_pruned_cells_reach_their_final_sparsity_per_tensor(trained_project, cel
         assert abs(zeros - round(sparsity * weight.numel())) <= 1, name
 
 
-def test_aggregate_has_the_thesis_tables(trained_project):
-    tables = (trained_project / "metrics/tables.md").read_text()
+def test_aggregate_has_the_thesis_tables(tiny_pipeline):
+    tables = (tiny_pipeline / "metrics/tables.md").read_text()
     assert "## Quantization-aware training" in tables and "| 4-bit Sym. |" in tables
     assert "## Automated gradual pruning" in tables and "| 10% / 70% / 1 |" in tables
     assert "## Iterative magnitude pruning" in tables
-    summary = json.loads((trained_project / "metrics/summary.json").read_text())
-    assert summary["cells"] == 6   # three trained cells and their methods' controls
+    summary = json.loads((tiny_pipeline / "metrics/summary.json").read_text())
+    assert summary["cells"] == 8   # three trained cells, their methods' controls and the two PTQ cells
     assert "Control `qat-control` (the same fine-tuning, nothing compressed)" in tables
 
 
-def test_a_control_fine_tunes_like_its_method_and_compresses_nothing(trained_project):
-    control, cell = metrics(trained_project, "qat-control"), metrics(trained_project, "qat-sym-4-full")
+def test_a_control_fine_tunes_like_its_method_and_compresses_nothing(tiny_pipeline):
+    control, cell = metrics(tiny_pipeline, "qat-control"), metrics(tiny_pipeline, "qat-sym-4-full")
     assert control["control"] is True and control["compression_ratio"] == 1.0 and control["n_compressed"] == 0
     for key in ("finetune_steps", "finetune_sentences"):
         assert control[key] == cell[key] > 0
 
 
-def test_changing_an_agp_param_reruns_only_agp_cells(trained_project):
-    params = yaml.safe_load((trained_project / "params.yaml").read_text())
-    params["agp"]["lr"] = 5.0e-4
-    (trained_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    try:
-        stages = computing(trained_project, ran_stages(dvc(["repro"], trained_project).stdout))
-        assert stages == {"resolve", "plan", "cell@agp-10-70-1-full", "cell@agp-control",
-                          "aggregate"}   # the budget changed, so the control reruns too
-    finally:
-        run(["git", "checkout", "-q", "--", "."], trained_project)
-        # the rest from the run-cache
-        assert computing(trained_project, ran_stages(dvc(["repro"], trained_project).stdout)) <= {"aggregate"}
-
-
-def test_a_value_of_another_corpus_reruns_nothing_but_resolve(trained_project):
-    """data is synthetic: a Multi30k-only budget is not a dependency of any stage that computes."""
-    params = yaml.safe_load((trained_project / "params.yaml").read_text())
-    params["qat"]["epochs"] = {"synthetic": params["qat"]["epochs"], "multi30k": 5, "files": 3}
-    params["imp"]["steps_per_round"] = {"synthetic": params["imp"]["steps_per_round"], "multi30k": 99, "files": 99}
-    (trained_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    try:
-        status = dvc(["status"], trained_project).stdout
-        assert "resolve:" in status and "train:" not in status and "cell@" not in status, status
-        assert ran_stages(dvc(["repro"], trained_project).stdout) == {"resolve"}
-        # the synthetic entry is a dependency: exactly the QAT cell and its control (and the bookkeeping) rerun
-        params["qat"]["epochs"]["synthetic"] += 1
-        (trained_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        stages = ran_stages(dvc(["repro"], trained_project).stdout)
-        assert stages == {"resolve", "plan", "cell@qat-sym-4-full", "cell@qat-control", "aggregate"}
-        assert metrics(trained_project, "qat-sym-4-full")["finetune_steps"] > 0
-    finally:
-        run(["git", "checkout", "-q", "--", "."], trained_project)
-        dvc(["repro"], trained_project)
-
-
-def test_a_runtime_setting_reruns_nothing(trained_project):
-    params = yaml.safe_load((trained_project / "params.yaml").read_text())
-    params["runtime"] = {"threads": 2, "checkpoint_every": 7, "device": "cpu"}
-    (trained_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    try:
-        assert ran_stages(dvc(["repro"], trained_project).stdout) == {"resolve"}
-    finally:
-        run(["git", "checkout", "-q", "--", "."], trained_project)
-        dvc(["repro"], trained_project)
-
-
-def test_a_schedule_longer_than_its_budget_fails_in_plan_before_any_cell(trained_project):
-    params = yaml.safe_load((trained_project / "params.yaml").read_text())
+def test_a_schedule_longer_than_its_budget_fails_in_plan_before_any_cell(tiny_pipeline):
+    params = yaml.safe_load((tiny_pipeline / "params.yaml").read_text())
     params["agp"]["end"] = 100   # the tiny budget is 2 epochs of a few steps
-    (trained_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (tiny_pipeline / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     try:
-        proc = dvc(["repro"], trained_project, check=False)
+        proc = dvc(["repro"], tiny_pipeline, check=False)
         assert proc.returncode != 0
         assert "agp.end: the schedule prunes until step 100 but the fine-tuning budget is" in proc.stderr + proc.stdout
         assert ran_stages(proc.stdout) <= {"resolve", "plan"}, proc.stdout
     finally:
-        run(["git", "checkout", "-q", "--", "."], trained_project)
-        dvc(["repro"], trained_project)
+        run(["git", "checkout", "-q", "--", "."], tiny_pipeline)
+        dvc(["repro"], tiny_pipeline)
 
 
 @pytest.mark.parametrize("keep", ["last", "best"])
