@@ -55,5 +55,5 @@ def test_tcompress_docs_writes_the_page(tmp_path):
 
 def test_the_readme_names_every_registered_method():
     readme = (REPO / "README.md").read_text()
-    listed = readme[readme.index("- Methods, one file each"):].split("\n- ")[0]
+    listed = readme[readme.index("- Methods, a file or a package each"):].split("\n- ")[0]
     assert re.findall(r"`(\w+)`", listed.split("):", 1)[1]) == [m.name for m in registered()]
