@@ -3,7 +3,10 @@
 ``tcompress translate`` scores any checkpoint on any test set (the user's own, not only the
 pipeline's), with the same decoding and sacrebleu scoring the evaluate stage uses;
 ``tcompress catalog`` rewrites the stage list dvc.yaml expands; ``tcompress groups`` counts the
-parameters of each layer group; ``tcompress docs`` regenerates docs/methods.md from the registry.
+parameters of each layer group; ``tcompress docs`` regenerates docs/methods.md from the registry;
+``tcompress plan`` previews what a change would run; ``tcompress shard`` splits the selected cells
+between workers; ``tcompress pairwise``, ``compare-thesis`` and ``run-stages`` compare two sets of
+translations, print the thesis's tables beside ours, and run dvc.yaml's commands without DVC.
 """
 
 from __future__ import annotations
