@@ -36,7 +36,14 @@ def _write(path, lines, gz=False):
     return str(path)
 
 
-def test_translate_refuses_bad_inputs_in_one_line_before_loading_a_model(tmp_path):
+def test_translate_refuses_bad_inputs_in_one_line_before_loading_a_model(tmp_path, monkeypatch):
+    """In this process (click's runner): a fresh interpreter per case would spend its time importing
+    torch; the first test here runs the command in its own process."""
+    from click.testing import CliRunner
+
+    from tcompress.cli import main
+
+    monkeypatch.chdir(REPO)
     src = _write(tmp_path / "src.txt", ["a", "b", "c"])
     cases = {
         "mismatched": (["--src", src, "--ref", _write(tmp_path / "ref.txt", ["a", "b"])],
@@ -48,8 +55,8 @@ def test_translate_refuses_bad_inputs_in_one_line_before_loading_a_model(tmp_pat
     (tmp_path / "latin1.txt").write_bytes("ok\nGrüße\n".encode("latin-1"))
     (tmp_path / "broken.gz").write_bytes(b"not gzip")
     for name, (args, message) in cases.items():
-        proc = tcompress("translate", "--checkpoint", "params.yaml", "--tokenizer", str(tmp_path),  # never loaded
-                         "--out", str(tmp_path / "out.txt"), *args)
-        lines = proc.stderr.strip().splitlines()
-        assert proc.returncode == 1 and len(lines) == 1 and message in lines[0], (name, proc.stderr)
+        result = CliRunner().invoke(main, ["translate", "--checkpoint", "params.yaml", "--tokenizer",  # never loaded
+                                           str(tmp_path), "--out", str(tmp_path / "out.txt"), *args])
+        lines = result.stderr.strip().splitlines()
+        assert result.exit_code == 1 and len(lines) == 1 and message in lines[0], (name, result.stderr)
         assert not (tmp_path / "out.txt").exists(), name   # nothing half-written
