@@ -6,7 +6,9 @@ pipeline's), with the same decoding and sacrebleu scoring the evaluate stage use
 parameters of each layer group; ``tcompress docs`` regenerates docs/methods.md from the registry;
 ``tcompress plan`` previews what a change would run; ``tcompress shard`` splits the selected cells
 between workers; ``tcompress pairwise``, ``compare-thesis`` and ``run-stages`` compare two sets of
-translations, print the thesis's tables beside ours, and run dvc.yaml's commands without DVC.
+translations, print the thesis's tables beside ours, and run dvc.yaml's commands without DVC;
+``tcompress export`` writes a model file as a CTranslate2 model, which ``translate --backend
+ctranslate2`` decodes.
 """
 
 from __future__ import annotations
@@ -41,9 +43,13 @@ def main(verbose: int, quiet: int) -> None:
 
 
 @main.command("translate")
-@click.option("--checkpoint", default="data/model/model.pt", show_default=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--checkpoint", default="data/model/model.pt", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--tokenizer", "tokenizer_dir", default="data/tokenized", show_default=True,
-              type=click.Path(exists=True, file_okay=False))
+              type=click.Path(file_okay=False))
+@click.option("--backend", type=click.Choice(["pytorch", "ctranslate2"]), default="pytorch", show_default=True,
+              help="ctranslate2: decode a `tcompress export --format ctranslate2` folder (--model) with CTranslate2")
+@click.option("--model", "export_dir", type=click.Path(file_okay=False),
+              help="with --backend ctranslate2: the export folder (it holds its tokenizer)")
 @click.option("--src", "src_file", required=True, type=click.Path(dir_okay=False),
               help="one sentence a line; plain or .gz")
 @click.option("--ref", "ref_file", type=click.Path(dir_okay=False), help="references to score against; plain or .gz")
@@ -58,32 +64,47 @@ def main(verbose: int, quiet: int) -> None:
               show_default=True, help="width of the per-row activation codes with --int8; auto: 8 where the CPU "
               "has VNNI, 7 where it has only AVX2 (8-bit codes would saturate fbgemm's 16-bit sums there; a "
               "cell's bleu_int8 is always the 8-bit one)")
-def translate_cmd(checkpoint: str, tokenizer_dir: str, src_file: str, ref_file: str | None, out_file: str | None,
-                  beam_size: int, length_penalty: float, batch_sentences: int, device: str, int8: bool,
-                  activation_bits: str) -> None:
+def translate_cmd(checkpoint: str, tokenizer_dir: str, backend: str, export_dir: str | None, src_file: str,
+                  ref_file: str | None, out_file: str | None, beam_size: int, length_penalty: float,
+                  batch_sentences: int, device: str, int8: bool, activation_bits: str) -> None:
     """Translate SRC with CHECKPOINT; with --ref, print BLEU and chrF as JSON on stderr.
 
     A cell's metrics are greedy (--beam-size 1, the thesis's decoding, evaluate.cell_beam_size).
     An empty source line is translated to an empty line (and counted); --out is written whole or
-    not at all."""
+    not at all. --backend ctranslate2 decodes an export folder instead (docs/deployment.md): its
+    greedy output is ours token for token where the logits' argmax is; its beam search is its own."""
+    opts = DecodeOptions(beam_size=beam_size, length_penalty=length_penalty, batch_sentences=batch_sentences)
     try:  # every input checked before the model loads: a bad file costs nothing
         if activation_bits != "auto" and not int8:
             raise click.UsageError("--int8-activation-bits applies to --int8 decoding; add --int8")
+        _check_backend_options(backend, export_dir, int8)
+        if backend == "pytorch" and not Path(tokenizer_dir).is_dir():
+            raise click.ClickException(f"{tokenizer_dir}: no such folder (--tokenizer)")
         sources = read_text_lines(src_file)
         refs = read_text_lines(ref_file) if ref_file else None
         if refs is not None and len(refs) != len(sources):
             raise click.ClickException(f"--src has {len(sources)} lines but --ref has {len(refs)}; "
                                        "they must be line-aligned")
-        model, _ = load_model(checkpoint, device)
-        bits = None if activation_bits == "auto" else int(activation_bits)
-        int8_facts = to_int8_inference(model, device=device, activation_bits=bits) if int8 else {}
+        if backend == "ctranslate2":
+            from tcompress import translate_ct2
+
+            export = translate_ct2.open_export(export_dir, device)
+            facts = {"backend": "ctranslate2", "compute_type": export.compute_type, "exact": export.manifest["exact"]}
+            decode = lambda lines: translate_ct2.translate(export, lines, opts)  # noqa: E731
+        else:
+            model, _ = load_model(checkpoint, device)
+            bits = None if activation_bits == "auto" else int(activation_bits)
+            facts = to_int8_inference(model, device=device, activation_bits=bits) if int8 else {}
+            tokenizer = Tokenizer.load(tokenizer_dir)
+            decode = lambda lines: translate(model, tokenizer, lines, opts, device, progress=True)  # noqa: E731
     except (CheckpointError, CorpusError, UserError) as err:
         raise click.ClickException(str(err)) from None
-    opts = DecodeOptions(beam_size=beam_size, length_penalty=length_penalty, batch_sentences=batch_sentences)
     filled = [i for i, s in enumerate(sources) if s.strip()]
     hyps = [""] * len(sources)
-    translated, speed = translate(model, Tokenizer.load(tokenizer_dir), [sources[i] for i in filled], opts, device,
-                                  progress=True)
+    try:
+        translated, speed = decode([sources[i] for i in filled])
+    except UserError as err:
+        raise click.ClickException(str(err)) from None
     for i, hyp in zip(filled, translated):
         hyps[i] = hyp
     text = "\n".join(hyps) + "\n"
@@ -97,8 +118,26 @@ def translate_cmd(checkpoint: str, tokenizer_dir: str, src_file: str, ref_file: 
         result = {**score(hyps, refs), "sentences": len(sources), "empty_source_lines": len(sources) - len(filled),
                   "sentences_per_second": round(speed, 2),
                   "decoding": "greedy" if beam_size == 1 else f"beam{beam_size}", "length_penalty": length_penalty,
-                  **int8_facts}
+                  **facts}
         click.echo(json.dumps(result, indent=2), err=True)
+
+
+def _check_backend_options(backend: str, export_dir: str | None, int8: bool) -> None:
+    """Refuse options that belong to the other backend, in one line."""
+    ctx = click.get_current_context()
+    given = {name for name in ("checkpoint", "tokenizer_dir")
+             if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
+    if backend == "ctranslate2":
+        if not export_dir:
+            raise click.UsageError("--backend ctranslate2 needs --model, a folder `tcompress export --format "
+                                   "ctranslate2` wrote")
+        if given or int8:
+            options = [{"checkpoint": "--checkpoint", "tokenizer_dir": "--tokenizer"}[n] for n in sorted(given)]
+            raise click.UsageError(f"{', '.join(options + (['--int8'] if int8 else []))}: for --backend pytorch; "
+                                   "an export folder holds its model, tokenizer and compute type")
+    elif export_dir:
+        raise click.UsageError("--model is the export folder of --backend ctranslate2; --backend pytorch reads "
+                               "--checkpoint")
 
 
 @main.command("catalog")
@@ -271,6 +310,33 @@ def run_stages_cmd(overrides: tuple[str, ...], dry_run: bool, stages: tuple[str,
             click.echo(f"[{name}] {cmd}", err=True)
         return
     sys.exit(without_dvc.run(found, lambda line: click.echo(line, err=True)))
+
+
+# ---- Deployment: a model file as another runtime's model ----------------------------------------
+
+@main.command("export")
+@click.option("--format", "fmt", required=True, type=click.Choice(["ctranslate2"]),
+              help="the runtime to export to")
+@click.option("--tokenizer", "tokenizer_dir", default="data/tokenized", show_default=True,
+              type=click.Path(file_okay=False), help="the tokenizer the model was trained with; copied into OUT_DIR")
+@click.option("--int8", "int8", is_flag=True,
+              help="int8 weights, the cell's own codes where they fit, run as int8_float32 (default: float32)")
+@click.option("--force", is_flag=True, help="replace OUT_DIR if it exists")
+@click.argument("model_file", type=click.Path(dir_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+def export_cmd(fmt: str, tokenizer_dir: str, int8: bool, force: bool, model_file: str, out_dir: str) -> None:
+    """Write MODEL_FILE (a baseline checkpoint or a cell's artifact) as a CTranslate2 model in OUT_DIR,
+    with its tokenizer and a manifest.json that says what differs from MODEL_FILE (also summed up in
+    one line on stderr). `tcompress translate --backend ctranslate2 --model OUT_DIR` decodes it."""
+    from tcompress.export_ct2 import export, summary
+
+    try:
+        if not Path(tokenizer_dir).is_dir():
+            raise UserError(f"{tokenizer_dir}: no such folder (--tokenizer)")
+        manifest = export(model_file, tokenizer_dir, out_dir, int8=int8, force=force)
+    except UserError as err:   # CheckpointError included
+        raise click.ClickException(str(err)) from None
+    click.echo(summary(manifest, out_dir), err=True)
 
 
 if __name__ == "__main__":

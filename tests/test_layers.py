@@ -28,10 +28,11 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # and the generated methods page.
     # The one model loader sits here too: a stored form used by one method lives in that method's
     # package, so the loader imports every method's modules before it rebuilds a file's forms
-    # (naming none), which only a layer above the methods may do.
+    # (naming none), which only a layer above the methods may do. The CTranslate2 export reads a
+    # model file through the loader, so it sits beside it.
     ("runner, plan and aggregate", (
         "tcompress.params", "tcompress.grid", "tcompress.chains", "tcompress.plan", "tcompress.preview",
-        "tcompress.runner", "tcompress.cellfiles", "tcompress.loader",
+        "tcompress.runner", "tcompress.cellfiles", "tcompress.loader", "tcompress.export_ct2",
         "tcompress.results", "tcompress.significance", "tcompress.report", "tcompress.svgplot", "tcompress.compare",
         "tcompress.methods_doc", "tcompress.shard")),
     # One file, or one package where it brings modules of its own (its stored forms, its wrappers),
@@ -40,12 +41,13 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # What two or more methods share: the stored forms they share and the artifact's writer and bit
     # counts, packing, linear quantization, codebooks, pruners, the module walker.
     ("shared compression mechanisms", ("tcompress.compress", "tcompress.compress.*")),
-    # The float model and everything about it that knows nothing of compression.
+    # The float model and everything about it that knows nothing of compression (decoding an
+    # exported model with CTranslate2 included: it needs the tokenizer, not the model's forms).
     ("model, data, config and base", (
         "tcompress", "tcompress.schema", "tcompress.config", "tcompress.model", "tcompress.layer_groups",
         "tcompress.batching", "tcompress.tokenizer", "tcompress.data", "tcompress.data.*", "tcompress.decode",
         "tcompress.evaluation", "tcompress.precision", "tcompress.checkpoint", "tcompress.safetensors_file",
-        "tcompress.training", "tcompress.closure")),
+        "tcompress.training", "tcompress.closure", "tcompress.translate_ct2")),
 ]
 
 

@@ -1,0 +1,380 @@
+"""CTranslate2 exports against our own decoder, token for token, and against the artifact's codes.
+
+The quick tests use small random models (seeded; their generator's EOS bias set so that some
+outputs end with EOS and others at their length limit) and in-process cells; the slow one exports
+the tiny pipeline's baseline and cells with the CLI. Everything that needs CTranslate2 skips
+without it: it is the optional ``deploy`` extra.
+"""
+
+import copy
+import gzip
+import importlib.util
+import json
+import struct
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from tcompress.checkpoint import model_payload
+from tcompress.cli import main
+from tcompress.compress.artifact import save_compressed
+from tcompress.compress.codebook import CodebookModule
+from tcompress.compress.int8_inference import to_int8_inference
+from tcompress.compress.quantized import QuantizedModule
+from tcompress.config import ModelConfig, TokenizerConfig
+from tcompress.data.corpora import read_split
+from tcompress.data.synthetic import generate_splits
+from tcompress.decode import DecodeOptions, translate_ids
+from tcompress.loader import load_model, load_payload
+from tcompress.methods.fullyqt.modules import FullyQTSpec, freeze, fully_quantize
+from tcompress.methods.nodeprune.nodes import NodePrunedFeedForward
+from tcompress.methods.ptq.post_training import PTQConfig, post_training_quantize
+from tcompress.model import EOS, Vocab, make_model
+from tcompress.tokenizer import Tokenizer, build_tokenizer
+
+needs_ct2 = pytest.mark.skipif(importlib.util.find_spec("ctranslate2") is None,
+                               reason='CTranslate2 is the deploy extra: pip install -e ".[deploy]"')
+CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
+
+
+def read_model_bin(path: Path) -> dict[str, np.ndarray]:
+    """Every variable of a CTranslate2 model.bin, parsed per its format (``ModelSpec._serialize``)."""
+    data, pos = Path(path).read_bytes(), 0
+
+    def take(fmt):
+        nonlocal pos
+        values = struct.unpack_from(fmt, data, pos)
+        pos += struct.calcsize(fmt)
+        return values
+
+    def string():
+        nonlocal pos
+        (n,) = take("H")
+        text = data[pos: pos + n - 1].decode()
+        pos += n
+        return text
+
+    take("I"), string(), take("I")   # binary version, spec name, spec revision
+    variables = {}
+    for _ in range(take("I")[0]):
+        name = string()
+        (rank,) = take("B")
+        shape = take(f"{rank}I") if rank else ()
+        (dtype,), (nbytes,) = take("B"), take("I")
+        variables[name] = np.frombuffer(data, CT2_DTYPES[dtype], nbytes // np.dtype(CT2_DTYPES[dtype]).itemsize,
+                                        pos).reshape(shape)
+        pos += nbytes
+    for _ in range(take("I")[0]):
+        alias = string()
+        variables[alias] = variables[string()]
+    return variables
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """A synthetic test set and its tokenizers: one joint vocabulary, and one per side."""
+    splits = generate_splits(400, 0, 40, seed=7)
+    src, tgt = [p[0] for p in splits["train"]], [p[1] for p in splits["train"]]
+    root = tmp_path_factory.mktemp("tok")
+    toks = {joint: build_tokenizer(src, tgt, TokenizerConfig(vocab_size=400, joint=joint), root / str(joint))
+            for joint in (True, False)}
+    return {"test": splits["test"], "tok": toks, "dirs": {j: root / str(j) for j in toks}}
+
+
+def random_model(tok, seed: int = 0, share: bool = True, layers: int = 2):
+    torch.manual_seed(seed)
+    cfg = ModelConfig(d_model=32, n_layers=layers, n_heads=2, d_ff=64, dropout=0.0, share_embeddings=share)
+    return make_model(cfg, Vocab(tok.src_vocab_size, tok.tgt_vocab_size)).eval()
+
+
+def end_some_early(model, ids) -> None:
+    """Raise the EOS bias until some outputs end with EOS and others run to their limit."""
+    limits = [int(1.5 * len(s) + 10) for s in ids]
+    for bias in np.arange(0.0, 4.0, 0.05):
+        with torch.no_grad():
+            model.generator.proj.bias[EOS] = float(bias)
+        lengths = [len(o) for o in translate_ids(model, ids, DecodeOptions(beam_size=1))]
+        early = sum(n < lim for n, lim in zip(lengths, limits))
+        if 0.2 * len(ids) <= early <= 0.8 * len(ids) and sum(lengths) > 2 * len(ids):
+            return
+    raise AssertionError("no EOS bias gives both kinds of ending")
+
+
+def log_probs(model, tok, pairs) -> np.ndarray:
+    """Our log-probability of each reference token (EOS included), teacher-forced."""
+    out = []
+    with torch.no_grad():
+        for s, t in zip(tok.encode_src([p[0] for p in pairs]), tok.encode_tgt([p[1] for p in pairs])):
+            lp = torch.log_softmax(model(torch.tensor([s]), torch.tensor([t[:-1]])).float(), -1)[0]
+            out.append(lp.gather(1, torch.tensor(t[1:])[:, None])[:, 0].numpy())
+    return np.concatenate(out)
+
+
+def ct2_log_probs(export_dir, tok, pairs, compute_type=None) -> np.ndarray:
+    """CTranslate2's log-probability of the same tokens (``score_batch``)."""
+    import ctranslate2
+
+    from tcompress.translate_ct2 import open_export
+
+    translator = open_export(export_dir).translator if compute_type is None else \
+        ctranslate2.Translator(str(export_dir), compute_type=compute_type)
+    src = [tok.src.encode(p[0], out_type=str) for p in pairs]
+    tgt = [tok.tgt.encode(p[1], out_type=str) for p in pairs]
+    return np.concatenate([np.array(r.log_probs) for r in translator.score_batch(src, tgt)])
+
+
+def ct2_ids(export_dir, ids, batch):
+    from tcompress.translate_ct2 import open_export
+    from tcompress.translate_ct2 import translate_ids as ct2_translate_ids
+
+    return ct2_translate_ids(open_export(export_dir), ids, DecodeOptions(beam_size=1, batch_sentences=batch))
+
+
+@needs_ct2
+@pytest.mark.parametrize("joint", [True, False])
+def test_float32_export_decodes_token_for_token_like_ours(corpus, tmp_path, joint):
+    from tcompress.export_ct2 import export
+
+    tok = corpus["tok"][joint]
+    model = random_model(tok, share=joint)
+    ids = tok.encode_src([p[0] for p in corpus["test"]])
+    end_some_early(model, ids)
+    torch.save(model_payload(model), tmp_path / "model.pt")
+    manifest = export(tmp_path / "model.pt", corpus["dirs"][joint], tmp_path / "ct2")
+    assert manifest["exact"] and manifest["compute_type"] == "float32" and not manifest["differences"]
+    for batch in (7, 1):   # mixed lengths in a batch, and one sentence at a time
+        assert ct2_ids(tmp_path / "ct2", ids, batch) == translate_ids(model, ids, DecodeOptions(beam_size=1,
+                                                                                                batch_sentences=batch))
+    ours, theirs = log_probs(model, tok, corpus["test"]), ct2_log_probs(tmp_path / "ct2", tok, corpus["test"])
+    assert np.abs(ours - theirs).max() < 1e-4
+
+
+@needs_ct2
+def test_int8_export_holds_the_cells_codes_and_multiplies_them(corpus, tmp_path):
+    """Symmetric 4-bit per-row codes (QAT's default form) go in verbatim; CTranslate2's int8 then
+    computes what our per-row int8 path computes, which its own re-quantization of the floats does not."""
+    from tcompress.export_ct2 import export
+
+    tok, pairs = corpus["tok"][True], corpus["test"]
+    model = random_model(tok)
+    post_training_quantize(model, PTQConfig(bits=4, mode="sym", per_channel=True, activations="none"), "full")
+    save_compressed(model, tmp_path / "cell.safetensors")
+    manifest = export(tmp_path / "cell.safetensors", corpus["dirs"][True], tmp_path / "int8", int8=True)
+    export(tmp_path / "cell.safetensors", corpus["dirs"][True], tmp_path / "fp32")
+    assert manifest["compute_type"] == "int8_float32"
+    assert [d["finding"] for d in manifest["differences"]] == ["int8_inputs"]
+    assert len(manifest["same_numbers"][0]["modules"]) == 34   # one shared table, 12 + 20 Linears, the generator
+    assert_codes_verbatim(tmp_path / "cell.safetensors", tmp_path / "int8", layers=2)
+    cell, _ = load_model(tmp_path / "cell.safetensors")
+    int8_path = copy.deepcopy(cell)
+    to_int8_inference(int8_path, activation_bits=8)
+    ours = log_probs(int8_path, tok, pairs)
+
+    def agree(theirs):
+        return float(np.mean(np.abs(ours - theirs) < 1e-4))
+    assert agree(ct2_log_probs(tmp_path / "int8", tok, pairs)) > 0.7       # rare rounding ties aside
+    assert agree(ct2_log_probs(tmp_path / "fp32", tok, pairs, compute_type="int8_float32")) < 0.3
+
+
+def assert_codes_verbatim(artifact: Path, export_dir: Path, layers: int) -> None:
+    """Each int8 weight in model.bin is the artifact's codes (fused as CTranslate2 fuses them), its
+    weight_scale 1 / step."""
+    state = load_payload(artifact)["model"]
+    stored = read_model_bin(export_dir / "model.bin")
+    fused = {"self_attention/linear_0": ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"],
+             "self_attention/linear_1": ["self_attn.out_proj"],
+             "attention/linear_0": ["src_attn.q_proj"], "attention/linear_1": ["src_attn.k_proj", "src_attn.v_proj"],
+             "attention/linear_2": ["src_attn.out_proj"], "ffn/linear_0": ["feed_forward.w_1"],
+             "ffn/linear_1": ["feed_forward.w_2"]}
+    expected = {"encoder/embeddings_0": ["src_embed.lut"], "decoder/embeddings": ["tgt_embed.lut"],
+                "decoder/projection": ["generator.proj"]}
+    for stack, ours in (("encoder", "encoder"), ("decoder", "decoder")):
+        for i in range(layers):
+            for theirs, names in fused.items():
+                if stack == "decoder" or theirs.startswith("self_attention") or theirs.startswith("ffn"):
+                    expected[f"{stack}/layer_{i}/{theirs}"] = [f"{ours}.layers.{i}.{n}" for n in names]
+    for variable, modules in expected.items():
+        codes = np.concatenate([state[f"{m}.weight_q"].numpy() - state[f"{m}.weight_zero_point"].numpy()[:, None]
+                                for m in modules])
+        steps = np.concatenate([state[f"{m}.weight_scale"].numpy() for m in modules])
+        assert stored[f"{variable}/weight"].dtype == np.int8, variable
+        assert np.array_equal(stored[f"{variable}/weight"], codes), variable
+        assert np.array_equal(stored[f"{variable}/weight_scale"], np.float32(1) / steps), variable
+
+
+@needs_ct2
+def test_asymmetric_codes_go_in_shifted_or_are_named_where_they_do_not_fit(corpus, tmp_path):
+    from tcompress.export_ct2 import ct2_int8, export
+
+    tok = corpus["tok"][True]
+    for bits in (4, 8):
+        model = random_model(tok, layers=1)
+        post_training_quantize(model, PTQConfig(bits=bits, mode="asym", per_channel=True, activations="none"), "full")
+        save_compressed(model, tmp_path / f"asym{bits}.safetensors")
+        manifest = export(tmp_path / f"asym{bits}.safetensors", corpus["dirs"][True], tmp_path / f"asym{bits}",
+                          int8=True)
+        findings = {d["finding"]: d["modules"] for d in manifest["differences"] + manifest["same_numbers"]}
+        q = model.generator.proj
+        stored = read_model_bin(tmp_path / f"asym{bits}" / "model.bin")["decoder/projection/weight"]
+        if bits == 4:   # q − z spans at most ±15: the codes themselves
+            assert "rows_requantized" not in findings and "generator.proj" in findings["codes_verbatim"]
+            assert np.array_equal(stored, (q.weight_q.long() - q.weight_zero_point[:, None]).numpy())
+        else:           # q − z spans up to ±255: those rows get CTranslate2's own rule, and the manifest says so
+            assert "generator.proj (400 of 400 rows, 8-bit asym)" in findings["rows_requantized"]
+            assert np.array_equal(stored, ct2_int8(q.inner.weight.numpy())[0])
+
+
+@needs_ct2
+def test_what_cannot_be_carried_over_is_named_module_by_module(corpus, tmp_path):
+    """Calibrated activation ranges, float layers CTranslate2 would quantize, wrappers that compute
+    more than their weights, codebooks: each in the manifest and the one stderr line."""
+    tok = corpus["tok"][True]
+    src = torch.tensor(tok.encode_src([p[0] for p in corpus["test"][:8]])[0])[None]
+    model = random_model(tok, layers=1)
+    post_training_quantize(model, PTQConfig(bits=8, mode="sym", activations="both"), "ff",
+                           calibration_batches=[(src, src)])
+    inner = model.encoder.layers[0].self_attn.q_proj
+    model.encoder.layers[0].self_attn.q_proj = CodebookModule.from_codes(
+        inner, torch.randint(0, 4, inner.weight.shape), torch.randn(1, 4), bits=2)
+    save_compressed(model, tmp_path / "cell.safetensors")
+    result = CliRunner().invoke(main, ["export", "--format", "ctranslate2", "--tokenizer", str(corpus["dirs"][True]),
+                                       "--int8", str(tmp_path / "cell.safetensors"), str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    line, = result.stderr.strip().splitlines()
+    assert "differs from the source: float weights quantized (14), activation ranges dropped (4)" in line
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    found = {d["finding"]: d["modules"] for d in manifest["differences"] + manifest["same_numbers"]}
+    assert "encoder.layers.0.feed_forward.w_1 (input+output)" in found["activation_ranges"]
+    assert "encoder.layers.0.self_attn.q_proj" in found["float_requantized"]   # the codebook's values
+    assert found["codebook_as_float"] == ["encoder.layers.0.self_attn.q_proj (codebook)"]
+    # The float32 export of it is our model with the activation ranges left out, token for token.
+    CliRunner().invoke(main, ["export", "--format", "ctranslate2", "--tokenizer", str(corpus["dirs"][True]),
+                              str(tmp_path / "cell.safetensors"), str(tmp_path / "fp32")])
+    cell, _ = load_model(tmp_path / "cell.safetensors")
+    for module in cell.modules():
+        if isinstance(module, QuantizedModule):
+            module.sites = ()
+    ids = tok.encode_src([p[0] for p in corpus["test"]])
+    assert ct2_ids(tmp_path / "fp32", ids, 16) == translate_ids(cell, ids, DecodeOptions(beam_size=1,
+                                                                                        batch_sentences=16))
+    fullyqt = random_model(tok, layers=1)
+    fully_quantize(fullyqt, FullyQTSpec())
+    fullyqt.train()
+    fullyqt(src, src)
+    freeze(fullyqt.eval())
+    save_compressed(fullyqt, tmp_path / "fq.safetensors")
+    result = CliRunner().invoke(main, ["export", "--format", "ctranslate2", "--tokenizer", str(corpus["dirs"][True]),
+                                       str(tmp_path / "fq.safetensors"), str(tmp_path / "fq")])
+    manifest = json.loads((tmp_path / "fq" / "manifest.json").read_text())
+    found = {d["finding"]: d["modules"] for d in manifest["differences"]}
+    assert "decoder.layers.0.src_attn (fq_attention)" in found["wrapper_dropped"]
+    assert "quantized activations dropped (14)" in result.stderr
+
+
+@needs_ct2
+def test_node_pruned_layers_export_at_their_own_widths(corpus, tmp_path):
+    from tcompress.export_ct2 import export
+
+    tok = corpus["tok"][True]
+    model = random_model(tok)
+    model.encoder.layers[0].feed_forward = NodePrunedFeedForward(32, 40, 0.0)
+    model.decoder.layers[1].feed_forward = NodePrunedFeedForward(32, 24, 0.0)
+    save_compressed(model, tmp_path / "cell.safetensors")
+    manifest = export(tmp_path / "cell.safetensors", corpus["dirs"][True], tmp_path / "ct2")
+    assert manifest["exact"]
+    assert manifest["same_numbers"][0]["modules"] == ["encoder.layers.0.feed_forward (ffn_nodes)",
+                                                      "decoder.layers.1.feed_forward (ffn_nodes)"]
+    ids = tok.encode_src([p[0] for p in corpus["test"]])
+    assert ct2_ids(tmp_path / "ct2", ids, 16) == translate_ids(model, ids, DecodeOptions(beam_size=1,
+                                                                                         batch_sentences=16))
+
+
+@needs_ct2
+def test_translate_backend_keeps_the_translate_contract(corpus, tmp_path):
+    """Plain or .gz files, empty lines kept, --out written whole, the JSON on stderr, one-line refusals."""
+    from tcompress.export_ct2 import export
+
+    tok, pairs = corpus["tok"][True], corpus["test"][:6]
+    torch.save(model_payload(random_model(tok)), tmp_path / "model.pt")
+    export(tmp_path / "model.pt", corpus["dirs"][True], tmp_path / "ct2")
+    lines = {side: [p[side] for p in pairs[:3]] + [""] + [p[side] for p in pairs[3:]] for side in (0, 1)}
+    (tmp_path / "src.gz").write_bytes(gzip.compress(("\n".join(lines[0]) + "\n").encode()))
+    (tmp_path / "ref.txt").write_text("\n".join(lines[1]) + "\n")
+    result = CliRunner().invoke(main, ["translate", "--backend", "ctranslate2", "--model", str(tmp_path / "ct2"),
+                                       "--src", str(tmp_path / "src.gz"), "--ref", str(tmp_path / "ref.txt"),
+                                       "--beam-size", "1", "--out", str(tmp_path / "hyp.txt")])
+    assert result.exit_code == 0, result.stderr
+    hyps = (tmp_path / "hyp.txt").read_text().split("\n")[:-1]
+    assert len(hyps) == 7 and hyps[3] == ""
+    facts = json.loads(result.stderr[result.stderr.index("{"):])
+    assert facts["sentences"] == 7 and facts["empty_source_lines"] == 1 and facts["decoding"] == "greedy"
+    assert facts["backend"] == "ctranslate2" and facts["compute_type"] == "float32" and facts["exact"] is True
+    refusals = {
+        "--checkpoint: for --backend pytorch": ["--backend", "ctranslate2", "--model", str(tmp_path / "ct2"),
+                                                "--checkpoint", "x.pt"],
+        "needs --model": ["--backend", "ctranslate2"],
+        "--model is the export folder of --backend ctranslate2": ["--model", str(tmp_path / "ct2")],
+        "not a CTranslate2 export (no manifest.json)": ["--backend", "ctranslate2", "--model", str(tmp_path)],
+    }
+    for message, args in refusals.items():
+        result = CliRunner().invoke(main, ["translate", *args, "--src", str(tmp_path / "src.gz"),
+                                           "--out", str(tmp_path / "no.txt")])
+        assert result.exit_code in (1, 2) and message in result.stderr.strip().splitlines()[-1], result.stderr
+        assert not (tmp_path / "no.txt").exists()
+
+
+def test_without_ctranslate2_the_commands_say_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ctranslate2", None)   # import ctranslate2 raises ImportError
+    (tmp_path / "src.txt").write_text("a\n")
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "manifest.json").write_text("{}")
+    for args in (["export", "--format", "ctranslate2", "--tokenizer", str(tmp_path), "m.pt", str(tmp_path / "o")],
+                 ["translate", "--backend", "ctranslate2", "--model", str(tmp_path / "m"),
+                  "--src", str(tmp_path / "src.txt")]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1 and result.stderr.strip().splitlines() == [
+            'Error: CTranslate2 is not installed; install the deploy extra: pip install -e ".[deploy]"'], result.stderr
+
+
+@needs_ct2
+@pytest.mark.slow
+def test_tiny_pipelines_models_through_ctranslate2(tiny_pipeline, tmp_path):
+    """The baseline and the 4-bit QAT cell (symmetric per-row codes) exported with the CLI: float32
+    decodes to the pipeline's own greedy translations, int8 holds the cell's codes."""
+    src, ref = read_split(tiny_pipeline / "data/prepared/test.parquet")
+    (tmp_path / "src.txt").write_text("\n".join(src) + "\n")
+    (tmp_path / "ref.txt").write_text("\n".join(ref) + "\n")
+    tokenized = str(tiny_pipeline / "data/tokenized")
+
+    def export(model_file, out, *extra):
+        result = CliRunner().invoke(main, ["export", "--format", "ctranslate2", "--tokenizer", tokenized, *extra,
+                                           str(tiny_pipeline / model_file), str(tmp_path / out)])
+        assert result.exit_code == 0 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        return json.loads((tmp_path / out / "manifest.json").read_text())
+
+    def translate(out):
+        result = CliRunner().invoke(main, ["translate", "--backend", "ctranslate2", "--model", str(tmp_path / out),
+                                           "--src", str(tmp_path / "src.txt"), "--ref", str(tmp_path / "ref.txt"),
+                                           "--beam-size", "1", "--out", str(tmp_path / f"{out}.txt")])
+        assert result.exit_code == 0, result.stderr
+        return (tmp_path / f"{out}.txt").read_text(), json.loads(result.stderr[result.stderr.index("{"):])
+
+    assert export("data/model/model.pt", "baseline")["exact"]
+    hyps, facts = translate("baseline")
+    assert hyps == (tiny_pipeline / "data/eval/baseline.greedy.txt").read_text()
+    assert facts["bleu"] == json.loads((tiny_pipeline / "metrics/baseline.json").read_text())["greedy"]["bleu"]
+    cell_file = "data/cells/qat-sym-4-full/model.safetensors"
+    assert export(cell_file, "qat")["exact"]
+    assert translate("qat")[0] == (tiny_pipeline / "data/cells/qat-sym-4-full/hyps.txt").read_text()
+    cell, _ = load_model(tiny_pipeline / cell_file)
+    tok = Tokenizer.load(tokenized)
+    pairs = list(zip(src, ref))
+    assert np.abs(log_probs(cell, tok, pairs) - ct2_log_probs(tmp_path / "qat", tok, pairs)).max() < 1e-4
+    manifest = export(cell_file, "qat8", "--int8")
+    assert [d["finding"] for d in manifest["differences"]] == ["int8_inputs"]
+    assert_codes_verbatim(tiny_pipeline / cell_file, tmp_path / "qat8", layers=1)
+    assert translate("qat8")[1]["compute_type"] == "int8_float32"
