@@ -427,3 +427,17 @@ def test_the_bf16_seq_student_on_an_avx512_cpu_is_the_measured_one():
     said(f"the student {speed['sentences_per_second']['student']:.1f} sentences/s against the teacher's "
          f"{speed['sentences_per_second']['teacher']:.1f}: **{speed['speedup']:.2f}×**")
     said("Validation BLEU by epoch (1 → 18): " + ", ".join(f"{e['val_bleu']:.1f}" for e in curve))
+
+
+def test_the_default_runs_time_is_the_measured_one():
+    run = json.loads((RESULTS / "default_run.json").read_text())
+    first, noop = run["first_repro_seconds"], run["noop_repro_seconds"]
+    said(f"first `dvc repro` of a fresh clone: **{first:.0f} s ({first / 60:.1f} min)**")
+    said(f"a second `dvc repro`: **{noop:.1f} s**, nothing to run")
+    said(f"baseline: {run['baseline_steps']} steps in {run['baseline_train_seconds']:.0f} s, greedy BLEU "
+         f"{run['baseline_bleu_greedy']:.2f}")
+    said("CPU flags: " + " ".join(run["cpu"]["flags"]))
+    for cell, m in run["cells"].items():
+        said(f"| `{cell}` | {m['bleu']:.2f} |")
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert f"took {first / 60:.1f} minutes" in readme
