@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -25,16 +24,17 @@ from pathlib import Path
 
 import click
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from int8_speed import cpu_flags  # noqa: E402  (the sibling benchmarks' readers of /proc/cpuinfo)
+from test_durations import cpu as cpu_model_and_flags  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
-FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 
 
 def cpu() -> dict:
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
-    return {"model": model or platform.processor(), "cores": os.cpu_count(), "flags": [f for f in FLAGS if f in flags]}
+    """The CPU's model, its logical CPUs and the flags that pick a precision or an int8 path."""
+    return {"model": cpu_model_and_flags()[0], "cores": os.cpu_count(), "flags": cpu_flags()}
 
 
 def timed(cmd: list[str], cwd: Path, env: dict) -> tuple[float, str]:
