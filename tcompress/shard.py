@@ -46,11 +46,12 @@ def units(cells: dict[str, dict], cost: dict[str, float]) -> list[Unit]:
     known = list(cost.values())
     default = statistics.median(known) if known else 1.0
     grouped: dict[str, Unit] = {}
+    ancestry = {c: _ancestry(c, cells) for c in cells}
     # A chain after every chain it continues (fewer links first); ids break ties, so the order of
     # ``cells`` does not matter.
-    for cell_id in sorted(cells, key=lambda c: (len(_ancestry(c, cells)), c)):
+    for cell_id in sorted(cells, key=lambda c: (len(ancestry[c]), c)):
         entry = cells[cell_id]
-        unit = grouped.setdefault(_ancestry(cell_id, cells)[-1], Unit())
+        unit = grouped.setdefault(ancestry[cell_id][-1], Unit())
         unit.targets.append(stage_name(cell_id, entry))
         if "same_as" not in entry:   # a shared control's stage writes a marker: no cost
             unit.seconds += cost.get(entry["method"], default)
