@@ -205,12 +205,16 @@ def shared_controls(project: Path) -> dict[str, str]:
     return shared
 
 
-def kill_after(proc: subprocess.Popen, appears: Path, what: str) -> None:
-    """SIGKILL ``proc`` as soon as ``appears`` exists (its first resumable checkpoint), as a crash would."""
+def kill_after(proc: subprocess.Popen, appears: Path, what: str, group: bool = False) -> None:
+    """SIGKILL ``proc`` as soon as ``appears`` exists (its first resumable checkpoint), as a crash would;
+    ``group``: its whole process group (``proc`` started with ``start_new_session=True``), as a dying machine would."""
     deadline = time.time() + 120
     while not appears.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
+    if group and proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    else:
+        proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, f"{what} finished before it could be interrupted"
 
