@@ -53,6 +53,8 @@ def main(plan_file: str, baseline: str, tokenized: str, valid_split: str, test_s
         if teacher is None:
             raise click.UsageError(f"cell {entry['cell']} trains on the teacher's translations: pass --teacher")
         inputs["teacher"] = Path(teacher) / "train.ids.parquet"
+    if "calibration" in entry["inputs"]:   # the calibrate stage's statistics, at the path the plan names
+        inputs["calibration"] = Path(entry["calibration_file"])
     verify_inputs(entry, inputs)
     rt = runtime()
     device = setup_torch(rt)

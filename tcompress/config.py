@@ -113,6 +113,18 @@ class TeacherConfig:
     max_len_b: int = setting(10, lo=0)
 
 
+CALIBRATION_FILE = "stats.safetensors"   # the calibrate stage's statistics, in its output folder
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """The baseline's per-Linear input statistics on calibration batches of the training split, for
+    the post-training methods that read them (GPTQ, AWQ, SmoothQuant, AdaRound): computed once, by
+    the ``calibrate`` stage, only when a selected cell asks for them."""
+    batches: int = setting(8, lo=1, doc="training batches of a seeded shuffle run through the baseline")
+    batch_tokens: int = setting(3000, lo=16)
+
+
 @dataclass(frozen=True)
 class RuntimeConfig:
     """How to run, not what to compute: no stage depends on these."""

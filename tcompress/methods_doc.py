@@ -107,6 +107,9 @@ def _facts(method: Method) -> list[str]:
     else:
         chains.append("may not continue a chain (it does not keep a parent's zeros)")
     teacher = ["some cells train on the `teacher` stage's translations"] if method.needs_teacher else []
+    if method.calibrated:
+        teacher.append("its cells read the `calibrate` stage's per-Linear input statistics of the baseline "
+                       "(params.yaml's `calibration` section)")
     return [f"- Cell id: `{method.name}-" + "-".join(f"<{a.name}>" for a in method.axes) + "`.",
             f"- {trains.capitalize()}.", f"- {'; '.join(chains).capitalize()}."] + \
         [f"- {t.capitalize()}." for t in teacher]

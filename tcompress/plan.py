@@ -27,6 +27,7 @@ from typing import Any
 
 from tcompress.chains import parse_chain
 from tcompress.closure import closure, digest_files, file_digest
+from tcompress.config import CALIBRATION_FILE
 from tcompress.grid import catalog_cells, catalog_chains, selected_cells, selected_chains, table_layout
 from tcompress.methods import Budget, get, registered
 from tcompress.schema import ConfigError, plain
@@ -84,6 +85,7 @@ def resolve(params) -> dict[str, dict]:
     cells = share_controls({**{c.id: _cell_entry(params, c) for c in selected_cells(params)},
                             **{c.id: _chain_entry(params, c) for c in selected_chains(params)}})
     teacher = any(get(c["method"]).uses_teacher(c["axes"]) for c in cells.values() if not c["control"])
+    calibrated = any(get(c["method"]).calibrated for c in cells.values() if not c["control"])
     corpus = plain(getattr(params, params.data))
     if params.data == "multi30k":  # where the checksummed files come from does not change them
         corpus = {k: v for k, v in corpus.items() if k not in ("local_dir", "url")}
@@ -94,6 +96,9 @@ def resolve(params) -> dict[str, dict]:
         "evaluate": {**decoding, "beam_size": e.beam_size},
         # Only what the translations depend on, so the decode reruns when those change, not the grid.
         "teacher": {"enabled": True, **plain(params.teacher)} if teacher else {"enabled": False},
+        # Not the grid's values: a changed bit width recomputes no statistics.
+        "calibrate": {"enabled": True, **plain(params.calibration), "seed": params.seed} if calibrated
+                     else {"enabled": False},
         "cells": {"catalog": [c.id for c in catalog_cells(params)] + [c.id for c in catalog_chains(params)],
                   "cells": cells,
                   "evaluate": {**decoding, "beam_size": e.cell_beam_size},
@@ -157,9 +162,11 @@ def _budget(tokenized: Path, batch_tokens: int, seed: int) -> Budget:
 
 
 def write_plan(config: dict, baseline: Path, tokenized: Path, valid: Path, test: Path, out: Path,
-               root: Path = REPO, teacher: Path | None = None) -> list[str]:
+               root: Path = REPO, teacher: Path | None = None, calibration: Path | None = None) -> list[str]:
     """Every catalog cell's plan; returns the selected cells' ids. A cell that trains on the teacher's
-    translations also holds their hash (``teacher``: the teacher stage's output)."""
+    translations also holds their hash (``teacher``: the teacher stage's output); a cell of a
+    ``calibrated`` method the hash of the calibration statistics and their file's path
+    (``calibration``: the calibrate stage's output)."""
     from tcompress.schema import build
 
     inputs = {"baseline": file_digest(baseline), "tokenized": _dir_digest(tokenized)}
@@ -188,6 +195,13 @@ def write_plan(config: dict, baseline: Path, tokenized: Path, valid: Path, test:
                 raise ConfigError(f"cell {cell_id} trains on the teacher's translations, but {teacher} holds "
                                   "none; run `dvc repro` (the teacher stage decodes them)")
             cell_inputs = {**inputs, "teacher": file_digest(teacher / "train.ids.parquet")}
+        if not entry["control"] and get(name).calibrated:
+            stats = None if calibration is None else calibration / CALIBRATION_FILE
+            if stats is None or not stats.exists():
+                raise ConfigError(f"cell {cell_id} reads calibration statistics, but {calibration} holds none; "
+                                  "run `dvc repro` (the calibrate stage computes them)")
+            cell_inputs = {**cell_inputs, "calibration": file_digest(stats)}
+            entry = {**entry, "calibration_file": str(stats)}
         write_json(out / "cells" / f"{cell_id}.json",
                    {**entry, "evaluate": config["evaluate"], "inputs": cell_inputs, "code": digests[code]})
     return list(config["cells"])

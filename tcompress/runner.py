@@ -60,6 +60,16 @@ class CellContext:
         return [(pad([src[i] for i in b]).to(self.device), pad([tgt[i][:-1] for i in b]).to(self.device))
                 for b in batches]
 
+    def calibration(self) -> dict:
+        """The baseline's per-Linear input statistics, by Linear name (``tcompress.compress.calibration``):
+        the calibrate stage's file, whose hash the plan of a ``calibrated`` method's cell holds."""
+        from tcompress.compress.calibration import load
+
+        if "calibration" not in self.entry.get("inputs", {}):
+            raise ValueError(f"cell {self.entry['cell']}: its method reads calibration statistics, but its plan "
+                             "holds none (the method must be registered with calibrated=True)")
+        return load(self.entry["calibration_file"])
+
     def training_data(self, teacher: bool = False) -> tuple[ParallelData, ParallelData]:
         """The method's training subset, with the references as targets, or with ``teacher`` the
         baseline's translations of the same sources (sequence-level distillation)."""

@@ -67,6 +67,26 @@ class QuantizedModule(StoredForm, nn.Module, kind="quantized"):
         module.refresh()
         return module
 
+    @classmethod
+    def from_codes(cls, inner: nn.Module, spec: QuantSpec, codes: torch.Tensor, scale: torch.Tensor,
+                   zero_point: torch.Tensor,
+                   act_ranges: dict[str, tuple[float, float]] | None = None) -> "QuantizedModule":
+        """``inner``'s weight as codes a method chose itself (GPTQ's, AdaRound's rounding), with their
+        step sizes and zero points; its other parameters stay float, its activations in ``act_ranges``
+        are quantized as ``from_float``'s."""
+        act_ranges = act_ranges or {}
+        module = cls(inner, spec, tuple(act_ranges), params=("weight",))
+        with torch.no_grad():
+            module.weight_q.copy_(codes.to(spec.storage_dtype))
+            module.weight_scale.copy_(scale.reshape(module.weight_scale.shape))
+            module.weight_zero_point.copy_(zero_point.reshape(module.weight_zero_point.shape))
+            for site in module.sites:
+                act_scale, act_zero = qparams(*map(torch.tensor, act_ranges[site]), QuantSpec(spec.bits, spec.mode))
+                getattr(module, f"{site}_scale").copy_(act_scale)
+                getattr(module, f"{site}_zero_point").copy_(act_zero)
+        module.refresh()
+        return module
+
     def refresh(self) -> None:
         """Recompute the float view of every parameter from its integer codes."""
         for pname in self.param_names:
@@ -118,3 +138,58 @@ class QuantizedModule(StoredForm, nn.Module, kind="quantized"):
     def extra_repr(self) -> str:
         return f"bits={self.spec.bits}, mode={self.spec.mode}, per_channel={self.spec.per_channel}, " \
                f"activations={'+'.join(self.sites) or 'none'}"
+
+
+class InputScaledModule(StoredForm, nn.Module, kind="input_scaled"):
+    """A quantized Linear whose input is first divided by a per-input-channel scale s:
+
+        y = Q(W·diag(s)) · (x / s) + b
+
+    where ``inner`` is the ``QuantizedModule`` holding the codes of W·diag(s) (one step size per
+    output row) and ``input_scale`` is s (d_in, float32). AWQ (weight-only) and SmoothQuant (W8A8,
+    whose inner module also quantizes the scaled input x / s with a static range) store this. The
+    effective weight Q(W·diag(s))·diag(s)⁻¹ has a different step per column, which per-row codes
+    cannot hold, so s is kept beside them instead of being folded into the preceding LayerNorm or
+    Linear (where a shared input, q/k/v's, would need one s for all three).
+
+    The inner module is an ordinary quantized Linear, so integer decoding (``--int8``) turns it into
+    an int8 Linear as any other and this wrapper still divides its input by s first: the same
+    numbers. The artifact records this form and its inner one separately (``<name>`` and
+    ``<name>.inner``); the loader rebuilds the outer one first.
+    """
+
+    def __init__(self, inner: nn.Module, in_features: int):
+        super().__init__()
+        self.inner = inner
+        self.register_buffer("input_scale", torch.ones(in_features))
+
+    @classmethod
+    def wrap(cls, inner: nn.Module, scale: torch.Tensor) -> "InputScaledModule":
+        module = cls(inner, scale.numel())
+        with torch.no_grad():
+            module.input_scale.copy_(scale.float())
+        return module
+
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        return self.inner(x / self.input_scale, *args, **kwargs)
+
+    @classmethod
+    def shell(cls, inner: nn.Module, info: dict) -> "InputScaledModule":
+        return cls(inner, info["in_features"])
+
+    def describe(self) -> dict:
+        return {"in_features": self.input_scale.numel()}
+
+    def parameter_bits(self) -> int:
+        """None of its own: its inner form counts the codes (the formula counts no scale)."""
+        return 0
+
+    def stored_bits(self) -> int:
+        """The scale vector at 32 bits; the codes are the inner form's."""
+        return 32 * self.input_scale.numel()
+
+    def nonzero_bits(self) -> int:
+        return 0
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.input_scale.numel()}"

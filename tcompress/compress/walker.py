@@ -23,6 +23,15 @@ def group_modules(model: nn.Module, group: str) -> dict[str, nn.Module]:
     return modules
 
 
+def group_linears(model: nn.Module, group: str) -> dict[str, nn.Linear]:
+    """The Linears of layer group ``group`` by name, for methods that quantize Linears only (a
+    ``full`` cell's embeddings and LayerNorms stay float); a group without one is an error."""
+    linears = {name: m for name, m in select_modules(model, group).items() if isinstance(m, nn.Linear)}
+    if not linears:
+        raise ValueError(f"layer group {group!r} selects no Linear of this model")
+    return linears
+
+
 def unwrapped(module: nn.Module, cls: type) -> nn.Module:
     """The ``cls`` module inside ``module``'s wrappers (a stored form or training wrapper keeps the
     module it wraps as ``inner``), or ``module`` itself."""

@@ -30,6 +30,9 @@ method:
 - ``needs_teacher(values) -> bool``: whether a cell trains on the baseline's translations of the
   training sources (the ``teacher`` stage computes them when some selected cell does; the cell
   trains on them with ``ctx.finetune(model, hooks, teacher=True)``).
+- ``calibrated``: its cells read the baseline's per-Linear input statistics (``ctx.calibration()``:
+  Gram matrices, per-channel mean and max of |x|, a sample of input rows), which the ``calibrate``
+  stage computes once, with params.yaml's ``calibration`` settings, when some selected cell does.
 - ``controlled``: False drops the control cell of a trained method whose grid holds its own
   comparison (distillation's references-only student).
 - ``control_start(model, params, ctx) -> model``: where the control's budget starts, when that is not
@@ -150,6 +153,7 @@ class Method:
     control_start: Callable[..., Any] | None = None   # the control's starting model; None: the baseline
     control_reads: tuple[str, ...] = ()   # section keys control_start reads (the budget's are always read)
     needs_teacher: Callable[[Mapping[str, Any]], bool] | None = None   # a cell trains on the teacher's outputs
+    calibrated: bool = False  # its cells read the calibrate stage's per-Linear statistics (ctx.calibration())
     controlled: bool = True   # a trained method gets a control cell; False where its grid holds its own
                               # comparison (distillation: the same student trained on the references)
 
@@ -260,5 +264,19 @@ BITS = Axis("bits", "bits", int, "bit width of the integer codes", _check_bits, 
 MODE = Axis("mode", "modes", str, "sym: zero point 0 | asym: unsigned range [min, max]", _check_mode, shared=True)
 GROUP = Axis("group", "groups", str, "layer group: ff, att, emb, gen, their unions with '+', or full",
              _check_group, shared=True)
+
+
+def _check_linear_group(spec: str) -> None:
+    from tcompress.layer_groups import parse_group
+
+    if set(parse_group(spec)) == {"emb"}:
+        raise ValueError("emb holds no Linear; expected att, ff, gen, their unions with '+', or full")
+
+
+# The group axis of the methods that quantize Linears only (the post-training methods that read
+# calibration statistics).
+LINEAR_GROUP = Axis("group", "groups", str, "layer group whose Linears are quantized: att, ff, gen, their unions "
+                    "with '+', or full (every Linear; embeddings and LayerNorms stay float)",
+                    _check_linear_group, shared=True)
 QUANT_GROUPS = ("ff", "att", "emb", "gen", "ff+emb+gen", "full")     # the thesis's Tables 4.1 and 4.5
 PRUNING_GROUPS = ("ff", "att", "emb", "gen", "ff+att", "full")       # its Table 4.3
