@@ -7,6 +7,7 @@ computed from the input rows themselves (not from the Gram matrix the methods us
 formulas for the scales.
 """
 
+import pytest
 import torch
 from torch import nn
 
@@ -284,3 +285,68 @@ def test_input_scaled_form_packs_loads_and_decodes_in_int8(tmp_path):
     with torch.no_grad():
         int8 = loaded(src, tgt)
     assert (int8 - expected).abs().max() < 0.05 * expected.abs().max()
+
+
+# ------------------------------------------------------------------------------- the pipeline
+
+def _params(tmp_path, **overrides):
+    import yaml
+
+    from conftest import tiny_params
+    from tcompress.params import load_params
+
+    catalog = {"gptq": {"modes": ["asym"], "bits": [4, 3], "groups": ["full"]}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params(**overrides, catalog=catalog)))
+    return load_params(tmp_path / "params.yaml")
+
+
+def test_the_calibrate_stage_is_on_only_for_a_calibrated_cell_and_ignores_the_bits(tmp_path):
+    from tcompress.plan import resolve
+
+    assert resolve(_params(tmp_path, methods=["ptq"]))["calibrate"] == {"enabled": False}
+    four = resolve(_params(tmp_path, methods=["ptq", "gptq"], gptq={"bits": [4]}))
+    three = resolve(_params(tmp_path, methods=["ptq", "gptq"], gptq={"bits": [3]}))
+    assert four["calibrate"] == three["calibrate"] == {"enabled": True, "batches": 8, "batch_tokens": 3000,
+                                                      "seed": 1234}
+    assert "gptq-asym-4-full" in four["cells"]["cells"] and "gptq-asym-3-full" in three["cells"]["cells"]
+
+
+@pytest.mark.slow
+def test_calibrated_cells_through_dvc_repro(tmp_path_factory, shared_cache):
+    """The four methods' cells on the tiny project: the calibrate stage runs once, each cell's plan
+    holds its statistics' hash, each artifact holds the method's stored form and is scored; a changed
+    bit width then reruns that cell and neither the statistics nor the others."""
+    import json
+
+    import yaml
+
+    from conftest import dvc, ran_stages, repro_committed, scored_cells, tiny_catalog, tiny_params
+
+    grid = {"gptq": {"modes": ["asym"], "bits": [4], "groups": ["full"]},
+            "awq": {"modes": ["asym"], "bits": [4], "groups": ["full"]},
+            "smoothquant": {"bits": [8], "groups": ["full"]},
+            "adaround": {"modes": ["asym"], "bits": [4], "groups": ["att"]}}
+    catalog = tiny_catalog(**{**grid, "gptq": {**grid["gptq"], "bits": [4, 3]}})
+    params = tiny_params(methods=list(grid), **{**grid, "adaround": {**grid["adaround"], "iterations": 20}},
+                         catalog=catalog, calibration={"batches": 2, "batch_tokens": 400})
+    project = repro_committed(tmp_path_factory, shared_cache, "ptq_sota", params)
+    cells = {"gptq-asym-4-full", "awq-asym-4-full", "smoothquant-8-full", "adaround-asym-4-att"}
+    assert scored_cells(project) == cells
+    stats = project / "data/calibration/stats.safetensors"
+    assert json.loads((project / "data/calibration/calibration.json").read_text())["batches_run"] == 2
+    for cell in cells:
+        plan = json.loads((project / f"data/plan/cells/{cell}.json").read_text())
+        assert plan["calibration_file"] == "data/calibration/stats.safetensors"
+        from tcompress.closure import file_digest
+        assert plan["inputs"]["calibration"] == file_digest(stats)
+    forms = {cell: set(load_model(project / f"data/cells/{cell}/model.safetensors")[1]["compression"])
+             for cell in cells}
+    assert forms["awq-asym-4-full"] == forms["smoothquant-8-full"] == {"input_scaled", "quantized"}
+    assert forms["gptq-asym-4-full"] == forms["adaround-asym-4-att"] == {"quantized"}
+    assert "bleu_int8" in json.loads((project / "metrics/cells/smoothquant-8-full.json").read_text())
+
+    params["gptq"]["bits"] = [3]
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    stages = ran_stages(dvc(["repro"], project).stdout)
+    assert {s for s in stages if s.startswith("cell@")} == {"cell@gptq-asym-4-full", "cell@gptq-asym-3-full"}
+    assert "calibrate" not in stages
