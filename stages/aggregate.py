@@ -33,19 +33,32 @@ from tcompress.stage import guarded, read_config, write_json
               help="the HTML report: summary, plots, tables, curves, heat map in one offline page")
 @click.option("--train-curve", type=click.Path(dir_okay=False),
               help="the baseline's per-epoch curve for the report (metrics/train_curve.json); optional")
+@click.option("--seed-metrics", type=click.Path(file_okay=False),
+              help="the metrics of the seeds besides the first (metrics/seeds/<seed>/), read when `seeds` lists several")
+@click.option("--seed-dirs", type=click.Path(file_okay=False),
+              help="their baselines' and cells' translations (data/seeds/<seed>/)")
 @guarded
 def main(config_file: str, baseline: str, cells_dir: str, cell_dirs: str, baseline_hyps: str, test_split: str,
          parquet: str, csv_file: str, tables: str,
          summary_file: str, summary_md: str, plot_file: str, significance_file: str, report_file: str | None,
-         train_curve: str | None) -> None:
+         train_curve: str | None, seed_metrics: str | None, seed_dirs: str | None) -> None:
     from tcompress.data.corpora import read_split
 
-    frame = collect(baseline, cells_dir, cell_dirs, baseline_hyps, read_split(test_split)[1])
+    config = read_config(config_file)
+    references = read_split(test_split)[1]
+    frame = collect(baseline, cells_dir, cell_dirs, baseline_hyps, references)
+    if len(config.get("seeds", [])) > 1:
+        from tcompress.seeds import across_seeds, seed_frames
+
+        if not (seed_metrics and seed_dirs):
+            raise click.UsageError("several seeds are selected: pass --seed-metrics and --seed-dirs")
+        frames = seed_frames(config["seeds"], frame, Path(seed_metrics))
+        frame = across_seeds(frames, Path(cell_dirs), Path(baseline_hyps), Path(seed_dirs), references)
     for path in (parquet, csv_file, tables):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(parquet, index=False)
     frame.to_csv(csv_file, index=False)
-    layout = read_config(config_file)["layout"]
+    layout = config["layout"]
     Path(tables).write_text(markdown_report(frame, layout))
     facts = summary(frame)
     write_json(summary_file, facts)

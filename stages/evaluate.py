@@ -1,5 +1,7 @@
 """evaluate: translate the test split greedily and with beam search, score with sacrebleu."""
 
+from pathlib import Path
+
 import click
 
 from tcompress.stage import guarded, read_config, write_json
@@ -7,13 +9,20 @@ from tcompress.stage import guarded, read_config, write_json
 
 @click.command()
 @click.option("--config", "config_file", required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False),
+              help="the baseline (absent for a seed that is not selected: its train stage wrote an 'off' marker)")
 @click.option("--tokenized", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--test", "test_split", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--metrics", required=True, type=click.Path(dir_okay=False))
 @click.option("--hypotheses", required=True, type=click.Path(file_okay=False))
 @guarded
 def main(config_file: str, checkpoint: str, tokenized: str, test_split: str, metrics: str, hypotheses: str) -> None:
+    e = read_config(config_file)
+    if not e.get("enabled", True):   # a catalog seed that `seeds` does not select
+        write_json(Path(hypotheses) / "off.json", {"enabled": False})
+        write_json(metrics, {})
+        click.echo("evaluate: this seed is not selected (params.yaml's seeds); nothing to translate")
+        return
     from tcompress.data.corpora import read_split
     from tcompress.decode import DecodeOptions
     from tcompress.evaluation import evaluate_model, model_facts
@@ -21,7 +30,6 @@ def main(config_file: str, checkpoint: str, tokenized: str, test_split: str, met
     from tcompress.stage import runtime, setup_torch
     from tcompress.tokenizer import Tokenizer
 
-    e = read_config(config_file)
     device = setup_torch(runtime())
     model, payload = load_model(checkpoint, device)
     sources, references = read_split(test_split)

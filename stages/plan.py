@@ -10,7 +10,8 @@ from tcompress.stage import guarded, read_config
 
 @click.command()
 @click.option("--config", "config_file", required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--baseline", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--baseline", required=True, type=click.Path(dir_okay=False),
+              help="hashed into every selected cell's plan (absent for a seed that is not selected)")
 @click.option("--tokenized", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--valid", "valid_split", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--test", "test_split", required=True, type=click.Path(exists=True, dir_okay=False))

@@ -35,6 +35,9 @@ def main(out: str, cells_file: str, last_plans: str | None, measured: str | None
     selected = list(configs["cells"]["cells"])
     click.echo(f"corpus {params.data}; {len(selected)} of {len(configs['cells']['catalog'])} catalog cells "
                f"selected: {', '.join(selected) or 'none'}")
+    if params.extra_seeds:
+        click.echo(f"seeds {', '.join(map(str, params.seeds))}: each seed after the first trains its own baseline "
+                   f"and runs these cells again (data/seeds/, metrics/seeds/)")
     if last_train and baseline:
         last_run = json.loads(Path(last_train).read_text()) if Path(last_train).exists() else None
         click.echo(baseline_line(file_digest(Path(out) / "train.json"), Path(baseline).exists(), last_run))

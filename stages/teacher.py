@@ -10,7 +10,7 @@ from tcompress.stage import guarded, read_config, write_json
 
 @click.command()
 @click.option("--config", "config_file", required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--baseline", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--baseline", required=True, type=click.Path(dir_okay=False))
 @click.option("--tokenized", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--resume", required=True, type=click.Path(file_okay=False),
               help="decoded chunks so far, kept outside DVC's outputs so an interrupted run continues")

@@ -20,6 +20,13 @@ from tcompress.stage import guarded, read_config, write_json
 @guarded
 def main(config_file: str, tokenized: str, prepared: str, out: str, resume_path: str, metrics: str,
          curve: str) -> None:
+    config = read_config(config_file)
+    if not config.get("enabled", True):   # a catalog seed that `seeds` does not select: no torch, no model
+        write_json(Path(out) / "off.json", {"enabled": False})
+        write_json(metrics, {})
+        write_json(curve, [])
+        click.echo("train: this seed is not selected (params.yaml's seeds); nothing to train")
+        return
     from tcompress.config import ModelConfig, TrainConfig
     from tcompress.data.corpora import read_ids, read_split
     from tcompress.model import Vocab, count_parameters, make_model
@@ -29,7 +36,6 @@ def main(config_file: str, tokenized: str, prepared: str, out: str, resume_path:
     from tcompress.tokenizer import Tokenizer
     from tcompress.training import ParallelData, fingerprint, fit, ids_digest, seed_everything
 
-    config = read_config(config_file)
     model_cfg, train_cfg = build(ModelConfig, config["model"], "model"), build(TrainConfig, config["train"], "train")
     rt = runtime()
     device = setup_torch(rt)

@@ -231,7 +231,8 @@ def shard_cmd(count: int, index: int, params_file: str, metrics_dir: str, check:
     if index >= count:
         raise click.ClickException(f"--index {index} is not a shard of {count} (0 to {count - 1})")
     try:
-        cells = resolve(load_params(params_file))["cells"]["cells"]
+        params = load_params(params_file)
+        cells = resolve(params)["cells"]["cells"]
     except ConfigError as err:
         raise click.ClickException(str(err)) from None
     if check:
@@ -243,9 +244,13 @@ def shard_cmd(count: int, index: int, params_file: str, metrics_dir: str, check:
             raise click.ClickException(f"the shared stages must be up to date before any shard runs ({', '.join(stale)} "
                                        "not): run `dvc repro plan` once, then the shards")
     cost = measured_seconds(Path(metrics_dir)) if Path(metrics_dir).exists() else {}
-    targets = split(cells, cost, count)[index]
+    train = Path(metrics_dir).parent / "train.json"   # the first seed's baseline: another seed's estimate
+    baseline_seconds = json.loads(train.read_text()).get("wall_seconds") if train.exists() else None
+    seeds = params.extra_seeds
+    targets = split(cells, cost, count, seeds, baseline_seconds)[index]
     click.echo(f"shard {index} of {count}: {len(targets)} stages, about "
-               f"{estimated_seconds(cells, cost, targets) / 60:.1f} min (measured costs per method)", err=True)
+               f"{estimated_seconds(cells, cost, targets, seeds, baseline_seconds) / 60:.1f} min (measured costs "
+               f"per method{f'; {len(seeds)} more seeds, each in one shard' if seeds else ''})", err=True)
     click.echo(" ".join(targets))
 
 

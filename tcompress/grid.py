@@ -116,15 +116,28 @@ def selected_cells(params) -> list[Cell]:
     return list({c.id: c for c in cells}.values())
 
 
+def seed_stage_key(cell_id: str, seed: int) -> str:
+    """The foreach key of a cell's (or chain's) stage for a seed besides the first: ``seed_cell@<key>``."""
+    return f"{cell_id}.seed{seed}"
+
+
 def _stage_lists(params) -> dict:
-    return {"cells": [c.id for c in catalog_cells(params)],
-            "chain_stages": {c.id: {"parent": c.parent_id} for c in catalog_chains(params)}}
+    cells, chains = [c.id for c in catalog_cells(params)], catalog_chains(params)
+    seeds = [str(s) for s in params.seed_catalog]
+    return {"cells": cells,
+            "chain_stages": {c.id: {"parent": c.parent_id} for c in chains},
+            # Per catalog seed besides the first: its baseline's stages, and every catalog cell and chain again.
+            "seed_stages": seeds,
+            "seed_cells": {seed_stage_key(c, s): {"cell": c, "seed": s} for s in seeds for c in cells},
+            "seed_chains": {seed_stage_key(c.id, s): {"cell": c.id, "seed": s, "parent": c.parent_id}
+                            for s in seeds for c in chains}}
 
 
 def cells_file_text(params) -> str:
     return ("# Written by `tcompress catalog` from params.yaml's catalog and the registered methods; do not edit.\n"
             "# dvc.yaml makes one cell stage (compress, then evaluate) per entry of `cells`, and one chain stage\n"
-            "# per entry of `chain_stages` (which also depends on its parent's output folder).\n"
+            "# per entry of `chain_stages` (which also depends on its parent's output folder); per seed in `seed_stages`\n"
+            "# (catalog.seeds), a baseline's stages and one stage per `seed_cells` and `seed_chains` entry.\n"
             + yaml.safe_dump(_stage_lists(params), default_flow_style=False, sort_keys=False))
 
 
@@ -135,9 +148,10 @@ def check_cells_file(params, path: str | Path = CELLS_FILE) -> None:
     except FileNotFoundError:
         text = {}
     lists = _stage_lists(params)
-    listed = list(text.get("cells", [])) + list(text.get("chain_stages") or {})
-    expected = lists["cells"] + list(lists["chain_stages"])
-    if listed != expected or (text.get("chain_stages") or {}) != lists["chain_stages"]:
+    listed = list(text.get("cells", [])) + list(text.get("chain_stages") or {}) + \
+        [f"seed {s}" for s in text.get("seed_stages") or []]
+    expected = lists["cells"] + list(lists["chain_stages"]) + [f"seed {s}" for s in lists["seed_stages"]]
+    if listed != expected or any((text.get(k) or {}) != lists[k] for k in ("chain_stages", "seed_cells", "seed_chains")):
         missing = sorted(set(expected) - set(listed))
         extra = sorted(set(listed) - set(expected))
         what = f"lacks {missing[0]}" if missing else (f"lists {extra[0]}, not in the catalog" if extra else "is out of order")

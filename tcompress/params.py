@@ -24,7 +24,8 @@ from tcompress.schema import CORPORA, ConfigError, build, check_scalar, coerce, 
 @dataclass(frozen=True)
 class Params:
     data: str = setting("synthetic", choices=CORPORA)
-    seed: int = setting(1234)
+    seeds: tuple[int, ...] = setting((1234,), doc="training seeds: one baseline per seed, every selected cell per "
+                                     "seed; the first one's outputs are the pipeline's usual paths")
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     multi30k: Multi30kConfig = field(default_factory=Multi30kConfig)
     files: FilesConfig = field(default_factory=FilesConfig)
@@ -46,14 +47,27 @@ class Params:
     sections: Mapping[str, Any] = field(default_factory=dict, init=True)
     catalog: Mapping[str, Mapping[str, tuple]] = field(default_factory=dict, init=True)
     chain_catalog: tuple[str, ...] = field(default=(), init=True)   # catalog.chains
+    seed_catalog: tuple[int, ...] = field(default=(), init=True)     # catalog.seeds
 
     def method_params(self, name: str) -> Any:
         return self.sections[name]
 
+    @property
+    def seed(self) -> int:
+        """The first seed's: the baseline at ``data/model`` and the cells at ``data/cells``."""
+        return self.seeds[0]
+
+    @property
+    def extra_seeds(self) -> tuple[int, ...]:
+        """The other selected seeds, each with its own baseline and cells under ``data/seeds/<seed>/``."""
+        return self.seeds[1:]
+
 
 CORPUS_DIR = Path("data/corpus")  # a `files` corpus lives here; dvc.yaml's prepare stage depends on it
-FIXED = tuple(f.name for f in dataclasses.fields(Params) if f.name not in ("sections", "catalog", "chain_catalog"))
+FIXED = tuple(f.name for f in dataclasses.fields(Params)
+              if f.name not in ("sections", "catalog", "chain_catalog", "seed_catalog"))
 CHAINS_KEY = "chains"   # catalog.chains: the chains dvc.yaml has stages for
+SEEDS_KEY = "seeds"     # catalog.seeds: the seeds besides the first that dvc.yaml has stages for
 SHARED_GRID_KEYS = ("bits", "modes", "groups")
 
 
@@ -71,7 +85,7 @@ def _build_catalog(raw: Any, methods: list) -> dict[str, dict[str, tuple]]:
     raw = raw or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"catalog: expected a mapping of method to axis values, got {raw!r}")
-    raw = {k: v for k, v in raw.items() if k != CHAINS_KEY}
+    raw = {k: v for k, v in raw.items() if k not in (CHAINS_KEY, SEEDS_KEY)}
     by_name = {m.name: m for m in methods}
     unknown = sorted(set(raw) - set(by_name))
     if unknown:
@@ -107,6 +121,23 @@ def _chain_catalog(raw: Any) -> tuple[str, ...]:
     return _chains((raw or {}).get(CHAINS_KEY) if isinstance(raw, dict) else None, "catalog.chains")
 
 
+def _seed_catalog(raw: Any, corpus: str) -> tuple[int, ...]:
+    """``catalog.seeds``: the seeds dvc.yaml has a baseline and cell stages for besides the first;
+    none by default, so one seed costs DVC no stage of its own."""
+    value = (raw or {}).get(SEEDS_KEY) if isinstance(raw, dict) else None
+    if value is None or value == []:
+        return ()
+    return coerce(f"catalog.{SEEDS_KEY}", value, tuple[int, ...], {}, corpus)
+
+
+def _check_seeds(p: Params) -> None:
+    for seed in p.extra_seeds:
+        if seed not in p.seed_catalog:
+            raise ConfigError(f"seeds: {seed} is not in catalog.seeds ({', '.join(map(str, p.seed_catalog)) or 'empty'}); "
+                              "dvc.yaml has a baseline and cell stages per catalog seed besides the first: add it to "
+                              "catalog.seeds in params.yaml and run `tcompress catalog`")
+
+
 def _check_consistency(p: Params) -> None:
     if p.model.d_model % p.model.n_heads:
         raise ConfigError(f"model.n_heads: {p.model.n_heads} must divide model.d_model ({p.model.d_model})")
@@ -137,6 +168,9 @@ def params_from_dict(raw: dict) -> Params:
     methods = registry.registered()
     names = [m.name for m in methods]
     unknown = sorted(set(raw) - set(FIXED) - {"catalog"} - set(names))
+    if "seed" in unknown:
+        raise ConfigError("seed: the key is `seeds` now, one value or a list (`seeds: [1234]`); the first seed's "
+                          "baseline and cells keep the usual paths")
     if unknown:
         raise ConfigError(f"{unknown[0]}: unknown key; allowed keys: {', '.join(FIXED)}, catalog, "
                           f"and one section per method ({', '.join(names)})")
@@ -148,9 +182,11 @@ def params_from_dict(raw: dict) -> Params:
     sections = {m.name: build(m.params, raw.get(m.name), m.name, corpus) for m in methods}
     catalog = _build_catalog(raw.get("catalog"), methods)
     params = dataclasses.replace(params, methods=selected, chains=chains, sections=sections, catalog=catalog,
-                                 chain_catalog=_chain_catalog(raw.get("catalog")))
+                                 chain_catalog=_chain_catalog(raw.get("catalog")),
+                                 seed_catalog=_seed_catalog(raw.get("catalog"), corpus))
     _check_shared_keys(params, methods)
     _check_consistency(params)
+    _check_seeds(params)
     selected_cells(params)  # every grid value valid and in the catalog, every chain too
     return params
 

@@ -89,7 +89,7 @@ def resolve(params) -> dict[str, dict]:
     corpus = plain(getattr(params, params.data))
     if params.data == "multi30k":  # where the checksummed files come from does not change them
         corpus = {k: v for k, v in corpus.items() if k not in ("local_dir", "url")}
-    return {
+    configs = {
         "prepare": {"data": params.data, params.data: corpus, "cleaning": plain(params.cleaning)},
         "tokenize": {"tokenizer": plain(params.tokenizer)},
         "train": {"seed": params.seed, "model": plain(params.model), "train": plain(params.train)},
@@ -105,6 +105,33 @@ def resolve(params) -> dict[str, dict]:
                   "batch_tokens": params.train.batch_tokens, "seed": params.seed,
                   "layout": table_layout(params)},
     }
+    if params.extra_seeds:   # the aggregate's cue to read every seed's results (one seed: as before)
+        configs["cells"]["seeds"] = list(params.seeds)
+    return {**configs, **seed_configs(params, configs)}
+
+
+SEED_STAGES = ("train", "evaluate", "teacher", "calibrate", "cells")
+
+
+def seed_configs(params, configs: dict[str, dict]) -> dict[str, dict]:
+    """``seeds/<seed>/<stage>``: the configs of the stages dvc.yaml has for each catalog seed besides
+    the first. A selected seed's are the first seed's with its own seed (so its baseline, training
+    subsets and dropout differ, and nothing else); an unselected one's say only ``enabled: false``
+    (its cells: off), so they stay unchanged, and their stages up to date, whatever else changes."""
+    out = {}
+    for seed in params.seed_catalog:
+        name = {stage: f"seeds/{seed}/{stage}" for stage in SEED_STAGES}
+        if seed in params.extra_seeds:
+            cells = {cell_id: {**entry, "seed": seed} if "seed" in entry else entry
+                     for cell_id, entry in configs["cells"]["cells"].items()}
+            out.update({name[stage]: {**configs[stage], "seed": seed} if "seed" in configs[stage] else configs[stage]
+                        for stage in SEED_STAGES})
+            out[name["cells"]] = {**configs["cells"], "cells": cells, "seed": seed}
+        else:
+            off = {"enabled": False}
+            out.update({name[stage]: off for stage in SEED_STAGES})
+            out[name["cells"]] = {**off, "catalog": configs["cells"]["catalog"]}
+    return out
 
 
 def write_json(path: str | Path, obj: Any) -> None:
@@ -169,6 +196,10 @@ def write_plan(config: dict, baseline: Path, tokenized: Path, valid: Path, test:
     (``calibration``: the calibrate stage's output)."""
     from tcompress.schema import build
 
+    if not config.get("enabled", True):   # a catalog seed not selected: every cell of it off
+        for cell_id in config["catalog"]:
+            write_json(out / "cells" / f"{cell_id}.json", {"cell": cell_id, "selected": False})
+        return []
     inputs = {"baseline": file_digest(baseline), "tokenized": _dir_digest(tokenized)}
     budget = None
     for entry in config["cells"].values():

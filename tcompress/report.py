@@ -96,7 +96,19 @@ def baseline_section(baseline: dict, frame: pd.DataFrame) -> str:
 # ------------------------------------------------------------------ 2. the summary
 
 def _ci_text(entry: dict) -> str:
+    if "n_seeds" in entry:   # over several seeds: the interval that resamples seeds and sentences
+        return f"[{entry['seeds_ci_low']:+.2f}, {entry['seeds_ci_high']:+.2f}]"
     return f"[{entry['ci_low']:+.2f}, {entry['ci_high']:+.2f}]" if "ci_low" in entry else "–"
+
+
+def _seeds_view(entry: dict) -> dict:
+    """A summary entry as the report shows it: over several seeds, BLEU and Δ as mean ± sd with n,
+    significance from the interval over seeds and sentences."""
+    if "n_seeds" not in entry:
+        return {**entry, "bleu_text": f"{entry['bleu']:.2f}", "delta_text": f"{entry['delta_ref']:+.2f}"}
+    return {**entry, "bleu_text": f"{entry['bleu_mean']:.2f} ± {entry['bleu_sd']:.2f} (n={entry['n_seeds']})",
+            "delta_text": f"{entry['delta_ref_mean']:+.2f} ± {entry['delta_ref_sd']:.2f}", "ci_low": entry["seeds_ci_low"],
+            "significant": not entry["seeds_ci_low"] <= 0 <= entry["seeds_ci_high"]}
 
 
 def summary_section(facts: dict) -> str:
@@ -104,13 +116,14 @@ def summary_section(facts: dict) -> str:
     boxes = []
     for ratio in SUMMARY_RATIOS:
         e = by_cell.get(facts.get(f"best_cell_at_{ratio}x"))
+        e = None if e is None else _seeds_view(e)
         if e is None:
             boxes.append(f"<div>Best cell at ≥ {ratio}×: <b>none</b> reaches {ratio}×.</div>")
             continue
         verdict = "" if "ci_low" not in e else ("significant" if e["significant"] else "not significant")
         boxes.append(f"<div>Best cell at ≥ {ratio}×: <b><code>{escape(e['cell'])}</code></b><br>"
-                     f"BLEU <b>{e['bleu']:.2f}</b> at {e['compression_ratio']:.2f}×, "
-                     f"Δ <b>{e['delta_ref']:+.2f}</b> vs {e['reference']}, 95 % CI {_ci_text(e)} {verdict}</div>")
+                     f"BLEU <b>{e['bleu_text']}</b> at {e['compression_ratio']:.2f}×, "
+                     f"Δ <b>{e['delta_text']}</b> vs {e['reference']}, 95 % CI {_ci_text(e)} {verdict}</div>")
     rows = []
     for name, entry in facts["by_method"].items():
         # The method's name (its params.yaml section), its title on hover: a row stays one line high.
@@ -120,11 +133,12 @@ def summary_section(facts: dict) -> str:
             if e is None:
                 row += [Html(f'<span class="ns">none reaches {ratio}×</span>'), "–", "–", "–"]
                 continue
+            e = _seeds_view(e)
             file_ratio = f" ({e['file_ratio']:.2f}×)" if "file_ratio" in e else ""
             ci = f" {_ci_text(e)}" if "ci_low" in e else ""
             verdict = "" if "ci_low" not in e else ("" if e["significant"] else " ns")
-            row += [_code(e["cell"]), f"{e['compression_ratio']:.2f}×{file_ratio}", f"{e['bleu']:.2f}",
-                    Html(f"{e['delta_ref']:+.2f} vs {e['reference']}{ci}"
+            row += [_code(e["cell"]), f"{e['compression_ratio']:.2f}×{file_ratio}", e["bleu_text"],
+                    Html(f"{e['delta_text']} vs {e['reference']}{ci}"
                          + (f' <span class="ns">{verdict.strip()}</span>' if verdict else ""))]
         rows.append(row)
     headers = ["method"] + [f"{h} (≥ {r}×)" if h == "best cell" else h for r in SUMMARY_RATIOS

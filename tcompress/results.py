@@ -166,9 +166,15 @@ def _entry(cell: pd.Series) -> str:
     """``36.65 (+0.41) / 4.000x (3.95x)``: BLEU, Δ against its reference (control or baseline), the
     thesis's ratio and, in brackets, the file's (fp32 checkpoint bytes / artifact bytes); ``ns``
     where the paired bootstrap finds the difference not significant at p < 0.05."""
-    text = f"{cell['bleu']:.2f} ({cell['delta_ref']:+.2f}) / {cell['compression_ratio']:.3f}x"
+    if cell.get("n_seeds", 1) > 1:   # several seeds: mean ± sd of BLEU, mean Δ, and n
+        text = (f"{cell['bleu_mean']:.2f} ± {cell['bleu_sd']:.2f} ({cell['delta_ref_mean']:+.2f}, n={cell['n_seeds']}) "
+                f"/ {cell['compression_ratio']:.3f}x")
+    else:
+        text = f"{cell['bleu']:.2f} ({cell['delta_ref']:+.2f}) / {cell['compression_ratio']:.3f}x"
     if pd.notna(cell.get("file_ratio")):
         text += f" ({cell['file_ratio']:.2f}x)"
+    if cell.get("n_seeds", 1) > 1:   # the interval over seeds and sentences decides
+        return text + (" ns" if cell["seeds_ci_low"] <= 0 <= cell["seeds_ci_high"] else "")
     significant = cell.get("significant")
     return text + (" ns" if significant is not None and not pd.isna(significant) and not significant else "")
 
@@ -258,9 +264,20 @@ SUMMARY_RATIOS = (4, 8)
 
 
 def _best(cells: pd.DataFrame, ratio: float) -> pd.Series | None:
-    """The cell with the highest Δ against its reference (its control, else the baseline)."""
+    """The cell with the highest Δ against its reference (its control, else the baseline); over
+    several seeds, the highest mean Δ."""
     eligible = cells[(cells["compression_ratio"] >= ratio - 1e-6) & ~cells["control"]]
-    return None if eligible.empty else eligible.loc[eligible["delta_ref"].idxmax()]
+    rank = "delta_ref_mean" if "delta_ref_mean" in cells else "delta_ref"
+    return None if eligible.empty else eligible.loc[eligible[rank].astype(float).idxmax()]
+
+
+def _seed_facts(best: pd.Series) -> dict:
+    """A cell's statistics over seeds, where there are several (``tcompress.seeds``)."""
+    if best.get("n_seeds", 1) <= 1:
+        return {}
+    return {"n_seeds": int(best["n_seeds"]), "bleu_mean": float(best["bleu_mean"]), "bleu_sd": float(best["bleu_sd"]),
+            "delta_ref_mean": float(best["delta_ref_mean"]), "delta_ref_sd": float(best["delta_ref_sd"]),
+            "seeds_ci_low": float(best["seeds_ci_low"]), "seeds_ci_high": float(best["seeds_ci_high"])}
 
 
 def summary(frame: pd.DataFrame) -> dict:
@@ -269,6 +286,9 @@ def summary(frame: pd.DataFrame) -> dict:
     base = frame[frame["method"] == "baseline"]
     out: dict = {"baseline_bleu": float(base["bleu"].iloc[0]) if len(base) else None,
                  "decoding": base["decoding"].iloc[0] if len(base) else None, "cells": int(len(cells))}
+    if len(base) and base.iloc[0].get("n_seeds", 1) > 1:
+        out.update({"seeds": int(base.iloc[0]["n_seeds"]), "baseline_bleu_mean": float(base.iloc[0]["bleu_mean"]),
+                    "baseline_bleu_sd": float(base.iloc[0]["bleu_sd"])})
     for ratio in SUMMARY_RATIOS:
         best = _best(cells, ratio)
         out[f"best_delta_at_{ratio}x"] = None if best is None else float(best["delta_ref"])
@@ -291,7 +311,7 @@ def summary(frame: pd.DataFrame) -> dict:
                 **({} if pd.isna(best["delta_ci_low"]) else {
                     "ci_low": float(best["delta_control_ci_low"] if pd.notna(best["delta_control"]) else best["delta_ci_low"]),
                     "ci_high": float(best["delta_control_ci_high"] if pd.notna(best["delta_control"]) else best["delta_ci_high"]),
-                    "significant": bool(best["significant"])})}
+                    "significant": bool(best["significant"])}), **_seed_facts(best)}
         out["by_method"][method.name] = entry
     return out
 
@@ -299,7 +319,11 @@ def summary(frame: pd.DataFrame) -> dict:
 def markdown_summary(summary_: dict) -> str:
     """The first thing to read after a grid: the best cell of each method at ≥4× and ≥8×."""
     lines = ["# Summary", "",
-             f"Baseline BLEU {summary_['baseline_bleu']:.2f} ({summary_['decoding']}); {summary_['cells']} cells. "
+             (f"Baseline BLEU {summary_['baseline_bleu_mean']:.2f} ± {summary_['baseline_bleu_sd']:.2f} over "
+              f"{summary_['seeds']} seeds (mean ± sd; each cell against its own seed's references, its interval "
+              "from resampling seeds and test sentences together) "
+              if "seeds" in summary_ else f"Baseline BLEU {summary_['baseline_bleu']:.2f} ")
+             + f"({summary_['decoding']}); {summary_['cells']} cells. "
              "Best cell of each method at a compression ratio of at least 4× and 8×, ranked by ΔBLEU against "
              "its reference (a fine-tuning method's control, else the baseline decoded the same way), with the "
              "paired-bootstrap 95 % interval; ns: not significant at p < 0.05; the ratio is the thesis's, the "
@@ -314,6 +338,12 @@ def markdown_summary(summary_: dict) -> str:
                 continue
             ci = f" [{b['ci_low']:+.2f}, {b['ci_high']:+.2f}]{'' if b['significant'] else ' ns'}" if "ci_low" in b else ""
             size = f" (file {b['file_ratio']:.2f}×)" if "file_ratio" in b else ""
+            if "n_seeds" in b:   # mean ± sd over seeds, the interval over seeds and sentences
+                ns = " ns" if b["seeds_ci_low"] <= 0 <= b["seeds_ci_high"] else ""
+                cols.append(f"`{b['cell']}`: {b['bleu_mean']:.2f} ± {b['bleu_sd']:.2f}, Δ {b['delta_ref_mean']:+.2f} "
+                            f"± {b['delta_ref_sd']:.2f} vs {b['reference']} [{b['seeds_ci_low']:+.2f}, "
+                            f"{b['seeds_ci_high']:+.2f}]{ns}, n={b['n_seeds']}, {b['compression_ratio']:.2f}×{size}")
+                continue
             cols.append(f"`{b['cell']}`: {b['bleu']:.2f}, Δ {b['delta_ref']:+.2f} vs "
                         f"{b['reference']}{ci}, {b['compression_ratio']:.2f}×{size}")
         lines.append(f"| {get(name).title} | " + " | ".join(cols) + " |")
@@ -321,7 +351,9 @@ def markdown_summary(summary_: dict) -> str:
 
 
 SIGNIFICANCE_COLUMNS = ["delta_bleu", "delta_ci_low", "delta_ci_high", "p_value", "delta_control",
-                        "delta_control_ci_low", "delta_control_ci_high", "p_value_control", "significant"]
+                        "delta_control_ci_low", "delta_control_ci_high", "p_value_control", "significant",
+                        # over several seeds (tcompress.seeds)
+                        "n_seeds", "delta_ref_mean", "delta_ref_sd", "seeds_ci_low", "seeds_ci_high"]
 
 
 def significance_by_cell(frame: pd.DataFrame) -> dict[str, dict]:

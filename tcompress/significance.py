@@ -12,6 +12,8 @@ percentiles, with sacrebleu's ``estimate_ci`` index rule.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from sacrebleu.metrics import BLEU
 from sacrebleu.significance import PairedTest
@@ -46,3 +48,30 @@ def paired_bootstrap(reference: list[str], systems: dict[str, list[str]], refere
                      "ci_high": round(float(diffs[n_samples - lower - 1]), 4),
                      "p_value": round(float(result.p_value), 4)}
     return out
+
+
+def seed_bootstrap(pairs: list[tuple[list[str], list[str]]], references: list[str],
+                   n_samples: int = N_SAMPLES) -> dict:
+    """The 95 % interval of a mean BLEU Δ over seeds that includes the between-seed spread.
+
+    ``pairs``: per seed, (the reference system's hypotheses, the system's), each seed's own baseline
+    or control against its cell. Each of ``n_samples`` replicates draws the seeds with replacement
+    and the test sentences with replacement (the same sentences for every seed: they share the test
+    set) and averages the drawn seeds' Δ on the drawn sentences; the interval is the replicates'
+    2.5th and 97.5th percentiles. The sentence draws are ``paired_bootstrap``'s, so with one seed
+    the interval is its interval."""
+    k, refs = len(pairs), tuple(references)
+    diffs = np.stack([_replicates(tuple(hyps), refs, n_samples) - _replicates(tuple(ref), refs, n_samples)
+                      for ref, hyps in pairs])                              # [seed, replicate]
+    picks = np.random.default_rng(SEED + 1).integers(0, k, size=(n_samples, k))   # seeds drawn per replicate
+    means = np.sort(diffs[picks, np.arange(n_samples)[:, None]].mean(axis=1))
+    lower = n_samples // 40
+    return {"n": k, "ci_low": round(float(means[lower]), 4), "ci_high": round(float(means[n_samples - lower - 1]), 4)}
+
+
+@functools.lru_cache(maxsize=256)
+def _replicates(hyps: tuple[str, ...], references: tuple[str, ...], n_samples: int) -> np.ndarray:
+    """A system's BLEU on each of ``paired_bootstrap``'s resamples (a baseline or control serves many
+    cells: scored once)."""
+    idxs = np.random.default_rng(SEED).choice(len(references), size=(n_samples, len(references)), replace=True)
+    return _resampled_scores(BLEU(), list(hyps), list(references), idxs)

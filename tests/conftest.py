@@ -130,6 +130,9 @@ def make_project(dest: Path, params: dict, cache: Path | None = None) -> Path:
     shutil.copytree(REPO / "stages", dest / "stages", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "tcompress", dest / "tcompress", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "data" / "corpus", dest / "data" / "corpus")  # a `files` corpus's tracked folder
+    for folder in ("data/seeds", "metrics/seeds"):   # the aggregate reads them (a README alone for one seed)
+        (dest / folder).mkdir(parents=True)
+        shutil.copy(REPO / folder / "README.md", dest / folder / "README.md")
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (dest / ".gitignore").write_text("__pycache__/\n/data/resume/\n/data/downloads/\n")
     run(["git", "init", "-q"], dest)

@@ -10,7 +10,7 @@ the results. The comparison is general, so it keeps holding when either side cha
   ``synthetic`` entry: ``synthetic`` is the default ``data``, so a key left out changes nothing for
   the default run (the other corpora's budgets have no default of their own: params.yaml is the
   only place they live);
-- the top-level grid keys (``bits``, ``modes``, ``groups``, ``chains``), ``data`` and ``seed``
+- the top-level grid keys (``bits``, ``modes``, ``groups``, ``chains``), ``data`` and ``seeds``
   against ``Params``. Two top-level keys have defaults that are not a value: ``methods`` left out
   selects every registered method (so tcompress.params names none), and ``catalog`` left out (or a
   method left out of it) takes each method's own ``Method.catalog``; neither is compared here.
@@ -28,7 +28,7 @@ from tcompress.schema import CORPORA, plain
 
 REPO = Path(__file__).resolve().parents[1]
 RAW = yaml.safe_load((REPO / "params.yaml").read_text())
-TOP_LEVEL = ("data", "seed", "bits", "modes", "groups", "chains")
+TOP_LEVEL = ("data", "seeds", "bits", "modes", "groups", "chains")
 
 
 def _default(f: dataclasses.Field):

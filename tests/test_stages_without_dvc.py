@@ -108,7 +108,7 @@ def test_the_device_script_runs_every_arm_from_one_baseline(tmp_path):
         tar.extractall(tmp_path / "got", filter="data")
     got = tmp_path / "got" / "collected" / "seed7"
     params = yaml.safe_load((got / "params.yaml").read_text())
-    assert (params["seed"], params["train"]["precision"], params["lottery"]["epochs"]["multi30k"]) == (7, "fp32", 18)
+    assert (params["seeds"], params["train"]["precision"], params["lottery"]["epochs"]["multi30k"]) == (7, "fp32", 18)
     baseline_steps = json.loads((got / "train.json").read_text())["steps"]
     expected = {"lottery-50-rewind-full": (0.5, "rewind"), "lottery-50-random-full": (0.5, "random"),
                 "lottery-80-rewind-full": (0.8, "rewind"), "lottery-80-random-full": (0.8, "random"),
