@@ -1,7 +1,7 @@
 """The aggregate's HTML report (metrics/report.html): one self-contained page, no network request.
 
-In the order a reader needs it: the baseline, the best cell of each method at ≥ 4× and ≥ 8× (on
-the first screen), BLEU against compression ratio and against file size with their Pareto fronts,
+In the order a reader needs it: the best cell of each method at ≥ 4× and ≥ 8× (on the first
+screen), the baseline, BLEU against compression ratio and against file size with their Pareto fronts,
 the thesis-layout tables, training curves, and a per-layer-group sensitivity heat map. Plots are
 inline SVG (tcompress.svgplot); every number comes from the results frame (tcompress.results), so
 the page and metrics/summary.md cannot disagree.
@@ -379,11 +379,12 @@ def build_report(frame: pd.DataFrame, baseline: dict, layout: dict[str, dict] | 
     # A results frame from before file sizes were measured lacks their columns: treat them as unknown.
     frame = frame.reindex(columns=[*frame.columns, *(c for c in FILE_COLUMNS if c not in frame)])
     facts = summary(frame)
-    nav = "".join(f'<a href="#{a}">{t}</a>' for a, t in (("baseline", "Baseline"), ("summary", "Summary"),
+    nav = "".join(f'<a href="#{a}">{t}</a>' for a, t in (("summary", "Summary"), ("baseline", "Baseline"),
                   ("tradeoff", "BLEU vs compression"), ("tables", "Tables"), ("curves", "Training curves"),
                   ("heatmap", "Sensitivity")))
     body = [f"<h1>Compression report: {facts['cells']} cells</h1><nav>{nav}</nav>",
-            baseline_section(baseline, frame), summary_section(facts), tradeoff_section(frame),
+            # the best cells first, so that they and the one-row-per-method table fill the first screen
+            summary_section(facts), baseline_section(baseline, frame), tradeoff_section(frame),
             tables_section(frame, layout), curves_section(frame, baseline_curve or [], cell_curves or {}),
             heatmap_section(frame, layout)]
     return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>tcompress report</title>'

@@ -224,7 +224,7 @@ def test_pareto_tables_list_exactly_the_cells_on_the_front(grid, x, larger_x_bet
 def test_summary_comes_first_and_names_the_best_cell_with_its_interval(grid):
     frame, html, _ = grid
     facts = summary(frame)
-    order = [html.index(f'id="{a}"') for a in ("baseline", "summary", "tradeoff", "tables", "curves", "heatmap")]
+    order = [html.index(f'id="{a}"') for a in ("summary", "baseline", "tradeoff", "tables", "curves", "heatmap")]
     assert order == sorted(order) and html.index("<svg") > html.index('id="summary-table"')
     best = facts["best_cell_at_4x"]
     entry = next(e["4x"] for e in facts["by_method"].values() if e["4x"] and e["4x"]["cell"] == best)
