@@ -135,3 +135,30 @@ def test_the_device_script_fails_when_a_stage_does(tmp_path):
     assert "seed 7: baseline failed" in done.stdout and "failed: " in done.stdout
     log = (tmp_path / "w" / "collected" / "seed7" / "baseline.log").read_text()
     assert "train.lr" in log  # the one line naming the key
+
+
+@pytest.mark.slow
+def test_outputs_computed_without_dvc_are_adopted_by_dvc_commit(tmp_path):
+    """The fallback's way back into the pipeline: stages run by `tcompress run-stages` (no DVC there),
+    then `dvc commit` in the clone: DVC records their outputs in dvc.lock, its cache and its
+    run-cache, so `dvc status` finds them up to date and another clone on the cache restores them
+    instead of recomputing."""
+    from conftest import computing, dvc, make_project, ran_stages, tiny_params
+
+    cache = tmp_path / "cache"
+    params = tiny_params(methods=["ptq"], train={"epochs": 1})
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    project = make_project(tmp_path / "a", params, cache)
+    stages = ["resolve", "prepare", "tokenize", "train"]
+    done = run_runner(project, *stages)
+    assert done.returncode == 0, done.stderr
+    assert "model.pt" in {p.name for p in (project / "data/model").iterdir()}
+    dvc(["commit", "-f", *stages], project)
+    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    assert set(stages) <= set(lock)
+    assert dvc(["status", *stages], project).stdout.strip().endswith("Data and pipelines are up to date.")
+    other = make_project(tmp_path / "b", params, cache)
+    out = dvc(["repro", "train"], other).stdout
+    assert not computing(other, ran_stages(out)) & set(stages), out   # restored from the run-cache
+    assert (other / "data/model/model.pt").read_bytes() == (project / "data/model/model.pt").read_bytes()
