@@ -42,7 +42,7 @@ from torch import nn
 from tcompress import safetensors_file
 from tcompress.compress.artifact import StoredForm
 from tcompress.compress.linear_quant import dequantize
-from tcompress.compress.quantized import QuantizedModule
+from tcompress.compress.quantized import InputScaledModule, QuantizedModule
 from tcompress.compress.walker import unwrapped
 from tcompress.loader import TORCH_ZIP_MAGIC, load_model
 from tcompress.model import BOS, EOS, PAD, UNK, EncoderDecoder, MultiHeadedAttention, PositionalEncoding
@@ -75,6 +75,10 @@ FINDINGS: dict[str, tuple[bool, str, str]] = {
     "activation_ranges": (True, "activation ranges dropped", "activations the source quantizes with fixed ranges "
                           "(the sites named with the module) are not: CTranslate2 computes them in float, or "
                           "quantizes Linear inputs per row at run time in an int8 export"),
+    "input_scale_folded": (True, "input scales folded", "a Linear that divides its input by a vector s before its "
+                           "codes (AWQ, SmoothQuant; the form named with the module): 1/s folded into the "
+                           "dequantized weight's columns, Ŵ[:, j] / s_j, written as float (CTranslate2 quantizes "
+                           "it by its own rule in an int8 export), so its codes are not carried over"),
     "wrapper_dropped": (True, "quantized activations dropped", "a stored form that wraps a whole module and "
                         "computes more than its weights (quantized activations; the form named with the module): "
                         "CTranslate2 runs the plain module on its weights"),
@@ -171,7 +175,7 @@ class SpecWriter:
         if not self.int8:
             spec.weight = np.concatenate([self._float(n, cls) for n in names])
             for name in names:
-                if quantized_form(self.at(name)) is not None:
+                if quantized_form(self.at(name)) is not None and not isinstance(self.at(name), InputScaledModule):
                     self.note("codes_as_float", name)
             return
         parts = [self._int8(name, cls) for name in names]
@@ -179,10 +183,16 @@ class SpecWriter:
         spec.weight_scale = np.concatenate([scale for _, scale in parts])
 
     def _float(self, name: str, cls: type) -> np.ndarray:
-        return array(unwrapped(self.at(name), cls).weight)
+        module = self.at(name)
+        if isinstance(module, InputScaledModule):   # y = Ŵ (x / s) = (Ŵ diag(1/s)) x
+            return array(unwrapped(module, cls).weight / module.input_scale)
+        return array(unwrapped(module, cls).weight)
 
     def _int8(self, name: str, cls: type) -> tuple[np.ndarray, np.ndarray]:
         qm = quantized_form(self.at(name))
+        if isinstance(self.at(name), InputScaledModule):   # its codes are of W·diag(s): fold, then CT2's rule
+            self.note("float_requantized", name)
+            return ct2_int8(self._float(name, cls))
         if qm is None or "weight" not in qm.param_names:
             self.note("float_requantized", name)
             return ct2_int8(self._float(name, cls))
@@ -275,7 +285,9 @@ def model_wide_findings(model: EncoderDecoder, path: Path, int8: bool, findings:
             continue
         name = plain_name(name)
         inner = getattr(module, "inner", None)
-        if isinstance(module, QuantizedModule):
+        if isinstance(module, InputScaledModule):
+            findings.add("input_scale_folded", f"{name} ({module.kind})")
+        elif isinstance(module, QuantizedModule):
             if module.sites:
                 findings.add("activation_ranges", f"{name} ({'+'.join(module.sites)})")
         elif isinstance(inner, (nn.Linear, nn.Embedding, nn.LayerNorm)):

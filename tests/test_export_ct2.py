@@ -378,3 +378,40 @@ def test_tiny_pipelines_models_through_ctranslate2(tiny_pipeline, tmp_path):
     assert [d["finding"] for d in manifest["differences"]] == ["int8_inputs"]
     assert_codes_verbatim(tiny_pipeline / cell_file, tmp_path / "qat8", layers=1)
     assert translate("qat8")[1]["compute_type"] == "int8_float32"
+
+
+@needs_ct2
+def test_input_scaled_linears_export_with_one_over_s_folded_into_their_columns(corpus, tmp_path):
+    """AWQ's and SmoothQuant's form divides the input by s before its codes of W·diag(s): the float32
+    export folds 1/s into the dequantized weight's columns, so CTranslate2 decodes as our model
+    does, token for token; the manifest names the fold, and an int8 export quantizes the folded floats."""
+    from tcompress.compress.linear_quant import QuantSpec, quantize_tensor
+    from tcompress.compress.quantized import InputScaledModule
+    from tcompress.export_ct2 import export
+
+    tok = corpus["tok"][True]
+    model = random_model(tok, layers=1)
+    ids = tok.encode_src([p[0] for p in corpus["test"]])
+    end_some_early(model, ids)
+    spec = QuantSpec(8, "asym", per_channel=True)
+    names = ("encoder.layers.0.feed_forward.w_1", "decoder.layers.0.self_attn.q_proj")
+    for k, name in enumerate(names):
+        parent, _, attr = name.rpartition(".")
+        linear = model.get_submodule(name)
+        s = torch.linspace(0.25, 4.0, linear.in_features).roll(3 * k)   # far from all ones
+        t = quantize_tensor(linear.weight.detach() * s, spec)
+        stored = QuantizedModule.from_codes(linear, spec, t["q"], t["scale"], t["zero_point"])
+        setattr(model.get_submodule(parent), attr, InputScaledModule.wrap(stored, s))
+    save_compressed(model, tmp_path / "cell.safetensors")
+    cell, _ = load_model(tmp_path / "cell.safetensors")
+    manifest = export(tmp_path / "cell.safetensors", corpus["dirs"][True], tmp_path / "fp32")
+    found = {d["finding"]: d["modules"] for d in manifest["differences"]}
+    assert found == {"input_scale_folded": [f"{name} (input_scaled)" for name in names]}
+    for batch in (7, 1):
+        assert ct2_ids(tmp_path / "fp32", ids, batch) == translate_ids(cell, ids, DecodeOptions(beam_size=1,
+                                                                                               batch_sentences=batch))
+    ours, theirs = log_probs(cell, tok, corpus["test"]), ct2_log_probs(tmp_path / "fp32", tok, corpus["test"])
+    assert np.abs(ours - theirs).max() < 1e-4
+    manifest = export(tmp_path / "cell.safetensors", corpus["dirs"][True], tmp_path / "int8", int8=True)
+    found = {d["finding"]: d["modules"] for d in manifest["differences"] + manifest["same_numbers"]}
+    assert set(names) <= set(found["float_requantized"]) and not set(names) & set(found.get("codes_verbatim", []))
