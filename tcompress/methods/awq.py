@@ -17,8 +17,8 @@ per-row codes cannot hold, and folding diag(s)⁻¹ into the op before (a LayerN
 v, or the previous Linear) would tie Linears together. So each Linear becomes an
 ``InputScaledModule``: per-row codes of W·diag(s) (a ``QuantizedModule``, bias float) and the
 vector s, by which it divides its input. Packing, the loader and ``--int8`` decoding take it as is
-(the int8 Linear computes on x / s). A CTranslate2 export drops the division (its manifest names
-the wrapper as dropped), so an AWQ cell is not exported faithfully.
+(the int8 Linear computes on x / s). A CTranslate2 export folds 1/s into the dequantized weight's
+columns and writes them as float (its manifest names the fold), so the codes are not carried over.
 
 Simplifications: scales are searched per Linear, not per block of Linears sharing an input; no
 weight-clipping search; step sizes per output row (no per-group steps); each Linear's inputs are
