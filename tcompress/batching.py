@@ -8,10 +8,13 @@ order is a pure function of (seed, epoch), so a resumed run can rebuild it and s
 from __future__ import annotations
 
 import random
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-from tcompress.model import PAD
+# torch (and the model's PAD, which comes with it) is imported by ``pad`` alone: the plan stage counts
+# a training budget's batches with ``make_batches`` without importing torch.
 
 
 def make_batches(src_lens: list[int], tgt_lens: list[int], batch_tokens: int,
@@ -43,6 +46,10 @@ def make_batches(src_lens: list[int], tgt_lens: list[int], batch_tokens: int,
 
 def pad(seqs: list[list[int]]) -> torch.Tensor:
     """(B, max_len) int64 tensor, right-padded with PAD."""
+    import torch
+
+    from tcompress.model import PAD
+
     out = torch.full((len(seqs), max(len(s) for s in seqs)), PAD, dtype=torch.long)
     for row, seq in enumerate(seqs):
         out[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)

@@ -20,18 +20,14 @@ from pathlib import Path
 import click
 import yaml
 
-from tcompress.checkpoint import CheckpointError
-from tcompress.compress.int8_inference import to_int8_inference
 from tcompress.data.corpora import CorpusError, read_text_lines
-from tcompress.decode import DecodeOptions, translate
-from tcompress.evaluation import score
 from tcompress.grid import CELLS_FILE, cells_file_text
-from tcompress.layer_groups import group_report
-from tcompress.loader import load_model  # a baseline or a compressed cell
 from tcompress.methods_doc import METHODS_PAGE
 from tcompress.schema import UserError
 from tcompress.stage import configure_logging
-from tcompress.tokenizer import Tokenizer
+
+# Modules that import torch (about 2 s) are imported inside the commands that run a model
+# (translate, groups, export), so catalog, plan, shard, docs, run-stages and --help start without it.
 
 
 @click.group()
@@ -73,6 +69,9 @@ def translate_cmd(checkpoint: str, tokenizer_dir: str, backend: str, export_dir:
     An empty source line is translated to an empty line (and counted); --out is written whole or
     not at all. --backend ctranslate2 decodes an export folder instead (docs/deployment.md): its
     greedy output is ours token for token where the logits' argmax is; its beam search is its own."""
+    from tcompress.checkpoint import CheckpointError
+    from tcompress.decode import DecodeOptions
+
     opts = DecodeOptions(beam_size=beam_size, length_penalty=length_penalty, batch_sentences=batch_sentences)
     try:  # every input checked before the model loads: a bad file costs nothing
         if activation_bits != "auto" and not int8:
@@ -92,6 +91,11 @@ def translate_cmd(checkpoint: str, tokenizer_dir: str, backend: str, export_dir:
             facts = {"backend": "ctranslate2", "compute_type": export.compute_type, "exact": export.manifest["exact"]}
             decode = lambda lines: translate_ct2.translate(export, lines, opts)  # noqa: E731
         else:
+            from tcompress.compress.int8_inference import to_int8_inference
+            from tcompress.decode import translate
+            from tcompress.loader import load_model  # a baseline or a compressed cell
+            from tcompress.tokenizer import Tokenizer
+
             model, _ = load_model(checkpoint, device)
             bits = None if activation_bits == "auto" else int(activation_bits)
             facts = to_int8_inference(model, device=device, activation_bits=bits) if int8 else {}
@@ -115,6 +119,8 @@ def translate_cmd(checkpoint: str, tokenizer_dir: str, backend: str, export_dir:
     else:
         sys.stdout.write(text)
     if refs is not None:
+        from tcompress.evaluation import score
+
         result = {**score(hyps, refs), "sentences": len(sources), "empty_source_lines": len(sources) - len(filled),
                   "sentences_per_second": round(speed, 2),
                   "decoding": "greedy" if beam_size == 1 else f"beam{beam_size}", "length_penalty": length_penalty,
@@ -204,6 +210,9 @@ def docs_cmd(out_file: str) -> None:
 @click.option("--checkpoint", default="data/model/model.pt", show_default=True, type=click.Path(exists=True, dir_okay=False))
 def groups_cmd(checkpoint: str) -> None:
     """Parameter count of each layer group of a checkpoint (the n_c of the compression ratio)."""
+    from tcompress.layer_groups import group_report
+    from tcompress.loader import load_model
+
     model, _ = load_model(checkpoint)
     click.echo(json.dumps(group_report(model), indent=2))
 

@@ -9,23 +9,32 @@ the model's class structure. The base groups partition every Linear and Embeddin
 from __future__ import annotations
 
 import re
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
-Predicate = Callable[[str, nn.Module], bool]
+# torch is imported when a predicate first runs, not with this module: the resolve stage checks
+# params.yaml's group names (``parse_group``) without it.
+Predicate = Callable[[str, "nn.Module"], bool]
 
 
-def _name_matches(pattern: str, *types: type) -> Predicate:
+def _name_matches(pattern: str, type_name: str) -> Predicate:
+    """Modules of ``torch.nn.<type_name>`` (subclasses included) whose name matches ``pattern``."""
     regex = re.compile(pattern)
-    return lambda name, module: isinstance(module, types) and regex.search(name) is not None
+
+    def pred(name: str, module: nn.Module) -> bool:
+        from torch import nn
+
+        return isinstance(module, getattr(nn, type_name)) and regex.search(name) is not None
+    return pred
 
 
 BASE_GROUPS: dict[str, Predicate] = {
-    "emb": _name_matches(r"(^|\.)(src|tgt)_embed\.lut$", nn.Embedding),
-    "att": _name_matches(r"(^|\.)(self|src)_attn\.(q|k|v|out)_proj$", nn.Linear),
-    "ff": _name_matches(r"(^|\.)feed_forward\.w_[12]$", nn.Linear),
-    "gen": _name_matches(r"(^|\.)generator\.proj$", nn.Linear),
+    "emb": _name_matches(r"(^|\.)(src|tgt)_embed\.lut$", "Embedding"),
+    "att": _name_matches(r"(^|\.)(self|src)_attn\.(q|k|v|out)_proj$", "Linear"),
+    "ff": _name_matches(r"(^|\.)feed_forward\.w_[12]$", "Linear"),
+    "gen": _name_matches(r"(^|\.)generator\.proj$", "Linear"),
 }
 
 

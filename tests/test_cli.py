@@ -60,3 +60,25 @@ def test_translate_refuses_bad_inputs_in_one_line_before_loading_a_model(tmp_pat
         lines = result.stderr.strip().splitlines()
         assert result.exit_code == 1 and len(lines) == 1 and message in lines[0], (name, result.stderr)
         assert not (tmp_path / "out.txt").exists(), name   # nothing half-written
+
+
+def test_commands_and_checks_that_run_no_model_do_not_import_torch(tmp_path):
+    """Importing torch costs about two seconds a process: `tcompress --help`, `catalog` and `docs`,
+    the params check the resolve stage runs (methods' modes and layer groups included) and the batch
+    count the plan stage makes run without it."""
+    code = ("import sys\n"
+            "from click.testing import CliRunner\n"
+            "from tcompress.cli import main\n"
+            "for args in (['--help'], ['catalog', '--out', %r], ['docs', '--out', %r]):\n"
+            "    result = CliRunner().invoke(main, args)\n"
+            "    assert result.exit_code == 0, (args, result.output)\n"
+            "from tcompress.params import load_params\n"
+            "params = load_params('params.yaml')\n"
+            "assert params.catalog, 'no catalog cell was checked'\n"
+            "from tcompress.batching import make_batches\n"
+            "assert make_batches([3, 5, 4], [4, 6, 2], 12) == [[0, 2], [1]]\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n") % (
+        str(tmp_path / "cells.yaml"), str(tmp_path / "methods.md"))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr

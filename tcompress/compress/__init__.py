@@ -11,3 +11,8 @@ runner (tests/test_layers.py).
 # Read by tcompress.closure: the one loader (tcompress.loader) imports every module of this package,
 # because a stored form registers itself when its module is imported.
 LOADS_ALL_SUBMODULES = True
+
+# Linear quantization's modes and widths (``linear_quant``), here because this package imports no
+# torch: params.yaml's values are checked against them by the resolve stage, which runs without it.
+MODES = ("sym", "asym")
+MIN_BITS, MAX_BITS = 2, 16

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-MODES = ("sym", "asym")
-MIN_BITS, MAX_BITS = 2, 16
+from tcompress.compress import MAX_BITS, MIN_BITS, MODES  # noqa: F401  (torch-free, for the params check)
 
 
 @dataclass(frozen=True)
