@@ -1,0 +1,474 @@
+"""Write BENCHMARKS.md from the committed raw outputs under benchmarks/results/.
+
+    python benchmarks/record/generate.py            # rewrites BENCHMARKS.md
+    python benchmarks/record/generate.py --check    # exit 1 if BENCHMARKS.md differs from what it would write
+
+The record (benchmarks/results/record/, collected by run.py) gives the answer, the seed papers'
+tables (claims.yaml) and the costs; the other sections come from one raw file each, with the command
+that wrote it and the CPU flags it ran with. Nothing here holds a result: a number in BENCHMARKS.md
+is in a raw file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+THRESHOLDS = (4, 8, 16)
+FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")   # the ones kernels dispatch on
+
+
+# ---- reading the record --------------------------------------------------------------------------
+
+def expected_cells(repo: Path) -> dict[str, list[str]]:
+    """Per part of the record, the cells and chains it selects: the overlay applied to params.yaml."""
+    sys.path.insert(0, str(HERE))
+    from run import apply_part, load_record, part_names
+
+    from tcompress.grid import selected_cells, selected_chains
+    from tcompress.params import load_params
+
+    record = load_record(repo / "benchmarks/record/record.yaml")
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        params = Path(tmp) / "params.yaml"
+        for part in part_names(record):
+            shutil.copy(repo / "params.yaml", params)
+            apply_part(params, record, part, tmp)
+            loaded = load_params(params)
+            out[part] = [c.id for c in selected_cells(loaded)] + [c.id for c in selected_chains(loaded)]
+    return out
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+class Part:
+    """One part's collected raw outputs: per seed the baseline's and cells' metrics, the aggregate."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.seeds = {int(p.name[4:]): p for p in sorted(folder.glob("seed*")) if p.name[4:].isdigit()}
+        self.machine = _json(folder / "machine.json")
+        results = folder / "aggregate/results.csv"
+        self.results = pd.read_csv(results).set_index("cell", drop=False) if results.exists() else None
+        self.pairs = {(p["a"], p["b"]): p for p in _json(folder / "pairs.json").get("pairs", [])}
+
+    def cell(self, seed: int, cell: str) -> dict:
+        return _json(self.seeds[seed] / "cells" / f"{cell}.json")
+
+    def baseline(self, seed: int) -> dict:
+        return _json(self.seeds[seed] / "baseline.json")
+
+    def train(self, seed: int) -> dict:
+        return _json(self.seeds[seed] / "train.json")
+
+    def row(self, cell: str) -> dict | None:
+        """The aggregate's row of a cell, with the seeds' statistics (one seed: its own Δ and interval)."""
+        if self.results is None or cell not in self.results.index:
+            return None
+        r = self.results.loc[cell]
+        r = r.iloc[0] if isinstance(r, pd.DataFrame) else r
+        if "n_seeds" in r and pd.notna(r.get("n_seeds")):
+            n, bleu, sd = int(r["n_seeds"]), r["bleu_mean"], r["bleu_sd"]
+            delta, low, high = r["delta_ref_mean"], r["seeds_ci_low"], r["seeds_ci_high"]
+        else:
+            # one seed: the paired bootstrap's interval against the control, else against the baseline
+            against = "delta_control" if pd.notna(r.get("delta_control")) else "delta"
+            n, bleu, sd = 1, r["bleu"], float("nan")
+            delta, low, high = r["delta_ref"], r[f"{against}_ci_low"], r[f"{against}_ci_high"]
+        return {"cell": cell, "method": r["method"], "control": bool(r.get("control", False)), "n": n,
+                "bleu": float(bleu), "sd": _float(sd), "delta": _float(delta), "low": _float(low), "high": _float(high)}
+
+    def files(self, cell: str) -> dict | None:
+        """Mean file bytes, file ratio (the seed's baseline checkpoint over the cell's file) and greedy
+        sentences/s over the seeds that have the cell."""
+        rows = []
+        for seed in self.seeds:
+            metrics, base = self.cell(seed, cell), self.baseline(seed)
+            if metrics.get("file_bytes") and base.get("checkpoint_bytes"):
+                rows.append((metrics["file_bytes"], base["checkpoint_bytes"] / metrics["file_bytes"],
+                             metrics.get("sentences_per_second")))
+        if not rows:
+            return None
+        speeds = [s for _, _, s in rows if s]
+        return {"bytes": sum(b for b, _, _ in rows) / len(rows), "ratio": sum(r for _, r, _ in rows) / len(rows),
+                "speed": sum(speeds) / len(speeds) if speeds else None}
+
+
+def _float(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def load_parts(repo: Path) -> dict[str, Part]:
+    folder = repo / "benchmarks/results/record"
+    return {p.name: Part(p) for p in sorted(folder.iterdir()) if p.is_dir()} if folder.exists() else {}
+
+
+# ---- the answer and the verdicts -----------------------------------------------------------------
+
+def best_at(parts: dict[str, Part], threshold: float) -> dict | None:
+    """The cell with the highest mean BLEU among those whose file ratio is at least ``threshold``
+    (controls and baselines left out), over every part."""
+    best = None
+    for name, part in parts.items():
+        if part.results is None:
+            continue
+        for cell in part.results.index.unique():
+            row = part.row(cell)
+            if row is None or row["control"] or row["method"] == "baseline":
+                continue
+            files = part.files(cell)
+            if files is None or files["ratio"] < threshold:
+                continue
+            if best is None or row["bleu"] > best["bleu"]:
+                best = {**row, **files, "part": name}
+    return best
+
+
+def verdict(delta: float, low: float, high: float, bound: float, below: bool = False) -> str:
+    """The claim is Δ ≥ bound (``below``: Δ ≤ bound). reproduced: the whole interval on the claim's
+    side; contradicted: the whole interval on the other; trend: the interval holds the bound and the
+    mean is on the claim's side; inconclusive: it holds the bound and the mean is not."""
+    if any(math.isnan(x) for x in (delta, low, high)):
+        return "pending"
+    sign = -1 if below else 1
+    d, lo, hi, b = sign * delta, min(sign * low, sign * high), max(sign * low, sign * high), sign * bound
+    if lo >= b:
+        return "reproduced"
+    if hi < b:
+        return "contradicted"
+    return "trend" if d >= b else "inconclusive"
+
+
+def measured(parts: dict[str, Part], row: dict) -> dict | None:
+    """Δ, its interval and n for a claims row, or None while the record has no data for it."""
+    part = parts.get(row.get("part", "main"))
+    if part is None:
+        return None
+    against = row.get("against", "reference")
+    if against == "reference":
+        r = part.row(row["cell"])
+        return None if r is None else {"delta": r["delta"], "low": r["low"], "high": r["high"], "n": r["n"],
+                                       "bleu": r["bleu"]}
+    pair = part.pairs.get((against, row["cell"]))
+    if pair is None:
+        return None
+    r = part.row(row["cell"])
+    return {"delta": pair["delta_mean"], "low": pair["ci_low"], "high": pair["ci_high"], "n": pair["n"],
+            "bleu": r["bleu"] if r else float("nan")}
+
+
+# ---- formatting ----------------------------------------------------------------------------------
+
+def _signed(x: float) -> str:
+    return f"{x:+.2f}".replace("-", "−")
+
+
+def _interval(low: float, high: float) -> str:
+    return f"[{_signed(low)}, {_signed(high)}]"
+
+
+def _flags(flags: list[str] | str | None) -> str:
+    have = set(flags.split() if isinstance(flags, str) else flags or [])
+    return " ".join(f for f in FLAGS if f in have) or "none of " + ", ".join(FLAGS)
+
+
+def _table(head: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
+
+
+# ---- sections ------------------------------------------------------------------------------------
+
+HEADER = """# Benchmarks
+
+Generated by `python benchmarks/record/generate.py` from the raw outputs under `benchmarks/results/`;
+`tests/test_record.py` fails when this page and those files disagree, so edit the raw files' producers,
+not this page. The record (the first three sections) is defined in `benchmarks/record/record.yaml`, run
+and collected by `benchmarks/record/run.py`; the seed papers' claims it tests are in
+`benchmarks/record/claims.yaml`."""
+
+
+def record_section(repo: Path, parts: dict[str, Part]) -> str:
+    record = yaml.safe_load((repo / "benchmarks/record/record.yaml").read_text())
+    expected = expected_cells(repo)
+    seeds = [s for s in _record_seeds(record)]
+    lines = ["## The record", "",
+             "Multi30k EN→DE (test_2016_flickr, 1,000 sentences), the 18-epoch baseline recipe, seeds "
+             + ", ".join(map(str, seeds)) + ", fp32 for training and decoding. The baseline keeps its best "
+             "validation epoch; every trained cell and its equal-budget control (`<method>-control`) keeps the "
+             "model at the end of its budget (`keep: last`). Cells are decoded greedily. Δ is against each "
+             "cell's reference in its own seed (its control for a trained method, else the baseline), "
+             "averaged over the seeds; its 95 % interval is the aggregate's bootstrap over seeds and test "
+             "sentences together. File ratio = the baseline checkpoint's bytes / the cell's file's bytes.",
+             "", "```bash",
+             "python benchmarks/record/run.py --clone ../record --data ../shared/data/multi30k "
+             "--set runtime.device=cuda",
+             "python benchmarks/record/generate.py", "```", ""]
+    rows = []
+    for part, cells in expected.items():
+        have = parts.get(part)
+        done = {s: sum(1 for c in cells if have and s in have.seeds and have.cell(s, c)) for s in seeds}
+        rows.append([f"`{part}`", len(cells)] + [f"{done[s]}" for s in seeds]
+                    + ["yes" if have is not None and have.results is not None else "pending"])
+    lines += [_table(["part", "cells and chains"] + [f"measured, seed {s}" for s in seeds] + ["aggregate"], rows)]
+    return "\n".join(lines)
+
+
+def _record_seeds(record: dict) -> list[int]:
+    for o in record["set"]:
+        if o.startswith("seeds="):
+            return [int(s) for s in re.findall(r"\d+", o.split("=", 1)[1])]
+    return [1234]
+
+
+def answer_section(parts: dict[str, Part]) -> str:
+    lines = ["## The answer: the best cell at each file ratio", "",
+             "The cell with the highest mean BLEU among those whose file is at least 4×, 8× and 16× smaller "
+             "than the baseline's checkpoint (controls left out).", ""]
+    rows = []
+    for t in THRESHOLDS:
+        b = best_at(parts, t)
+        if b is None:
+            rows.append([f"≥ {t}×", "pending", "", "", "", "", "", ""])
+            continue
+        sd = "" if math.isnan(b["sd"]) else f" ± {b['sd']:.2f}"
+        speed = "" if b["speed"] is None else f"{b['speed']:.1f}"
+        rows.append([f"≥ {t}×", f"`{b['cell']}`", f"{b['bleu']:.2f}{sd}", b["n"],
+                     f"{_signed(b['delta'])} {_interval(b['low'], b['high'])}", f"{b['bytes']:,.0f}",
+                     f"{b['ratio']:.2f}×", speed])
+    lines.append(_table(["file ratio", "cell", "BLEU, mean ± sd", "n", "Δ, 95 % interval", "file bytes",
+                         "file ratio", "greedy sentences/s"], rows))
+    return "\n".join(lines)
+
+
+def claims_section(repo: Path, parts: dict[str, Part]) -> str:
+    claims = yaml.safe_load((repo / "benchmarks/record/claims.yaml").read_text())
+    lines = ["## The seed papers' claims", "",
+             "Each row: the paper's claim and its number, the record's Δ = BLEU(cell) − BLEU(against) "
+             "(mean over the seeds, n, 95 % interval) and a verdict. The claim is Δ ≥ bound (or ≤, where "
+             "it says so). **reproduced**: the whole interval is on the claim's side of the bound; "
+             "**contradicted**: the whole interval is on the other side; **trend**: the interval holds the "
+             "bound and the mean is on the claim's side; **inconclusive**: it holds the bound and the mean is "
+             "not; **pending**: the record has no result for the row yet. `reference` is the cell's control "
+             "for a trained method, else the baseline."]
+    for paper in claims["papers"]:
+        rows = []
+        for row in paper["rows"]:
+            m = measured(parts, row)
+            bound = ("≤ " if row.get("below") else "≥ ") + _signed(float(row["bound"]))
+            against = row.get("against", "reference")
+            cell = f"`{row['cell']}`" + (f" ({row['part']})" if row.get("part") else "")
+            if m is None:
+                rows.append([row["claim"], row["paper"], cell, f"`{against}`", bound, "pending", "", "pending"])
+                continue
+            rows.append([row["claim"], row["paper"], cell, f"`{against}`", bound,
+                         f"{_signed(m['delta'])} {_interval(m['low'], m['high'])}", m["n"],
+                         verdict(m["delta"], m["low"], m["high"], float(row["bound"]), bool(row.get("below")))])
+        lines += ["", f"### {paper['id']}: {paper['title']}", "",
+                  _table(["claim", "paper", "cell", "against", "bound", "Δ, 95 % interval", "n", "verdict"], rows)]
+    return "\n".join(lines)
+
+
+def costs_section(parts: dict[str, Part]) -> str:
+    lines = ["## The record's costs", ""]
+    if not parts:
+        return "\n".join(lines + ["pending: no part of the record has been collected."])
+    for name, part in parts.items():
+        m = part.machine
+        lines += [f"`{name}`: CPU {m.get('cpu')}, {m.get('cores')} cores, flags {_flags(m.get('cpu_flags'))}; "
+                  f"GPU {m.get('gpu') or 'none'}; torch {m.get('torch')}; commit `{(m.get('commit') or '')[:12]}`"
+                  + ("" if m.get("clean", True) else " (with local changes)") + ".", ""]
+        rows = []
+        for seed in part.seeds:
+            t = part.train(seed)
+            if t:
+                rows.append([seed, "baseline (train stage)", 1, f"{t.get('wall_seconds', float('nan')):,.1f}",
+                             t.get("precision", "")])
+            by_method: dict[str, list] = {}
+            for path in sorted((part.seeds[seed] / "cells").glob("*.json")):
+                c = _json(path)
+                by_method.setdefault(c.get("method", "?"), []).append(c)
+            for method, cells in sorted(by_method.items()):
+                seconds = [c.get("compress_seconds") or 0.0 for c in cells]
+                precision = sorted({c.get("precision", "") for c in cells})
+                rows.append([seed, method, len(cells), f"{sum(seconds):,.1f} ({sum(seconds) / len(cells):,.1f} a cell)",
+                             "/".join(precision)])
+        lines += [_table(["seed", "method", "cells", "seconds (compress and test decode)", "precision"], rows), ""]
+    return "\n".join(lines).rstrip()
+
+
+def training_cost_section(repo: Path) -> str:
+    raw = repo / "benchmarks/results"
+    bf16 = _json(raw / "multi30k_train.json")
+    fp32 = _json(raw / "multi30k_seed003/baseline_18ep_fp32/train.json")
+    log = (raw / "multi30k_seed003/lottery_18ep_gpu/run.log").read_text()
+    gpu_seconds = max(int(s) for s in re.findall(r"^\[(\d+) s\]", log, flags=re.M))
+    finished = len(re.findall(r"exit 0$", log, flags=re.M))
+    rows = [["one 18-epoch baseline, bf16, 2-core CPU with native bf16 (avx512_bf16 amx_bf16)",
+             "`benchmarks/results/multi30k_train.json`", f"{bf16['wall_seconds']:,.1f}"],
+            [f"one 18-epoch baseline, {fp32['precision']}, 2-core AVX2-only CPU (AMD EPYC)",
+             "`benchmarks/results/multi30k_seed003/baseline_18ep_fp32/train.json`", f"{fp32['wall_seconds']:,.1f}"],
+            [f"{finished} runs side by side on one H200 (per seed: the baseline, four 18-epoch lottery tickets, "
+             "two IMP cells; two seeds), fp32", "`benchmarks/results/multi30k_seed003/lottery_18ep_gpu/run.log`",
+             f"{gpu_seconds:,}"]]
+    return "\n".join([
+        "## Multi30k baseline: what a training costs", "",
+        "`dvc exp run -S data=multi30k -S multi30k.local_dir=../shared/data/multi30k` trains 18 epochs "
+        f"({bf16['steps']:,} steps); the GPU run is `benchmarks/lottery_device.sh`.", "",
+        _table(["run", "raw file", "wall seconds"], rows), "",
+        "What the record should take, from these: per seed it trains the baseline, 5 lottery runs and 3 "
+        "students at the 18-epoch budget, FullyQT from scratch and its control (11 trainings), and about "
+        "130 short cells (post-training cells seconds to minutes, fine-tuned cells about a minute each on a "
+        "2-core CPU). On a 2-core fp32 CPU the 33 long trainings alone are "
+        f"about {33 * fp32['wall_seconds'] / 3600:,.0f} hours, so the record is a GPU job: at the H200's "
+        f"{gpu_seconds / finished:,.0f} s a training when {finished} share it, the long trainings fit in "
+        "well under an hour, and the short cells add minutes."])
+
+
+def default_run_section(repo: Path) -> str:
+    d = _json(repo / "benchmarks/results/default_run.json")
+    cells = [[f"`{c}`", f"{v['bleu']:.2f}", f"{v['file_ratio']:.2f}×"] for c, v in sorted(d["cells"].items())]
+    return "\n".join([
+        "## First contact: the default `dvc repro` (synthetic corpus)", "",
+        f"Command: `{d['command']}` (a fresh clone of `{d['commit'][:7]}`, `dvc repro` with no DVC cache, then "
+        f"again; raw: `benchmarks/results/default_run.json`). CPU: {d['cpu']['model']}, {d['cpu']['cores']} cores, "
+        f"flags {_flags(d['cpu']['flags'])}; AVX2 kernels only: {d['avx2_kernels_only']}; precision {d['precision']}.",
+        "", _table(["", "value"], [
+            ["first `dvc repro`", f"{d['first_repro_seconds']:,.1f} s ({d['stages_run']} stages)"],
+            ["second `dvc repro` (nothing to run)", f"{d['noop_repro_seconds']} s"],
+            ["baseline training", f"{d['baseline_train_seconds']:,.1f} s, {d['baseline_steps']} steps"],
+            ["baseline BLEU, greedy / beam", f"{d['baseline_bleu_greedy']:.2f} / {d['baseline_bleu_beam']:.2f}"]]),
+        "", _table(["cell", "BLEU", "file ratio"], cells)])
+
+
+def packed_section(repo: Path) -> str:
+    d = _json(repo / "benchmarks/results/packed_sizes.json")
+    rows = [[f"`{c['cell']}`", f"{c['file_bytes']:,}", f"{c['file_ratio']:.2f}×", f"{c['compression_ratio']:.2f}×"]
+            for c in d["cells"]]
+    chain = d["pruned_then_4bit"]
+    rows.append([f"`{chain['from']}`, then 4-bit codes", f"{chain['file_bytes']:,}", f"{chain['file_ratio']:.2f}×", ""])
+    return "\n".join([
+        "## Packed artifacts: the bytes a user ships", "",
+        "Command: `python benchmarks/packed_sizes.py` (raw: `benchmarks/results/packed_sizes.json`; sizes do "
+        f"not depend on the CPU). The baseline's checkpoint (`torch.save`, weights only) is "
+        f"{d['baseline_bytes']:,} bytes.", "",
+        _table(["cell", "file bytes", "file ratio", "formula ratio (thesis §4.1)"], rows)])
+
+
+SETTINGS = [("greedy", 128), ("greedy", 1), ("beam4", 128), ("beam4", 1)]
+
+
+def _speed_table(rows: list[dict], reference: str) -> str:
+    by = {(r["system"], r["decoding"], r["batch"]): r for r in rows}
+    systems = list(dict.fromkeys(r["system"] for r in rows))
+    out = []
+    for s in systems:
+        cells = []
+        for d, b in SETTINGS:
+            r, ref = by.get((s, d, b)), by.get((reference, d, b))
+            cells.append("" if r is None else f"{r['sentences_per_second']:.1f} ({r['sentences_per_second'] / ref['sentences_per_second']:.2f}×)"
+                         if ref else f"{r['sentences_per_second']:.1f}")
+        bleu = next((f"{by[s, d, b]['bleu']:.2f}" for d, b in SETTINGS if (s, d, b) in by and "bleu" in by[s, d, b]), "")
+        out.append([f"`{s}`", *cells, bleu])
+    return _table(["system"] + [f"{d}, batch {b}" for d, b in SETTINGS] + ["BLEU"], out)
+
+
+def int8_section(repo: Path) -> str:
+    lines = ["## int8 decoding on the CPU", "",
+             "Sentences/s decoding test_2016_flickr with the Multi30k model, and the ratio to fp32 on the same "
+             "machine. `ours-int8` is `tcompress translate --int8` on an 8-bit cell."]
+    for name in ("int8_speed_multi30k_avx2.json", "int8_speed_multi30k_amx.json"):
+        d = _json(repo / "benchmarks/results" / name)
+        lines += ["", f"### {name}", "",
+                  f"Command: `python {_command(d['command'])}`; {d['threads']} threads, torch {d['torch']}, "
+                  f"CPU flags {_flags(d['cpu_flags'])}; int8 kernel {d['int8']['int8_kernel']}.", "",
+                  _speed_table(d["rows"], "fp32")]
+    return "\n".join(lines)
+
+
+def _command(command: str) -> str:
+    return re.sub(r"^/\S*/benchmarks/", "benchmarks/", command)
+
+
+def ctranslate2_section(repo: Path) -> str:
+    lines = ["## CTranslate2 anchor", "",
+             "The same model exported to CTranslate2 and decoded by it, against our fp32 decoder on the same "
+             "machine."]
+    for name in ("ctranslate2_anchor_multi30k.json", "ctranslate2_anchor_multi30k_amx.json"):
+        d = _json(repo / "benchmarks/results" / name)
+        if not d:
+            continue
+        lines += ["", f"### {name}", "",
+                  f"Command: `python {_command(d['command'])}`; {d.get('threads')} threads, CTranslate2 "
+                  f"{d.get('ctranslate2')}, CPU flags {_flags(d.get('cpu_flags'))}.", "",
+                  _speed_table(d["rows"], "ours-fp32")]
+    return "\n".join(lines)
+
+
+def thread_section(repo: Path) -> str:
+    d = _json(repo / "benchmarks/results/thread_scaling_avx2.json")
+    rows = [[k, f"{v:.3f}"] for k, v in d["median_seconds_per_step"].items()]
+    return "\n".join([
+        "## Two trainings on two cores: one thread each, or one after the other on two", "",
+        f"Command: `{d['command']}` (raw: `benchmarks/results/thread_scaling_avx2.json`); CPU {d['cpu']}, flags "
+        f"{_flags(d['cpu_flags'])}, {d['precision']}, {d['steps']} steps × {len(d['rounds'])} rounds.", "",
+        _table(["arrangement", "median seconds a step"], rows), "",
+        f"Two 1-thread trainings side by side give **{d['throughput_ratio']:.2f}×** the steps an hour of one "
+        f"2-thread training; the second thread speeds one training up {d['second_thread_speedup']:.2f}×."])
+
+
+def test_durations_section(repo: Path) -> str:
+    text = (repo / "benchmarks/results/test_durations.txt").read_text().splitlines()
+    head = [line for line in text[:8] if line.startswith(("command:", "cpu:", "total:", "sum of"))]
+    flags = next((line.split(":", 1)[1] for line in text if line.startswith("cpu flags:")), "")
+    per_file = []
+    for line in text:
+        m = re.match(r"^\s+([\d.]+)\s+(\d+)\s+(tests/\S+)$", line)
+        if m:
+            per_file.append([f"`{m.group(3)}`", m.group(2), m.group(1)])
+    return "\n".join([
+        "## Test durations", "",
+        "Raw: `benchmarks/results/test_durations.txt` (`python benchmarks/test_durations.py`). "
+        + " ".join(f"{line.strip()}." if not line.strip().endswith(".") else line.strip() for line in head)
+        + f" CPU flags {_flags(flags)}.", "",
+        "The ten slowest files:", "", _table(["file", "tests", "seconds"], per_file[:10])])
+
+
+def render(repo: Path = REPO) -> str:
+    parts = load_parts(repo)
+    sections = [HEADER, record_section(repo, parts), answer_section(parts), claims_section(repo, parts),
+                costs_section(parts), training_cost_section(repo), default_run_section(repo), packed_section(repo),
+                int8_section(repo), ctranslate2_section(repo), thread_section(repo), test_durations_section(repo)]
+    return "\n\n".join(sections) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args()
+    text, page = render(REPO), REPO / "BENCHMARKS.md"
+    if args.check:
+        sys.exit(0 if page.read_text() == text else 1)
+    page.write_text(text)
+    print(f"{page}: {len(text.splitlines())} lines")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,282 @@
+"""Run the record (benchmarks/record/record.yaml) in a clone and collect its raw outputs.
+
+    python benchmarks/record/run.py --clone ../record --data ../shared/data/multi30k
+    python benchmarks/record/run.py --clone ../record --data ../shared/data/multi30k --shard 0/4
+
+In ``--clone`` (made with `git clone` of this repository's HEAD when the folder does not exist; an
+existing project is reused as it is), each part of the record in turn: its catalog and `-S` list
+applied to params.yaml (the overrides with DVC's own code, as `dvc exp run -S` applies them),
+`tcompress catalog`, then `dvc repro` (with ``--shard I/N``: `dvc repro plan`, then
+`dvc repro $(tcompress shard --of N --index I)`), then `collect`. ``--collect-only`` collects what
+the clone already holds. Collecting is additive: a cell already in the record and absent from the
+clone stays, so shards and interrupted runs add up; a row nobody has computed stays pending.
+
+What `collect` writes under ``--out`` (default benchmarks/results/record/), per part:
+- ``params.yaml``: the params the clone ran with; ``machine.json``: CPU model and flags, cores,
+  GPU name, torch version, the clone's commit and whether its tree was clean;
+- ``seed<S>/baseline.json``, ``seed<S>/train.json``, ``seed<S>/cells/<cell>.json``: each seed's metrics;
+- ``seed<S>/hyps.sha256``: the SHA-256 of each test translation file (the baseline's and each cell's);
+- ``aggregate/results.csv``, ``significance.json``, ``summary.json``: the aggregate over the seeds;
+- ``pairs.json``: each comparison between two cells that benchmarks/record/claims.yaml names, Δ mean
+  over the seeds with the seeds-and-sentences bootstrap interval (the aggregate's own).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+DATA_PLACEHOLDER = "MULTI30K"
+
+
+def load_record(path: Path) -> dict:
+    record = yaml.safe_load(path.read_text())
+    unknown = set(record) - {"catalog", "set", "parts"}
+    if unknown or "set" not in record:
+        raise SystemExit(f"{path}: keys are catalog, set and parts (found {', '.join(sorted(record))})")
+    return record
+
+
+def part_names(record: dict) -> list[str]:
+    return ["main", *record.get("parts", {})]
+
+
+def part_overrides(record: dict, part: str, data: str | None) -> list[str]:
+    """The `-S` list of a part, the data folder put in."""
+    overrides = record["set"] if part == "main" else record["parts"][part]
+    if data is None and any(DATA_PLACEHOLDER in o for o in overrides):
+        raise SystemExit(f"the record reads the corpus from a folder: give --data (it replaces {DATA_PLACEHOLDER})")
+    return [o.replace(DATA_PLACEHOLDER, str(Path(data).resolve())) if data else o for o in overrides]
+
+
+def apply_part(params_file: Path, record: dict, part: str, data: str | None) -> None:
+    """Put the record's catalog into ``params_file`` (each method's entry replaced, chains and seeds
+    set), then apply the main part's overrides and the part's own on top, as `dvc exp run -S` does."""
+    from dvc.utils.hydra import apply_overrides
+
+    params = yaml.safe_load(params_file.read_text())
+    params["catalog"].update(record.get("catalog", {}))
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False, allow_unicode=True))
+    apply_overrides(str(params_file), part_overrides(record, "main", data))
+    if part != "main":
+        apply_overrides(str(params_file), part_overrides(record, part, data))
+
+
+def run(cmd: list[str], cwd: Path, capture: bool = False) -> str:
+    print("$", " ".join(cmd), flush=True)
+    env = {**os.environ, "PYTHONPATH": str(cwd)}
+    done = subprocess.run(cmd, cwd=cwd, env=env, text=True, stdout=subprocess.PIPE if capture else None)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} exited {done.returncode}")
+    return done.stdout if capture else ""
+
+
+def repro(project: Path, shard: str | None) -> None:
+    dvc = [sys.executable, "-m", "dvc"]
+    if shard is None:
+        run([*dvc, "repro"], project)
+        return
+    index, count = shard.split("/")
+    run([*dvc, "repro", "plan"], project)
+    targets = run([sys.executable, "-m", "tcompress.cli", "shard", "--of", count, "--index", index], project,
+                  capture=True).split()
+    if targets:
+        run([*dvc, "repro", *targets], project)
+
+
+def machine(project: Path) -> dict:
+    """The CPU's model and flags, the GPU's name, and the commit the record was run at."""
+    info = {"platform": platform.platform(), "python": platform.python_version(), "cores": os.cpu_count()}
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        fields = dict(line.split(":", 1) for line in cpuinfo.read_text().splitlines() if ":" in line)
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        info["cpu"] = fields.get("model name")
+        info["cpu_flags"] = sorted(fields.get("flags", "").split())
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:
+        info["torch"] = info["gpu"] = None
+    git = ["git", "-C", str(project)]
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True)
+    info["commit"] = head.stdout.strip() or None
+    # params.yaml and the stage list are the record's own changes; anything else modified is not the commit
+    dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no", "--", ".", ":!params.yaml",
+                            ":!stages/cells.yaml", ":!dvc.lock", ":!metrics"], capture_output=True, text=True)
+    info["clean"] = head.returncode == 0 and not dirty.stdout.strip()
+    return info
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() and path.read_text().strip() else {}
+
+
+def seed_sources(project: Path, seeds: list[int]) -> dict[int, dict[str, Path]]:
+    """Where each seed's metrics and translations are in a project."""
+    out = {}
+    for i, seed in enumerate(seeds):
+        if i == 0:
+            out[seed] = {"metrics": project / "metrics", "cells": project / "data/cells", "eval": project / "data/eval"}
+        else:
+            out[seed] = {"metrics": project / "metrics/seeds" / str(seed),
+                         "cells": project / "data/seeds" / str(seed) / "cells",
+                         "eval": project / "data/seeds" / str(seed) / "eval"}
+    return out
+
+
+def _read_hashes(path: Path) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    return {name: digest for digest, name in (line.split("  ", 1) for line in path.read_text().splitlines() if line)}
+
+
+def collect(project: Path, out: Path, pairs: list[tuple[str, str]] = ()) -> dict:
+    """Copy one part's raw outputs from ``project`` into ``out``, adding to what is there."""
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    seeds = params["seeds"] if isinstance(params["seeds"], list) else [params["seeds"]]
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy(project / "params.yaml", out / "params.yaml")
+    (out / "machine.json").write_text(json.dumps(machine(project), indent=1) + "\n")
+    counts = {}
+    for seed, src in seed_sources(project, seeds).items():
+        dest = out / f"seed{seed}"
+        (dest / "cells").mkdir(parents=True, exist_ok=True)
+        for name in ("baseline.json", "train.json"):
+            if _json(src["metrics"] / name):
+                shutil.copy(src["metrics"] / name, dest / name)
+        hashes = _read_hashes(dest / "hyps.sha256")
+        for decoding in ("greedy", "beam"):
+            hyps = src["eval"] / f"baseline.{decoding}.txt"
+            if hyps.exists():
+                hashes[f"baseline.{decoding}"] = _sha256(hyps)
+        for metrics in sorted((src["metrics"] / "cells").glob("*.json")):
+            if not _json(metrics):      # an 'off' cell: empty metrics
+                continue
+            shutil.copy(metrics, dest / "cells" / metrics.name)
+            hyps = src["cells"] / metrics.stem / "hyps.txt"
+            if hyps.exists():
+                hashes[metrics.stem] = _sha256(hyps)
+        (dest / "hyps.sha256").write_text("".join(f"{h}  {n}\n" for n, h in sorted(hashes.items())))
+        counts[seed] = len(list((dest / "cells").glob("*.json")))
+    aggregate = out / "aggregate"
+    aggregate.mkdir(exist_ok=True)
+    for name in ("results.csv", "significance.json", "summary.json"):
+        if (project / "metrics" / name).exists():
+            shutil.copy(project / "metrics" / name, aggregate / name)
+    if pairs:
+        measured = compare_pairs(project, seeds, pairs)
+        known = _json(out / "pairs.json").get("pairs", [])
+        merged = {(p["a"], p["b"]): p for p in [*known, *measured]}
+        (out / "pairs.json").write_text(json.dumps({"pairs": list(merged.values())}, indent=1) + "\n")
+    return counts
+
+
+def compare_pairs(project: Path, seeds: list[int], pairs: list[tuple[str, str]]) -> list[dict]:
+    """Δ = BLEU(b) − BLEU(a) per seed and its seeds-and-sentences bootstrap interval, for each pair
+    whose two cells have translations in every seed that has either."""
+    import pandas as pd
+    from sacrebleu.metrics import BLEU
+
+    from tcompress.data.corpora import read_text_lines
+    from tcompress.significance import seed_bootstrap
+
+    test = project / "data/prepared/test.parquet"
+    if not test.exists():
+        return []
+    references = [str(t) for t in pd.read_parquet(test)["target"]]
+    sources = seed_sources(project, seeds)
+    out = []
+    for a, b in pairs:
+        per_seed = []
+        for seed in seeds:
+            files = [_translations(sources[seed], cell) for cell in (a, b)]
+            if all(f is not None for f in files):
+                per_seed.append((seed, *[read_text_lines(f) for f in files]))
+        if not per_seed:
+            continue
+        bleu = BLEU()
+        deltas = [bleu.corpus_score(hb, [references]).score - bleu.corpus_score(ha, [references]).score
+                  for _, ha, hb in per_seed]
+        interval = seed_bootstrap([(ha, hb) for _, ha, hb in per_seed], references)
+        out.append({"a": a, "b": b, "n": len(per_seed), "seeds": [s for s, _, _ in per_seed],
+                    "delta_mean": round(sum(deltas) / len(deltas), 4), "ci_low": interval["ci_low"],
+                    "ci_high": interval["ci_high"]})
+    return out
+
+
+def _translations(source: dict[str, Path], cell: str) -> Path | None:
+    """A cell's test translations in one seed; ``baseline`` names the baseline's greedy ones. A cell
+    whose metrics are empty (off) or missing has none."""
+    if cell == "baseline":
+        path = source["eval"] / "baseline.greedy.txt"
+        return path if path.exists() else None
+    if not _json(source["metrics"] / "cells" / f"{cell}.json"):
+        return None
+    path = source["cells"] / cell / "hyps.txt"
+    return path if path.exists() else None
+
+
+def claim_pairs(claims_file: Path) -> list[tuple[str, str]]:
+    """The (against, cell) pairs of claims.yaml whose reference is another cell, not the aggregate's."""
+    claims = yaml.safe_load(claims_file.read_text())
+    pairs = []
+    for paper in claims["papers"]:
+        for row in paper["rows"]:
+            if row.get("against", "reference") != "reference" and row.get("cell"):
+                pairs.append((row["against"], row["cell"]))
+    return list(dict.fromkeys(pairs))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clone", required=True, type=Path, help="the project to run in (cloned from HEAD if absent)")
+    parser.add_argument("--data", help="a folder holding the six Multi30k .gz files")
+    parser.add_argument("--record", type=Path, default=HERE / "record.yaml")
+    parser.add_argument("--claims", type=Path, default=HERE / "claims.yaml")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/record")
+    parser.add_argument("--part", action="append", help="run only these parts (default: all, main first)")
+    parser.add_argument("--shard", help="I/N: run shard I of N of each part's cells (no aggregate until a plain run)")
+    parser.add_argument("--set", action="append", default=[], dest="extra",
+                        help="an extra -S override after each part's (a device: runtime.device=cuda)")
+    parser.add_argument("--collect-only", action="store_true")
+    args = parser.parse_args()
+
+    record = load_record(args.record)
+    parts = args.part or part_names(record)
+    project = args.clone.resolve()
+    if not project.exists():
+        run(["git", "clone", "-q", str(REPO), str(project)], REPO.parent)
+    pairs = claim_pairs(args.claims) if args.claims.exists() else []
+    for part in parts:
+        if not args.collect_only:
+            apply_part(project / "params.yaml", record, part, args.data)
+            if args.extra:
+                from dvc.utils.hydra import apply_overrides
+
+                apply_overrides(str(project / "params.yaml"), args.extra)
+            run([sys.executable, "-m", "tcompress.cli", "catalog"], project)
+            repro(project, args.shard)
+        counts = collect(project, args.out / part, pairs)
+        print(f"{part}: collected into {args.out / part}: " + ", ".join(f"seed {s} {n} cells" for s, n in counts.items()))
+
+
+if __name__ == "__main__":
+    main()

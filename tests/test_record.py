@@ -1,0 +1,174 @@
+"""The record: its definition plans, its runner runs end to end, and BENCHMARKS.md is what the
+generator makes of the committed raw outputs.
+
+The runner's end-to-end check runs it on TINY's grid with two seeds and a second part, in a project
+of its own (`benchmarks/record/run.py --clone`), and reads back what it collected. The generator's
+checks build a small raw record by hand in tmp_path, so each expected answer is known.
+"""
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, make_project, tiny_params
+
+RECORD = REPO / "benchmarks/record"
+sys.path.insert(0, str(RECORD))
+import generate  # noqa: E402
+import run as record_run  # noqa: E402
+
+
+def test_benchmarks_md_is_generated_from_the_committed_raw_outputs():
+    """A hand edit of BENCHMARKS.md, or a raw file changed without regenerating, fails here."""
+    assert (REPO / "BENCHMARKS.md").read_text() == generate.render(REPO), \
+        "BENCHMARKS.md is stale: run `python benchmarks/record/generate.py`"
+
+
+def test_the_record_plans_every_cell_its_claims_name(tmp_path):
+    """The record's overlay, applied with DVC's code to params.yaml, loads and selects every cell
+    and chain claims.yaml compares, in every part that names them; its seeds and precision hold."""
+    from tcompress.grid import selected_cells, selected_chains
+    from tcompress.params import load_params
+
+    record = record_run.load_record(RECORD / "record.yaml")
+    selected = {}
+    for part in record_run.part_names(record):
+        shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+        record_run.apply_part(tmp_path / "params.yaml", record, part, str(tmp_path))
+        params = load_params(tmp_path / "params.yaml")
+        assert params.seeds == (1234, 2, 3) and params.seed_catalog == (2, 3)
+        assert params.train.precision == "fp32" and params.data == "multi30k"
+        assert params.multi30k.local_dir == str(tmp_path.resolve())
+        selected[part] = {c.id for c in selected_cells(params)} | {c.id for c in selected_chains(params)}
+    for paper in yaml.safe_load((RECORD / "claims.yaml").read_text())["papers"]:
+        for row in paper["rows"]:
+            if row.get("cell"):
+                part = row.get("part", "main")
+                names = {row["cell"], row.get("against", "reference")} - {"reference", "baseline"}
+                assert names <= selected[part], (row["claim"], names - selected[part])
+
+
+@pytest.mark.slow
+def test_the_runner_runs_and_collects_a_two_seed_record_of_the_tiny_grid(tmp_path):
+    """`run.py` on TINY's grid, seeds 1234 and 2 and a second part: every selected cell's metrics and
+    the hash of its translations per seed, the aggregate over both seeds, a named pair's interval, the
+    machine; then a collect into the same folder after one cell's metrics went missing keeps it."""
+    params = tiny_params()
+    (tmp_path / "project").mkdir()
+    project = make_project(tmp_path / "project", params)
+    record = {"catalog": {"seeds": [2]}, "set": ["seeds=[1234,2]"],
+              "parts": {"qat8": ["methods=[qat]", "qat.bits=[8]"]}}
+    (tmp_path / "record.yaml").write_text(yaml.safe_dump(record))
+    claims = {"papers": [{"id": "t", "title": "t", "rows": [
+        {"claim": "x", "paper": "x", "cell": "qat-sym-4-full", "against": "ptq-sym-8-full", "bound": -1.0}]}]}
+    (tmp_path / "claims.yaml").write_text(yaml.safe_dump(claims))
+    out = tmp_path / "record"
+    done = subprocess.run([sys.executable, str(RECORD / "run.py"), "--clone", str(project), "--record",
+                           str(tmp_path / "record.yaml"), "--claims", str(tmp_path / "claims.yaml"), "--out", str(out)],
+                          capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    main = out / "main"
+    expected = {"ptq-sym-8-ff", "ptq-sym-8-full", "qat-control", "qat-sym-4-full", "agp-10-70-1-full", "imp-full"}
+    for seed, folder in ((1234, project), (2, project / "data/seeds/2")):
+        cells = {p.stem for p in (main / f"seed{seed}/cells").glob("*.json")}
+        assert expected <= cells, (seed, cells)
+        assert json.loads((main / f"seed{seed}/baseline.json").read_text())["checkpoint_bytes"] > 0
+        hashes = dict(reversed(line.split("  ")) for line in (main / f"seed{seed}/hyps.sha256").read_text().splitlines())
+        cells_dir = project / "data/cells" if seed == 1234 else folder / "cells"
+        assert hashes["ptq-sym-8-full"] == hashlib.sha256((cells_dir / "ptq-sym-8-full/hyps.txt").read_bytes()).hexdigest()
+        assert {"baseline.greedy", "baseline.beam"} <= set(hashes)
+    results = pd.read_csv(main / "aggregate/results.csv").set_index("cell")
+    assert (results.loc[sorted(expected), "n_seeds"] == 2).all()
+    pair = json.loads((main / "pairs.json").read_text())["pairs"][0]
+    assert (pair["a"], pair["b"], pair["n"]) == ("ptq-sym-8-full", "qat-sym-4-full", 2)
+    assert pair["ci_low"] <= pair["ci_high"]
+    assert yaml.safe_load((main / "params.yaml").read_text())["seeds"] == [1234, 2]
+    assert json.loads((main / "machine.json").read_text())["commit"]
+    # the second part ran qat-sym-8-full in both seeds, collected apart from the first
+    assert {p.stem for p in (out / "qat8/seed2/cells").glob("*.json")} >= {"qat-sym-8-full", "qat-control"}
+    assert not (out / "qat8/seed2/cells/ptq-sym-8-full.json").exists()
+    # additive: a cell the project no longer holds stays in the record
+    (project / "metrics/cells/imp-full.json").unlink()
+    record_run.collect(project, out / "qat8", [])
+    record_run.collect(project, main, [])
+    assert (main / "seed1234/cells/imp-full.json").exists()
+
+
+def fabricated_part(folder, cells: dict, pairs: list) -> None:
+    """A collected part of three seeds: ``cells`` maps a cell to (method, control, file bytes, BLEU,
+    Δ, interval low, interval high); the baseline checkpoint is 1,000 bytes."""
+    for seed in (1234, 2, 3):
+        (folder / f"seed{seed}/cells").mkdir(parents=True)
+        (folder / f"seed{seed}/baseline.json").write_text(json.dumps({"checkpoint_bytes": 1000}))
+        for cell, (method, control, size, *_rest) in cells.items():
+            (folder / f"seed{seed}/cells/{cell}.json").write_text(json.dumps(
+                {"cell": cell, "method": method, "control": control, "file_bytes": size, "sentences_per_second": 50.0,
+                 "compress_seconds": 2.0, "precision": "fp32"}))
+    rows = [{"cell": "baseline", "method": "baseline", "control": False, "bleu": 40.0, "n_seeds": 3, "bleu_mean": 40.0,
+             "bleu_sd": 0.1}]
+    rows += [{"cell": cell, "method": method, "control": control, "bleu": bleu, "n_seeds": 3, "bleu_mean": bleu,
+              "bleu_sd": 0.2, "delta_ref_mean": delta, "seeds_ci_low": low, "seeds_ci_high": high}
+             for cell, (method, control, _size, bleu, delta, low, high) in cells.items()]
+    (folder / "aggregate").mkdir()
+    pd.DataFrame(rows).to_csv(folder / "aggregate/results.csv", index=False)
+    (folder / "pairs.json").write_text(json.dumps({"pairs": pairs}))
+
+
+@pytest.fixture
+def fabricated(tmp_path):
+    cells = {"ptq-a": ("ptq", False, 200, 30.0, -0.2, -0.6, 0.1),      # 5×
+             "ptq-b": ("ptq", False, 200, 32.0, 0.3, 0.1, 0.5),        # 5×: the best at ≥ 4×
+             "qat-c": ("qat", False, 100, 25.0, -2.0, -3.0, -1.0),     # 10×: the best at ≥ 8×
+             "qat-d": ("qat", False, 50, 10.0, -20.0, -21.0, -19.0),   # 20×: the only one at ≥ 16×
+             "qat-control": ("qat", True, 1000, 41.0, 0.0, 0.0, 0.0),
+             "agp-control": ("agp", True, 40, 45.0, 0.0, 0.0, 0.0)}    # a control at 25×: never the answer
+    pairs = [{"a": "ptq-a", "b": "ptq-b", "n": 3, "delta_mean": -0.3, "ci_low": -0.8, "ci_high": 0.2}]
+    fabricated_part(tmp_path / "benchmarks/results/record/main", cells, pairs)
+    rows = [{"claim": "near", "paper": "p1", "cell": "ptq-a", "bound": -0.5},
+            {"claim": "better", "paper": "p2", "cell": "ptq-b", "bound": 0},
+            {"claim": "no loss", "paper": "p3", "cell": "qat-c", "bound": 0},
+            {"claim": "b beats a", "paper": "p4", "cell": "ptq-b", "against": "ptq-a", "bound": 0},
+            {"claim": "large loss", "paper": "p5", "cell": "qat-d", "bound": -5, "below": True},
+            {"claim": "not run", "paper": "p6", "cell": "ptq-z", "bound": 0}]
+    (tmp_path / "benchmarks/record").mkdir(parents=True)
+    (tmp_path / "benchmarks/record/claims.yaml").write_text(yaml.safe_dump(
+        {"papers": [{"id": "900", "title": "fabricated", "rows": rows}]}))
+    return tmp_path
+
+
+def test_the_answer_is_the_best_non_control_cell_at_each_file_ratio(fabricated):
+    parts = generate.load_parts(fabricated)
+    picks = {t: generate.best_at(parts, t) for t in (4, 8, 16)}
+    assert {t: p["cell"] for t, p in picks.items()} == {4: "ptq-b", 8: "qat-c", 16: "qat-d"}
+    assert picks[8]["ratio"] == 10.0 and picks[8]["bytes"] == 100 and picks[8]["n"] == 3
+    assert generate.best_at(parts, 50) is None
+    text = generate.answer_section(parts)
+    assert "| ≥ 4× | `ptq-b` | 32.00 ± 0.20 | 3 | +0.30 [+0.10, +0.50] | 200 | 5.00× | 50.0 |" in text
+    assert "| ≥ 16× | `qat-d` |" in text
+    assert "pending" in generate.answer_section({})
+
+
+def test_each_claim_gets_the_verdict_its_rule_gives_and_rows_without_data_are_pending(fabricated):
+    text = generate.claims_section(fabricated, generate.load_parts(fabricated))
+    verdicts = {line.split(" | ")[0].strip("| "): line.rstrip(" |").rsplit(" | ", 1)[1]
+                for line in text.splitlines() if line.startswith("| ") and " | p" in line and not line.startswith("| claim ")}
+    assert verdicts == {"near": "trend", "better": "reproduced", "no loss": "contradicted", "b beats a": "inconclusive",
+                        "large loss": "reproduced", "not run": "pending"}
+    assert "| b beats a | p4 | `ptq-b` | `ptq-a` | ≥ +0.00 | −0.30 [−0.80, +0.20] | 3 | inconclusive |" in text
+
+
+@pytest.mark.parametrize("delta, low, high, bound, below, expected", [
+    (1.0, 0.5, 1.5, 0.0, False, "reproduced"), (1.0, 0.0, 1.5, 0.0, False, "reproduced"),
+    (0.2, -0.1, 0.5, 0.0, False, "trend"), (-0.2, -0.5, 0.1, 0.0, False, "inconclusive"),
+    (-1.0, -1.5, -0.5, 0.0, False, "contradicted"), (-8.0, -9.0, -7.0, -5.0, True, "reproduced"),
+    (-4.0, -6.0, -2.0, -5.0, True, "inconclusive"), (-2.0, -3.0, -1.0, -5.0, True, "contradicted"),
+    (float("nan"), 0.0, 0.0, 0.0, False, "pending")])
+def test_verdict_rule(delta, low, high, bound, below, expected):
+    assert generate.verdict(delta, low, high, bound, below) == expected
