@@ -12,11 +12,33 @@ applies to every hypothesis, so beam output can differ from ours.
 
 CTranslate2 is the optional ``deploy`` extra; without it the functions here raise a ``UserError``
 that says how to install it.
+
+On the CPU, how CTranslate2 runs is chosen per machine when it is loaded (``cpu_settings``), from
+/proc/cpuinfo and what the binary reports, never assuming an instruction set the CPU lacks:
+
+- GEMM backend: Intel MKL on GenuineIntel CPUs, with its packed GEMM (weights packed once at load;
+  ``CT2_PACKED_GEMM``, called ``CT2_USE_EXPERIMENTAL_PACKED_GEMM`` and off by default before
+  CTranslate2 turned it on for MKL); oneDNN on other vendors (AMD EPYC), where MKL is not
+  CTranslate2's choice either (``CT2_USE_MKL=0``). Both pick their own kernels per CPU (AVX2,
+  AVX-512, VNNI, AMX); which one runs is read back from the binary (only MKL computes int16).
+- CTranslate2's own kernels (softmax, layer norm, activation quantization): its automatic dispatch
+  (AVX2 where present); AVX-512 there is experimental and opt-in, so ``CT2_FORCE_CPU_ISA`` is not set.
+- compute type: ``int8_float32`` for an int8 export (``int8`` resolves to it on the CPU), ``float32``
+  for a float one, or float32 where the binary has no int8 GEMM.
+- threads: ``intra_threads`` = the CPUs this process may use, ``inter_threads`` = 1 (batches are
+  sent one at a time).
+
+An environment variable the user already set wins over these. Without VNNI or AMX (AVX2 only),
+MKL's and oneDNN's u8·s8 int8 GEMM adds pairs of products in 16 bits, which can saturate: the
+numbers then differ slightly from a VNNI CPU's (``int8_gemm`` in the settings says which).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import platform
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,13 +55,94 @@ EXPORT_KIND = "tcompress.ctranslate2/1"
 INSTALL_HINT = 'CTranslate2 is not installed; install the deploy extra: pip install -e ".[deploy]"'
 
 
+# The CPU flags that decide CTranslate2's path (and the int8 GEMM's numbers), as /proc/cpuinfo names them.
+CPU_FLAGS = ("avx2", "avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl", "avx512_vnni", "avx_vnni",
+             "avx512_bf16", "amx_int8")
+PACKED_GEMM_VARIABLES = ("CT2_PACKED_GEMM", "CT2_USE_EXPERIMENTAL_PACKED_GEMM")   # the name since, and before
+
+
+def cpu_info(cpuinfo: str | None = None) -> dict[str, Any]:
+    """The CPU's vendor, model and the flags of ``CPU_FLAGS`` it has (from /proc/cpuinfo, or
+    ``cpuinfo``'s text); no flags where it cannot be read."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() not in fields:   # the first processor's
+            fields[key.strip()] = value.strip()
+    flags = set(fields.get("flags", "").split())
+    return {"vendor": fields.get("vendor_id", platform.machine()), "model": fields.get("model name", platform.processor()),
+            "flags": [f for f in CPU_FLAGS if f in flags]}
+
+
+def cpu_env(cpu: dict[str, Any]) -> dict[str, str]:
+    """The CTranslate2 variables this CPU gets (module docstring): packed GEMM for MKL on Intel (MKL
+    itself is CTranslate2's choice there, and a binary built without it would refuse
+    ``CT2_USE_MKL=1``), oneDNN elsewhere."""
+    if cpu["vendor"] == "GenuineIntel":
+        return {name: "1" for name in PACKED_GEMM_VARIABLES}
+    return {"CT2_USE_MKL": "0"}
+
+
+def int8_gemm(cpu: dict[str, Any]) -> str:
+    """How the CPU multiplies int8: AMX tiles, VNNI dot products (32-bit sums), or AVX2's u8·s8 pairs
+    summed in 16 bits (which can saturate)."""
+    flags = set(cpu["flags"])
+    if "amx_int8" in flags:
+        return "amx"
+    if flags & {"avx512_vnni", "avx_vnni"}:
+        return "vnni"
+    return "avx2-16bit-sums" if "avx2" in flags else "generic"
+
+
 def require_ctranslate2():
-    """The ``ctranslate2`` module, or a one-line ``UserError`` saying how to get it."""
+    """The ``ctranslate2`` module, or a one-line ``UserError`` saying how to get it. Imported the
+    first time with this CPU's variables (``cpu_env``) set where the user has not set them."""
+    if "ctranslate2" not in sys.modules:
+        for name, value in cpu_env(cpu_info()).items():
+            os.environ.setdefault(name, value)
     try:
         import ctranslate2
     except ImportError:
         raise UserError(INSTALL_HINT) from None
     return ctranslate2
+
+
+def cpu_settings(weights: str, compute_type: str = "auto", threads: int = 0) -> dict[str, Any]:
+    """How CTranslate2 runs an export whose ``weights`` are "int8" or "float32" on this CPU: compute
+    type, threads, the GEMM backend in effect and the CPU flags it was chosen from."""
+    ctranslate2 = require_ctranslate2()
+    supported = ctranslate2.get_supported_compute_types("cpu")
+    if compute_type == "auto":
+        compute_type = "int8_float32" if weights == "int8" and "int8_float32" in supported else "float32"
+    elif compute_type not in supported:
+        raise UserError(f"compute type {compute_type} is not supported by CTranslate2 on this CPU "
+                        f"(supported: {', '.join(sorted(supported))}); use auto")
+    cpu = cpu_info()
+    if platform.machine() in ("aarch64", "arm64"):
+        gemm = "Ruy"
+    else:   # only MKL computes int16 in CTranslate2's x86 builds
+        gemm = "MKL" if "int16" in supported else "oneDNN"
+    packed = gemm == "MKL" and any(os.environ.get(n, "").lower() in ("1", "true") for n in PACKED_GEMM_VARIABLES)
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    force = os.environ.get("CT2_FORCE_CPU_ISA")
+    isa = force or ("AVX2" if "avx2" in cpu["flags"] else "AVX or older")
+    return {"compute_type": compute_type, "intra_threads": threads or available, "inter_threads": 1,
+            "gemm_backend": gemm + (" (packed)" if packed else ""), "isa": isa, "int8_gemm": int8_gemm(cpu),
+            "cpu_vendor": cpu["vendor"], "cpu_model": cpu["model"], "cpu_flags": " ".join(cpu["flags"]),
+            "ctranslate2": ctranslate2.__version__}
+
+
+def settings_line(settings: dict[str, Any]) -> str:
+    """The one stderr line saying which path runs."""
+    s = settings
+    return (f"ctranslate2 {s['ctranslate2']}: {s['compute_type']} on {s['cpu_vendor']} "
+            f"[{s['cpu_flags'] or 'no AVX2'}], GEMM {s['gemm_backend']}, int8 GEMM {s['int8_gemm']}, "
+            f"kernels {s['isa']}, {s['intra_threads']} threads")
 
 
 @dataclass
@@ -50,10 +153,11 @@ class Export:
     manifest: dict[str, Any]
     tokenizer: Tokenizer
     translator: Any
+    settings: dict[str, Any]   # the compute type and how it runs (``cpu_settings`` on the CPU)
 
     @property
     def compute_type(self) -> str:
-        return self.manifest["compute_type"]
+        return self.settings["compute_type"]
 
 
 def read_manifest(directory: str | Path) -> dict[str, Any]:
@@ -72,8 +176,10 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def open_export(directory: str | Path, device: str = "cpu") -> Export:
-    """The export in ``directory``, loaded on ``device`` ("cpu", "cuda" or "cuda:N") with the
+def open_export(directory: str | Path, device: str = "cpu", compute_type: str = "auto", threads: int = 0,
+                quiet: bool = False) -> Export:
+    """The export in ``directory``, loaded on ``device`` ("cpu", "cuda" or "cuda:N"): on the CPU as
+    ``cpu_settings`` chooses (one stderr line says which path, unless ``quiet``), on a GPU with the
     compute type its manifest names."""
     ctranslate2 = require_ctranslate2()
     directory = Path(directory)
@@ -83,13 +189,21 @@ def open_export(directory: str | Path, device: str = "cpu") -> Export:
     except (OSError, KeyError, ValueError, RuntimeError) as err:
         raise UserError(f"{directory / TOKENIZER_DIR}: the export's tokenizer cannot be read ({err})") from None
     kind, _, index = device.partition(":")
+    if kind == "cpu":
+        settings = cpu_settings(manifest.get("weights", "float32"), compute_type, threads)
+        threading = {"intra_threads": settings["intra_threads"], "inter_threads": settings["inter_threads"]}
+    else:
+        settings = {"compute_type": manifest["compute_type"] if compute_type == "auto" else compute_type}
+        threading = {"inter_threads": 1}
     try:
         translator = ctranslate2.Translator(str(directory), device=kind, device_index=int(index or 0),
-                                            compute_type=manifest["compute_type"], inter_threads=1)
+                                            compute_type=settings["compute_type"], **threading)
     except (RuntimeError, ValueError) as err:
         raise UserError(f"{directory}: CTranslate2 cannot load the model on {device} as "
-                        f"{manifest['compute_type']} ({err})") from None
-    return Export(directory, manifest, tokenizer, translator)
+                        f"{settings['compute_type']} ({err})") from None
+    if kind == "cpu" and not quiet:
+        print(settings_line(settings), file=sys.stderr)
+    return Export(directory, manifest, tokenizer, translator, settings)
 
 
 def limit(src_ids: list[int], opts: DecodeOptions) -> int:

@@ -294,6 +294,36 @@ def test_node_pruned_layers_export_at_their_own_widths(corpus, tmp_path):
 
 
 @needs_ct2
+def test_a_distilled_student_exports_at_its_own_shapes(corpus, tmp_path):
+    """A student (narrower, fewer layers, fewer heads than its teacher) is a whole model of its own:
+    the export's spec, variables and manifest are its shapes, and it decodes as ours does."""
+    from types import SimpleNamespace
+
+    from tcompress.export_ct2 import export
+    from tcompress.methods.distill import student_model
+
+    tok = corpus["tok"][True]
+    teacher = random_model(tok)                                        # d 32, 2 + 2 layers, ff 64, 2 heads
+    student = student_model(teacher, {"d_model": 16, "layers": 1, "d_ff": 24}, SimpleNamespace(n_heads=4), 0).eval()
+    save_compressed(student, tmp_path / "student.safetensors")
+    manifest = export(tmp_path / "student.safetensors", corpus["dirs"][True], tmp_path / "ct2")
+    assert manifest["exact"] and {k: manifest["model"][k] for k in ("d_model", "n_layers", "n_heads", "d_ff")} == \
+        {"d_model": 16, "n_layers": 1, "n_heads": 4, "d_ff": 24}
+    stored = read_model_bin(tmp_path / "ct2" / "model.bin")
+    assert stored["encoder/layer_0/ffn/linear_0/weight"].shape == (24, 16)
+    assert stored["decoder/layer_0/self_attention/linear_0/weight"].shape == (48, 16)    # q|k|v fused
+    assert stored["decoder/projection/weight"].shape == (tok.tgt_vocab_size, 16)
+    assert not any(name.startswith(("encoder/layer_1", "decoder/layer_1")) for name in stored)
+    assert int(stored["encoder/num_heads"]) == int(stored["decoder/num_heads"]) == 4
+    ids = tok.encode_src([p[0] for p in corpus["test"]])
+    end_some_early(student, ids)
+    save_compressed(student, tmp_path / "student.safetensors")
+    export(tmp_path / "student.safetensors", corpus["dirs"][True], tmp_path / "ct2", force=True)
+    assert ct2_ids(tmp_path / "ct2", ids, 16) == translate_ids(student, ids, DecodeOptions(beam_size=1,
+                                                                                         batch_sentences=16))
+
+
+@needs_ct2
 def test_translate_backend_keeps_the_translate_contract(corpus, tmp_path):
     """Plain or .gz files, empty lines kept, --out written whole, the JSON on stderr, one-line refusals."""
     from tcompress.export_ct2 import export
