@@ -42,8 +42,9 @@ def main(plan_file: str, baseline: str, tokenized: str, valid_split: str, test_s
         write_json(metrics, write_shared(out, entry))
         click.echo(f"{entry['cell']}: the same training as {entry['same_as']}, whose stage runs it")
         return
+    from tcompress.deploy import check_installed, deploy_cell
     from tcompress.plan import verify_inputs
-    from tcompress.runner import CellContext, compress_cell, evaluate_cell
+    from tcompress.runner import ARTIFACT, CellContext, compress_cell, evaluate_cell
     from tcompress.stage import runtime, setup_torch
     from tcompress.training import seed_everything
 
@@ -56,6 +57,7 @@ def main(plan_file: str, baseline: str, tokenized: str, valid_split: str, test_s
     if "calibration" in entry["inputs"]:   # the calibrate stage's statistics, at the path the plan names
         inputs["calibration"] = Path(entry["calibration_file"])
     verify_inputs(entry, inputs)
+    check_installed(entry.get("deploy"))   # before any work: one line saying how to install CTranslate2
     rt = runtime()
     device = setup_torch(rt)
     seed_everything(entry["seed"])
@@ -63,6 +65,8 @@ def main(plan_file: str, baseline: str, tokenized: str, valid_split: str, test_s
     facts = compress_cell(entry, baseline, out, ctx, start_from)
     write_json(Path(out) / "cell.json", facts)
     result = evaluate_cell(entry, Path(out), facts, tokenized, test_split, device)
+    if entry.get("deploy"):   # an integer cell of <= 8 bits with the deploy section on: its export, decoded
+        result |= deploy_cell(entry, Path(out) / ARTIFACT, tokenized, test_split)
     write_json(metrics, result)
     click.echo(f"{facts['cell']}: BLEU {result['bleu']:.2f} at {facts['compression_ratio']:.3f}x "
                f"({facts['compress_seconds']:.1f} s to compress)")

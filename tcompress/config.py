@@ -125,6 +125,24 @@ class CalibrationConfig:
     batch_tokens: int = setting(3000, lo=16)
 
 
+DEPLOY_BACKENDS = ("none", "ctranslate2")
+DEPLOY_COMPUTE_TYPES = ("auto", "int8_float32", "int8", "float32")
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    """Each integer cell of 8 bits or fewer (and the float32 baseline, for the comparison) exported
+    after its evaluation and decoded by the exported model: its BLEU, speed and bytes as a user who
+    ships it gets them. Off by default; a dependency only of the cells it exports (their plan files
+    hold it) and of the baseline's evaluation."""
+    backend: str = setting("none", choices=DEPLOY_BACKENDS, doc="none: no export | ctranslate2: "
+                           "`tcompress export --format ctranslate2 --int8`, decoded on the CPU")
+    compute_type: str = setting("auto", choices=DEPLOY_COMPUTE_TYPES, doc="the cells' int8 exports: auto: chosen "
+                                "per CPU at load (tcompress.translate_ct2.cpu_settings); the baseline runs float32")
+    threads: int = setting(0, lo=0, doc="CTranslate2's intra_threads; 0 = the CPUs this process may use")
+    beam_size: Optional[int] = setting(None, lo=1, doc="null: the cells' decoding (evaluate.cell_beam_size)")
+
+
 @dataclass(frozen=True)
 class RuntimeConfig:
     """How to run, not what to compute: no stage depends on these."""

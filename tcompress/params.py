@@ -16,6 +16,7 @@ import yaml
 
 from tcompress.config import (CalibrationConfig, CleaningConfig, EvaluateConfig, FilesConfig, ModelConfig,
                               Multi30kConfig, RuntimeConfig, SyntheticConfig, TeacherConfig, TokenizerConfig, TrainConfig)
+from tcompress.config import DeployConfig
 from tcompress import methods as registry
 from tcompress.grid import selected_cells
 from tcompress.schema import CORPORA, ConfigError, build, check_scalar, coerce, field_meta, setting
@@ -36,6 +37,7 @@ class Params:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    deploy: DeployConfig = field(default_factory=DeployConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     methods: tuple[str, ...] = setting((), doc="the methods whose cells run")
     # The shared grid keys: a method axis marked `shared` takes these when its own key is null.

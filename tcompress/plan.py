@@ -28,6 +28,8 @@ from typing import Any
 from tcompress.chains import parse_chain
 from tcompress.closure import closure, digest_files, file_digest
 from tcompress.config import CALIBRATION_FILE
+from tcompress.deploy import DEPLOY_CODE, deploys
+from tcompress.deploy import section as deploy_section
 from tcompress.grid import catalog_cells, catalog_chains, selected_cells, selected_chains, table_layout
 from tcompress.methods import Budget, get, registered
 from tcompress.schema import ConfigError, plain
@@ -48,6 +50,9 @@ def _cell_entry(params, cell) -> dict:
              "control": cell.control, "params": section, "seed": params.seed}
     if method.trains:  # the baseline's training settings under the method's budget
         entry["train"] = {**plain(params.train), **{k: section[k] for k in ("epochs", "lr", "warmup_steps")}}
+    deploy = deploy_section(params)
+    if deploy is not None and deploys(method, entry["axes"], cell.control):   # exported after its evaluation
+        entry["deploy"] = deploy
     return entry
 
 
@@ -93,7 +98,8 @@ def resolve(params) -> dict[str, dict]:
         "prepare": {"data": params.data, params.data: corpus, "cleaning": plain(params.cleaning)},
         "tokenize": {"tokenizer": plain(params.tokenizer)},
         "train": {"seed": params.seed, "model": plain(params.model), "train": plain(params.train)},
-        "evaluate": {**decoding, "beam_size": e.beam_size},
+        "evaluate": {**decoding, "beam_size": e.beam_size,   # the baseline's export too, when deploy is on
+                     **({"deploy": deploy_section(params)} if params.deploy.backend != "none" else {})},
         # Only what the translations depend on, so the decode reruns when those change, not the grid.
         "teacher": {"enabled": True, **plain(params.teacher)} if teacher else {"enabled": False},
         # Not the grid's values: a changed bit width recomputes no statistics.
@@ -157,12 +163,15 @@ def _method_files(method, root: Path) -> set[Path]:
     return {Path(*parts).with_suffix(".py")}
 
 
-def code_digest(methods: str | tuple[str, ...], script: Path, root: Path = REPO) -> str:
+def code_digest(methods: str | tuple[str, ...], script: Path, root: Path = REPO, deploy: bool = False) -> str:
     """Hash of the code a cell stage runs: the script's closure with its method's file or package, no
-    other method's. A chain names every link's method: it loads its parent's stored forms and runs them."""
+    other method's. A chain names every link's method: it loads its parent's stored forms and runs them.
+    The export's code (``deploy.DEPLOY_CODE``) counts only for a cell the deploy section exports."""
     names = (methods,) if isinstance(methods, str) else methods
     own = set().union(*(_method_files(get(name), root) for name in names))
     others = set().union(*(_method_files(m, root) for m in registered())) - own
+    if not deploy:
+        others |= {Path(f) for f in DEPLOY_CODE}
     files = closure([root / script], root, exclude=others)
     files = sorted(set(files) | set(closure([root / f for f in sorted(own)], root, exclude=others)) | own | {script})
     return digest_files(files, root)
@@ -218,8 +227,9 @@ def write_plan(config: dict, baseline: Path, tokenized: Path, valid: Path, test:
         name = entry["method"]
         # A chain runs every link's code: it loads its parent's stored forms and computes with them.
         code = tuple(dict.fromkeys(c.method for c in parse_chain(entry["spec"]).links)) if "spec" in entry else (name,)
-        if code not in digests:
-            digests[code] = code_digest(code, CELL_SCRIPT, root)
+        key = (code, "deploy" in entry)
+        if key not in digests:
+            digests[key] = code_digest(code, CELL_SCRIPT, root, deploy="deploy" in entry)
         cell_inputs = inputs
         if not entry["control"] and get(name).uses_teacher(entry["axes"]):
             if teacher is None or not (teacher / "train.ids.parquet").exists():
@@ -234,7 +244,7 @@ def write_plan(config: dict, baseline: Path, tokenized: Path, valid: Path, test:
             cell_inputs = {**cell_inputs, "calibration": file_digest(stats)}
             entry = {**entry, "calibration_file": str(stats)}
         write_json(out / "cells" / f"{cell_id}.json",
-                   {**entry, "evaluate": config["evaluate"], "inputs": cell_inputs, "code": digests[code]})
+                   {**entry, "evaluate": config["evaluate"], "inputs": cell_inputs, "code": digests[key]})
     return list(config["cells"])
 
 
