@@ -8,6 +8,7 @@ import click
 from tcompress.report import write_report
 from tcompress.results import (collect, markdown_report, markdown_summary, plot_points, significance_by_cell,
                                summary)
+from tcompress.results import deployed_table
 from tcompress.stage import guarded, read_config, write_json
 
 
@@ -59,7 +60,7 @@ def main(config_file: str, baseline: str, cells_dir: str, cell_dirs: str, baseli
     frame.to_parquet(parquet, index=False)
     frame.to_csv(csv_file, index=False)
     layout = config["layout"]
-    Path(tables).write_text(markdown_report(frame, layout))
+    Path(tables).write_text(markdown_report(frame, layout) + deployed_table(frame))
     facts = summary(frame)
     write_json(summary_file, facts)
     Path(summary_md).write_text(markdown_summary(facts))

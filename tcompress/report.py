@@ -18,6 +18,7 @@ import pandas as pd
 
 from tcompress.methods import get, registered
 from tcompress.results import SUMMARY_RATIOS, markdown_report, pareto_front, plot_points, summary
+from tcompress.results import deployed_rows, deployed_text
 from tcompress.svgplot import PALETTE, Point, Series, heat_style, xy_plot
 
 FIXED_COLORS = {"baseline": "#222222", "control (fine-tuned, uncompressed)": "#8c8c8c"}
@@ -33,7 +34,7 @@ code{font-size:13px;white-space:nowrap}
 .stats{display:flex;flex-wrap:wrap;gap:4px 22px;margin:4px 0}.stats div{white-space:nowrap}
 .stats b{font-size:16px}.best{display:flex;gap:12px;margin:8px 0}
 .best div{flex:1;border:2px solid #4e79a7;border-radius:6px;padding:6px 10px;background:#f5f8fc}
-.best b{font-size:17px}.ns{color:#999}.sig{color:#1f6f1f;font-weight:600}
+.best b{font-size:17px}.shipped{font-size:13px;color:#444}.ns{color:#999}.sig{color:#1f6f1f;font-weight:600}
 #summary-table{font-size:13px}#summary-table td{white-space:nowrap}#summary-table td:nth-child(5),#summary-table td:nth-child(9){font-size:12px}
 svg.chart text{font-size:12px;fill:#333}svg.chart .axis-title{font-size:13px;font-weight:600}
 svg.chart .grid{stroke:#eee}svg.chart circle.mark:hover{stroke:#000;stroke-width:2}
@@ -121,9 +122,11 @@ def summary_section(facts: dict) -> str:
             boxes.append(f"<div>Best cell at ≥ {ratio}×: <b>none</b> reaches {ratio}×.</div>")
             continue
         verdict = "" if "ci_low" not in e else ("significant" if e["significant"] else "not significant")
+        shipped = deployed_text(e)   # its int8 BLEU and CTranslate2 export's, where it has them
         boxes.append(f"<div>Best cell at ≥ {ratio}×: <b><code>{escape(e['cell'])}</code></b><br>"
                      f"BLEU <b>{e['bleu_text']}</b> at {e['compression_ratio']:.2f}×, "
-                     f"Δ <b>{e['delta_text']}</b> vs {e['reference']}, 95 % CI {_ci_text(e)} {verdict}</div>")
+                     f"Δ <b>{e['delta_text']}</b> vs {e['reference']}, 95 % CI {_ci_text(e)} {verdict}"
+                     + (f'<br><span class="shipped">{escape(shipped[2:])}</span>' if shipped else "") + "</div>")
     rows = []
     for name, entry in facts["by_method"].items():
         # The method's name (its params.yaml section), its title on hover: a row stays one line high.
@@ -225,6 +228,32 @@ def tradeoff_section(frame: pd.DataFrame) -> str:
         parts.append('<p class="note">No file sizes in the results (no cell has <code>file_bytes</code>): '
                      "this plot needs cells whose metrics record their artifact's bytes on disk.</p>")
     return "".join(parts)
+
+
+# ------------------------------------------------------------------ 3b. decoded as shipped
+
+def deployed_section(frame: pd.DataFrame) -> str:
+    """Each row with an int8 BLEU or a CTranslate2 export (params.yaml's deploy section): BLEU beside
+    them, the export's speed and bytes; no section where no row has them."""
+    rows = deployed_rows(frame)
+    if rows.empty:
+        return ""
+    body = []
+    for _, r in rows.iterrows():
+        differs = r.get("deployed_differences")
+        body.append([_code(r["cell"]), _fmt(r["bleu"]), _fmt(r.get("bleu_int8")), _fmt(r.get("bleu_deployed")),
+                     _fmt(r["sentences_per_second"], ".0f"), _fmt(r.get("sentences_per_second_deployed"), ".0f"),
+                     _megabytes(r.get("file_bytes")), _megabytes(r.get("deployed_bytes")),
+                     r.get("deployed_compute_type") if pd.notna(r.get("deployed_compute_type")) else "–",
+                     "–" if pd.isna(differs) else differs])
+    header = ["cell", "BLEU", "int8 BLEU", "CTranslate2 BLEU", "sentences/s", "CTranslate2 sentences/s",
+              "artifact", "CTranslate2 folder", "compute type", "export differs by"]
+    return ('<h2 id="deployed">Decoded as shipped</h2>'
+            + _table(header, body, numeric={1, 2, 3, 4, 5, 6, 7}, table_id="deployed-table")
+            + '<p class="note">BLEU as evaluated; int8: the cell\'s codes in integer matmuls (<code>translate '
+            "--int8</code>); CTranslate2: its export (params.yaml's deploy section: int8 codes for a cell, float32 "
+            "for the baseline), decoded on this machine, with the bytes of the folder a user ships and what it "
+            "computes differently from the cell (its manifest).</p>")
 
 
 # ------------------------------------------------------------------ 4. thesis tables
@@ -379,12 +408,13 @@ def build_report(frame: pd.DataFrame, baseline: dict, layout: dict[str, dict] | 
     # A results frame from before file sizes were measured lacks their columns: treat them as unknown.
     frame = frame.reindex(columns=[*frame.columns, *(c for c in FILE_COLUMNS if c not in frame)])
     facts = summary(frame)
+    deployed = deployed_section(frame)
     nav = "".join(f'<a href="#{a}">{t}</a>' for a, t in (("summary", "Summary"), ("baseline", "Baseline"),
-                  ("tradeoff", "BLEU vs compression"), ("tables", "Tables"), ("curves", "Training curves"),
-                  ("heatmap", "Sensitivity")))
+                  ("tradeoff", "BLEU vs compression"), *([("deployed", "As shipped")] if deployed else []),
+                  ("tables", "Tables"), ("curves", "Training curves"), ("heatmap", "Sensitivity")))
     body = [f"<h1>Compression report: {facts['cells']} cells</h1><nav>{nav}</nav>",
             # the best cells first, so that they and the one-row-per-method table fill the first screen
-            summary_section(facts), baseline_section(baseline, frame), tradeoff_section(frame),
+            summary_section(facts), baseline_section(baseline, frame), tradeoff_section(frame), deployed,
             tables_section(frame, layout), curves_section(frame, baseline_curve or [], cell_curves or {}),
             heatmap_section(frame, layout)]
     return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>tcompress report</title>'

@@ -25,6 +25,9 @@ METRIC_COLUMNS = ["bleu", "delta_bleu", "delta_ci_low", "delta_ci_high", "p_valu
                   "stored_megabytes", "bleu_int8", "sentences_per_second_int8", "int8_kernel",
                   "sentences_per_second", "finetune_steps", "finetune_seconds", "compress_seconds", "precision",
                   "from_scratch"]
+# With params.yaml's deploy section on: the CTranslate2 export's numbers (tcompress.deploy).
+DEPLOYED_COLUMNS = ["bleu_deployed", "sentences_per_second_deployed", "deployed_bytes", "deployed_compute_type",
+                    "deployed_differences"]
 
 
 def axis_columns() -> list[str]:
@@ -41,7 +44,10 @@ def baseline_row(baseline: dict, decoding: str) -> dict:
             "compression_ratio": 1.0, "n_compressed": 0, "n_model": n, "decoding": decoding,
             "file_bytes": baseline.get("checkpoint_bytes"), "file_ratio": 1.0,
             "stored_megabytes": round(n * 4 / 1e6, 3), "sentences_per_second": scored.get("sentences_per_second"),
-            "precision": baseline.get("precision")}
+            "precision": baseline.get("precision"),
+            # its float32 export's numbers, on the row decoded as the export was
+            **({k: baseline[k] for k in DEPLOYED_COLUMNS if k in baseline}
+               if baseline.get("deployed_decoding") == decoding else {})}
 
 
 def _significance(frame: pd.DataFrame, cell_dirs: Path, baseline_hyps: Path, references: list[str]) -> pd.DataFrame:
@@ -110,7 +116,7 @@ def collect(baseline_file: str | Path, cells_dir: str | Path, cell_dirs: str | P
     decodings = sorted({c["decoding"] for c in cells}) or ["greedy"]
     rows = [baseline_row(baseline, d) for d in decodings]
     base_bleu = {r["decoding"]: r["bleu"] for r in rows}
-    columns = ["cell", "method", "control", "chain", "same_as", *axis_columns(), *METRIC_COLUMNS]
+    columns = ["cell", "method", "control", "chain", "same_as", *axis_columns(), *METRIC_COLUMNS, *DEPLOYED_COLUMNS]
     for c in cells:
         rows.append({**{k: c.get(k) for k in columns}, "control": bool(c.get("control")),
                      "stored_megabytes": round(c["stored_bits"] / 8e6, 3)})
@@ -239,6 +245,40 @@ def markdown_report(frame: pd.DataFrame, layout: dict[str, dict]) -> str:
     return "\n".join(parts) + "\n"
 
 
+def deployed_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows with an int8 BLEU or a CTranslate2 export's numbers (the baseline's float32 export first)."""
+    have = pd.Series(False, index=frame.index)
+    for column in ("bleu_int8", "bleu_deployed"):
+        if column in frame:
+            have |= frame[column].notna()
+    return frame[have]
+
+
+def deployed_table(frame: pd.DataFrame) -> str:
+    """tables.md's last section, where any row has them: BLEU beside int8 BLEU, the CTranslate2
+    export's BLEU, speed and bytes ("" where none has)."""
+    rows = deployed_rows(frame)
+    if rows.empty:
+        return ""
+
+    def num(value, spec: str) -> str:
+        return "–" if value is None or pd.isna(value) else format(value, spec)
+    parts = ["", "## Decoded as shipped: int8 matmuls and the CTranslate2 export", "",
+             "BLEU as evaluated; with int8 matmuls of the cell's codes (`translate --int8`); with its CTranslate2 "
+             "export (deploy section: int8 codes for a cell, float32 for the baseline), its speed on this "
+             "machine and the bytes of its export folder; what the export computes differently (its manifest).",
+             "", "| cell | BLEU | int8 BLEU | CTranslate2 BLEU | sentences/s | CTranslate2 sentences/s | "
+                 "export MB | export differs by |", "|---|---|---|---|---|---|---|---|"]
+    for _, r in rows.iterrows():
+        size = r.get("deployed_bytes")
+        differs = r.get("deployed_differences")
+        parts.append(f"| {r['cell']} | {num(r['bleu'], '.2f')} | {num(r.get('bleu_int8'), '.2f')} | "
+                     f"{num(r.get('bleu_deployed'), '.2f')} | {num(r['sentences_per_second'], '.0f')} | "
+                     f"{num(r.get('sentences_per_second_deployed'), '.0f')} | "
+                     f"{num(None if pd.isna(size) else size / 1e6, '.2f')} | {'–' if pd.isna(differs) else differs} |")
+    return "\n".join(parts) + "\n"
+
+
 def pareto_front(points: list, larger_x_better: bool = True) -> list:
     """The points no other point beats on both BLEU (y) and x (a larger ratio, or fewer bytes)."""
     sign = 1 if larger_x_better else -1
@@ -280,6 +320,22 @@ def _seed_facts(best: pd.Series) -> dict:
             "seeds_ci_low": float(best["seeds_ci_low"]), "seeds_ci_high": float(best["seeds_ci_high"])}
 
 
+def _deployed_facts(row: pd.Series) -> dict:
+    """A row's int8 BLEU and its export's BLEU, speed and bytes, where it has them."""
+    keys = {"bleu_int8": float, "bleu_deployed": float, "sentences_per_second_deployed": float,
+            "deployed_bytes": int}
+    return {k: cast(row[k]) for k, cast in keys.items() if k in row and pd.notna(row[k])}
+
+
+def deployed_text(facts: dict) -> str:
+    """``; int8 66.10; CTranslate2 66.02, 812 sentences/s, 1.21 MB`` (what of it the facts hold)."""
+    parts = [f"int8 {facts['bleu_int8']:.2f}"] if "bleu_int8" in facts else []
+    if "bleu_deployed" in facts:
+        parts.append(f"CTranslate2 {facts['bleu_deployed']:.2f}, {facts['sentences_per_second_deployed']:.0f} "
+                     f"sentences/s, {facts['deployed_bytes'] / 1e6:.2f} MB")
+    return "; " + "; ".join(parts) if parts else ""
+
+
 def summary(frame: pd.DataFrame) -> dict:
     """Baseline BLEU, cell count, and the best cell at ≥4× and ≥8×: overall and per method."""
     cells = frame[frame["method"] != "baseline"]
@@ -289,6 +345,9 @@ def summary(frame: pd.DataFrame) -> dict:
     if len(base) and base.iloc[0].get("n_seeds", 1) > 1:
         out.update({"seeds": int(base.iloc[0]["n_seeds"]), "baseline_bleu_mean": float(base.iloc[0]["bleu_mean"]),
                     "baseline_bleu_sd": float(base.iloc[0]["bleu_sd"])})
+    deployed = base[base["bleu_deployed"].notna()] if "bleu_deployed" in base else base.iloc[:0]
+    if len(deployed):
+        out["baseline_deployed"] = _deployed_facts(deployed.iloc[0])
     for ratio in SUMMARY_RATIOS:
         best = _best(cells, ratio)
         out[f"best_delta_at_{ratio}x"] = None if best is None else float(best["delta_ref"])
@@ -308,6 +367,7 @@ def summary(frame: pd.DataFrame) -> dict:
                 else "baseline", "compression_ratio": float(best["compression_ratio"]),
                 **({} if pd.isna(best["file_ratio"]) else {"file_ratio": float(best["file_ratio"]),
                                                            "file_bytes": int(best["file_bytes"])}),
+                **_deployed_facts(best),
                 **({} if pd.isna(best["delta_ci_low"]) else {
                     "ci_low": float(best["delta_control_ci_low"] if pd.notna(best["delta_control"]) else best["delta_ci_low"]),
                     "ci_high": float(best["delta_control_ci_high"] if pd.notna(best["delta_control"]) else best["delta_ci_high"]),
@@ -327,8 +387,14 @@ def markdown_summary(summary_: dict) -> str:
              "Best cell of each method at a compression ratio of at least 4× and 8×, ranked by ΔBLEU against "
              "its reference (a fine-tuning method's control, else the baseline decoded the same way), with the "
              "paired-bootstrap 95 % interval; ns: not significant at p < 0.05; the ratio is the thesis's, the "
-             "file's (float32 checkpoint bytes / artifact bytes) in brackets. Every cell: tables.md.", "",
-             "| method | best at ≥ 4× | best at ≥ 8× |", "|---|---|---|"]
+             "file's (float32 checkpoint bytes / artifact bytes) in brackets. Every cell: tables.md.", ""]
+    entries = [b for entry in summary_["by_method"].values() for b in entry.values() if b]
+    if "baseline_deployed" in summary_ or any(deployed_text(b) for b in entries):
+        base = summary_.get("baseline_deployed")
+        lines += ["Where a cell has them: its BLEU decoded with int8 matmuls (`int8`), and its CTranslate2 export's "
+                  "BLEU, speed and folder size (params.yaml's deploy section" +
+                  (f"; the baseline's float32 export: {deployed_text(base)[2:]})." if base else ").") + "", ""]
+    lines += ["| method | best at ≥ 4× | best at ≥ 8× |", "|---|---|---|"]
     for name, entry in summary_["by_method"].items():
         cols = []
         for ratio in SUMMARY_RATIOS:
@@ -345,7 +411,7 @@ def markdown_summary(summary_: dict) -> str:
                             f"{b['seeds_ci_high']:+.2f}]{ns}, n={b['n_seeds']}, {b['compression_ratio']:.2f}×{size}")
                 continue
             cols.append(f"`{b['cell']}`: {b['bleu']:.2f}, Δ {b['delta_ref']:+.2f} vs "
-                        f"{b['reference']}{ci}, {b['compression_ratio']:.2f}×{size}")
+                        f"{b['reference']}{ci}, {b['compression_ratio']:.2f}×{size}{deployed_text(b)}")
         lines.append(f"| {get(name).title} | " + " | ".join(cols) + " |")
     return "\n".join(lines) + "\n"
 

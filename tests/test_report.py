@@ -24,7 +24,7 @@ from conftest import REPO
 from tcompress.data.corpora import write_split
 from tcompress.methods import registered
 from tcompress.report import build_report, default_layout, markdown_to_html, pareto_front, write_report
-from tcompress.results import collect, markdown_report, summary
+from tcompress.results import collect, deployed_table, markdown_report, markdown_summary, summary
 from tcompress.svgplot import Point
 
 N_MODEL = 1_000_000
@@ -60,7 +60,11 @@ def make_grid(root: Path, more: dict[str, dict[str, tuple]] | None = None) -> tu
                 "decoding": {"beam_size": 4, "length_penalty": 0.6},
                 "greedy": {"bleu": BASE_BLEU, "chrf": 55.0, "signature": "nrefs:1|tok:13a",
                            "sentences_per_second": 300.0},
-                "beam": {"bleu": BASE_BLEU + .5, "chrf": 55.5, "sentences_per_second": 90.0}}
+                "beam": {"bleu": BASE_BLEU + .5, "chrf": 55.5, "sentences_per_second": 90.0},
+                # the deploy section's float32 export, decoded greedily as the cells are
+                "bleu_deployed": BASE_BLEU - .01, "sentences_per_second_deployed": 700.0,
+                "deployed_bytes": N_MODEL * 4 + 30000, "deployed_compute_type": "float32",
+                "deployed_differences": "none", "deployed_decoding": "greedy"}
     (root / "baseline.json").write_text(json.dumps(baseline))
     sizes = {"baseline": N_MODEL * 4 + 9000}
     trained = []
@@ -74,6 +78,11 @@ def make_grid(root: Path, more: dict[str, dict[str, tuple]] | None = None) -> tu
             sizes[cell["cell"]] = int(N_MODEL * 4 / ratio) + 9000
             cell.update(chrf=50.0, decoding="greedy", n_model=N_MODEL, stored_bits=int(N_MODEL * 32 / ratio),
                         file_bytes=sizes[cell["cell"]], file_ratio=round(sizes["baseline"] / sizes[cell["cell"]], 4))
+            if values and values.get("bits") == 8 and method.name in ("ptq", "qat"):   # int8 matmuls, and the export
+                cell.update(bleu_int8=round(cell["bleu"] - .05, 4), sentences_per_second_int8=400.0,
+                            bleu_deployed=round(cell["bleu"] - .07, 4), sentences_per_second_deployed=1500.0,
+                            deployed_bytes=N_MODEL + 20000, deployed_compute_type="int8_float32",
+                            deployed_differences="int8 inputs per row")
             (root / "cells" / f"{cell['cell']}.json").write_text(json.dumps(cell))
             if method.trains:
                 trained.append(cell["cell"])
@@ -291,6 +300,33 @@ def test_heat_map_shows_each_cells_delta_red_for_a_loss(grid):
                         "3-bit Asym.", "3-bit Sym."]
 
 
+def test_int8_and_deployed_numbers_stand_beside_bleu_where_present(grid):
+    """The deploy section's numbers (and int8 BLEU) in the report's own section, tables.md and
+    summary.md; a results frame without them gets no section and no link."""
+    frame, html, root = grid
+    shipped = frame[frame["bleu_int8"].notna() | frame["bleu_deployed"].notna()]
+    assert len(shipped) >= 3 and "baseline" in set(shipped["cell"])    # the cells' int8 exports and the baseline's
+    rows = Page(html).table("Decoded as shipped")
+    assert rows[0][:4] == ["cell", "BLEU", "int8 BLEU", "CTranslate2 BLEU"]
+    assert [r[0] for r in rows[1:]] == list(shipped["cell"])
+    for row, (_, r) in zip(rows[1:], shipped.iterrows()):
+        assert row[3] == f"{r['bleu_deployed']:.2f}" and row[5] == f"{r['sentences_per_second_deployed']:.0f}"
+        assert row[7] == f"{r['deployed_bytes'] / 1e6:.2f} MB" and row[9] == r["deployed_differences"]
+        assert row[2] == ("–" if pd.isna(r["bleu_int8"]) else f"{r['bleu_int8']:.2f}")
+    assert '<a href="#deployed">' in html
+    md = deployed_table(frame)
+    assert [line.split(" | ")[0].strip("| ") for line in md.splitlines() if line.startswith("| ")][1:] == \
+        list(shipped["cell"])
+    facts = summary(frame)
+    text = markdown_summary(facts)
+    assert f"the baseline's float32 export: CTranslate2 {BASE_BLEU - .01:.2f}, 700 sentences/s" in text
+    best = [e for m in facts["by_method"].values() for e in m.values() if e and "bleu_deployed" in e]
+    assert best and all(f"CTranslate2 {e['bleu_deployed']:.2f}" in text for e in best)
+    bare = frame.drop(columns=["bleu_int8", "bleu_deployed"])
+    page = build_report(bare, json.loads((root / "baseline.json").read_text()))
+    assert 'id="deployed"' not in page and "#deployed" not in page and deployed_table(bare) == ""
+
+
 def test_training_curves_come_from_each_cells_json_and_tolerate_missing_files(grid):
     frame, html, root = grid
     with_curve = {p.name for p in (root / "dirs").iterdir()}
@@ -408,6 +444,9 @@ def test_the_report_renders_offline_in_chromium(grid, report_in_chromium):
     page = Page(dom)
     assert len(page.svgs) == 6 and all(svg["marks"] for svg in page.svgs)
     cells = set(frame["cell"])
+    shipped = page.table("Decoded as shipped")    # the deploy section's table, as Chromium laid it out
+    assert [r[0] for r in shipped[1:]] == list(frame.loc[frame["bleu_int8"].notna() | frame["bleu_deployed"].notna(),
+                                                          "cell"])
     front = page.table("Pareto front: ")
     assert len(front) > 2 and {row[0] for row in front[1:]} <= cells
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and int.from_bytes(png[16:20], "big") == 1280 and len(png) > 20_000
