@@ -56,6 +56,8 @@ def main(plan_file: str, baseline: str, tokenized: str, valid_split: str, test_s
         inputs["teacher"] = Path(teacher) / "train.ids.parquet"
     if "calibration" in entry["inputs"]:   # the calibrate stage's statistics, at the path the plan names
         inputs["calibration"] = Path(entry["calibration_file"])
+    if "sensitivity" in entry["inputs"]:   # the sensitivity stage's measurements, likewise
+        inputs["sensitivity"] = Path(entry["sensitivity_file"])
     verify_inputs(entry, inputs)
     check_installed(entry.get("deploy"))   # before any work: one line saying how to install CTranslate2
     rt = runtime()

@@ -19,12 +19,15 @@ from tcompress.stage import guarded, read_config
               help="the teacher stage's output: hashed into the plan of every cell that trains on it")
 @click.option("--calibration", required=True, type=click.Path(exists=True, file_okay=False),
               help="the calibrate stage's output: hashed into the plan of every cell that reads it")
+@click.option("--sensitivity", required=True, type=click.Path(exists=True, file_okay=False),
+              help="the sensitivity stage's output: hashed into the plan of every cell that reads it")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @guarded
 def main(config_file: str, baseline: str, tokenized: str, valid_split: str, test_split: str, teacher: str,
-         calibration: str, out: str) -> None:
+         calibration: str, sensitivity: str, out: str) -> None:
     selected = write_plan(read_config(config_file), Path(baseline), Path(tokenized), Path(valid_split),
-                          Path(test_split), Path(out), teacher=Path(teacher), calibration=Path(calibration))
+                          Path(test_split), Path(out), teacher=Path(teacher), calibration=Path(calibration),
+                          sensitivity=Path(sensitivity))
     click.echo(f"planned {len(selected)} selected cells")
 
 

@@ -110,6 +110,9 @@ def _facts(method: Method) -> list[str]:
     if method.calibrated:
         teacher.append("its cells read the `calibrate` stage's per-Linear input statistics of the baseline "
                        "(params.yaml's `calibration` section)")
+    if method.sensitivity:
+        teacher.append("its cells read the `sensitivity` stage's validation-loss increase of each Linear per "
+                       "bit width (params.yaml's `sensitivity` section)")
     return [f"- Cell id: `{method.name}-" + "-".join(f"<{a.name}>" for a in method.axes) + "`.",
             f"- {trains.capitalize()}.", f"- {'; '.join(chains).capitalize()}."] + \
         [f"- {t.capitalize()}." for t in teacher]

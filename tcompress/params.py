@@ -15,7 +15,8 @@ from typing import Any, Mapping
 import yaml
 
 from tcompress.config import (CalibrationConfig, CleaningConfig, EvaluateConfig, FilesConfig, ModelConfig,
-                              Multi30kConfig, RuntimeConfig, SyntheticConfig, TeacherConfig, TokenizerConfig, TrainConfig)
+                              Multi30kConfig, RuntimeConfig, SensitivityConfig, SyntheticConfig, TeacherConfig,
+                              TokenizerConfig, TrainConfig)
 from tcompress.config import DeployConfig
 from tcompress import methods as registry
 from tcompress.grid import selected_cells
@@ -37,6 +38,7 @@ class Params:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    sensitivity: SensitivityConfig = field(default_factory=SensitivityConfig)
     deploy: DeployConfig = field(default_factory=DeployConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     methods: tuple[str, ...] = setting((), doc="the methods whose cells run")

@@ -27,7 +27,7 @@ from typing import Any
 
 from tcompress.chains import parse_chain
 from tcompress.closure import closure, digest_files, file_digest
-from tcompress.config import CALIBRATION_FILE
+from tcompress.config import CALIBRATION_FILE, SENSITIVITY_FILE
 from tcompress.deploy import DEPLOY_CODE, deploys
 from tcompress.deploy import section as deploy_section
 from tcompress.grid import catalog_cells, catalog_chains, selected_cells, selected_chains, table_layout
@@ -91,6 +91,7 @@ def resolve(params) -> dict[str, dict]:
                             **{c.id: _chain_entry(params, c) for c in selected_chains(params)}})
     teacher = any(get(c["method"]).uses_teacher(c["axes"]) for c in cells.values() if not c["control"])
     calibrated = any(get(c["method"]).calibrated for c in cells.values() if not c["control"])
+    sensitive = any(get(c["method"]).sensitivity for c in cells.values() if not c["control"])
     corpus = plain(getattr(params, params.data))
     if params.data == "multi30k":  # where the checksummed files come from does not change them
         corpus = {k: v for k, v in corpus.items() if k not in ("local_dir", "url")}
@@ -105,6 +106,7 @@ def resolve(params) -> dict[str, dict]:
         # Not the grid's values: a changed bit width recomputes no statistics.
         "calibrate": {"enabled": True, **plain(params.calibration), "seed": params.seed} if calibrated
                      else {"enabled": False},
+        "sensitivity": {"enabled": True, **plain(params.sensitivity)} if sensitive else {"enabled": False},
         "cells": {"catalog": [c.id for c in catalog_cells(params)] + [c.id for c in catalog_chains(params)],
                   "cells": cells,
                   "evaluate": {**decoding, "beam_size": e.cell_beam_size},
@@ -116,7 +118,7 @@ def resolve(params) -> dict[str, dict]:
     return {**configs, **seed_configs(params, configs)}
 
 
-SEED_STAGES = ("train", "evaluate", "teacher", "calibrate", "cells")
+SEED_STAGES = ("train", "evaluate", "teacher", "calibrate", "sensitivity", "cells")
 
 
 def seed_configs(params, configs: dict[str, dict]) -> dict[str, dict]:
@@ -198,11 +200,13 @@ def _budget(tokenized: Path, batch_tokens: int, seed: int) -> Budget:
 
 
 def write_plan(config: dict, baseline: Path, tokenized: Path, valid: Path, test: Path, out: Path,
-               root: Path = REPO, teacher: Path | None = None, calibration: Path | None = None) -> list[str]:
+               root: Path = REPO, teacher: Path | None = None, calibration: Path | None = None,
+               sensitivity: Path | None = None) -> list[str]:
     """Every catalog cell's plan; returns the selected cells' ids. A cell that trains on the teacher's
     translations also holds their hash (``teacher``: the teacher stage's output); a cell of a
     ``calibrated`` method the hash of the calibration statistics and their file's path
-    (``calibration``: the calibrate stage's output)."""
+    (``calibration``: the calibrate stage's output); a cell of a ``sensitivity`` method that of the
+    per-Linear sensitivities and their path (``sensitivity``: the sensitivity stage's output)."""
     from tcompress.schema import build
 
     if not config.get("enabled", True):   # a catalog seed not selected: every cell of it off
@@ -243,6 +247,13 @@ def write_plan(config: dict, baseline: Path, tokenized: Path, valid: Path, test:
                                   "run `dvc repro` (the calibrate stage computes them)")
             cell_inputs = {**cell_inputs, "calibration": file_digest(stats)}
             entry = {**entry, "calibration_file": str(stats)}
+        if not entry["control"] and get(name).sensitivity:
+            found = None if sensitivity is None else sensitivity / SENSITIVITY_FILE
+            if found is None or not found.exists() or not json.loads(found.read_text()).get("enabled"):
+                raise ConfigError(f"cell {cell_id} reads per-Linear sensitivities, but {sensitivity} holds none; "
+                                  "run `dvc repro` (the sensitivity stage measures them)")
+            cell_inputs = {**cell_inputs, "sensitivity": file_digest(found)}
+            entry = {**entry, "sensitivity_file": str(found)}
         write_json(out / "cells" / f"{cell_id}.json",
                    {**entry, "evaluate": config["evaluate"], "inputs": cell_inputs, "code": digests[key]})
     return list(config["cells"])

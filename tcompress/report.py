@@ -230,6 +230,53 @@ def tradeoff_section(frame: pd.DataFrame) -> str:
     return "".join(parts)
 
 
+def load_searches(cell_dirs: str | Path | None, cells: list[str]) -> dict[str, dict]:
+    """Each cell's search candidates (a method that searches records ``search_candidates`` in its
+    cell.json: file bytes and validation BLEU each), with its float model's validation BLEU and the
+    candidate it kept; a cell without them, or an unreadable file, is left out."""
+    found = {}
+    for cell in cells if cell_dirs else []:
+        try:
+            facts = json.loads((Path(cell_dirs) / cell / "cell.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(facts, dict) and facts.get("search_candidates"):
+            found[cell] = facts
+    return found
+
+
+def search_section(searches: dict[str, dict]) -> str:
+    """Validation BLEU against file size of every search's candidates, the kept one ringed, beside
+    the float model's validation BLEU: the front the search chose from."""
+    if not searches:
+        return ""
+    colors = series_colors(list(searches))
+    series = []
+    for cell, facts in searches.items():
+        points = [Point(c["file_bytes"] / 1e6, c["valid_bleu"],
+                        f"{cell}, candidate {i}: validation BLEU {c['valid_bleu']:.2f}, {c['file_bytes'] / 1e6:.3f} MB, "
+                        f"mean {c['mean_bits']} bits", cell) for i, c in enumerate(facts["search_candidates"])]
+        series.append(Series(f"{cell} candidates", points, colors[cell], line=True))
+        kept = points[facts["chosen_candidate"]]
+        series.append(Series(f"{cell} kept", [Point(kept.x, kept.y, kept.tip, cell)], colors[cell], ring=True))
+    xs = [p.x for s in series for p in s.points]
+    for cell, facts in searches.items():
+        series.append(Series(f"{cell}: float model", [Point(min(xs), facts["valid_bleu_float"], "", ""),
+                                                      Point(max(xs), facts["valid_bleu_float"], "", "")],
+                             colors[cell], line=True, marker=False, dashed=True))
+    rows = [[_code(cell), i, f"{c['valid_bleu']:.2f}", _megabytes(c["file_bytes"]), f"{c['mean_bits']}",
+             " ".join(f"{b}:{n}" for b, n in c["linears_at"].items()) + (" (kept)" if i == f["chosen_candidate"] else "")]
+            for cell, f in searches.items() for i, c in enumerate(f["search_candidates"])]
+    return ('<h2 id="search">Mixed-precision search</h2><p class="note">Each candidate of each search: its '
+            "artifact's bytes against its greedy BLEU on the validation sentences (not the test split: the cells "
+            "above are scored there), the kept one ringed, the float model's validation BLEU dashed.</p>"
+            + xy_plot(series, x_title="file size on disk (MB; log scale)", y_title="validation BLEU", x_log=True,
+                      label="search candidates")
+            + "<details><summary>Every candidate</summary>"
+            + _table(["cell", "candidate", "valid BLEU", "file size", "mean bits", "Linears at each width"], rows,
+                     numeric={1, 2, 3, 4}) + "</details>")
+
+
 # ------------------------------------------------------------------ 3b. decoded as shipped
 
 def deployed_section(frame: pd.DataFrame) -> str:
@@ -403,7 +450,8 @@ def heatmap_section(frame: pd.DataFrame, layout: dict[str, dict]) -> str:
 # ------------------------------------------------------------------ the page
 
 def build_report(frame: pd.DataFrame, baseline: dict, layout: dict[str, dict] | None = None,
-                 baseline_curve: list[dict] | None = None, cell_curves: dict[str, list[dict]] | None = None) -> str:
+                 baseline_curve: list[dict] | None = None, cell_curves: dict[str, list[dict]] | None = None,
+                 searches: dict[str, dict] | None = None) -> str:
     layout = layout or default_layout()
     # A results frame from before file sizes were measured lacks their columns: treat them as unknown.
     frame = frame.reindex(columns=[*frame.columns, *(c for c in FILE_COLUMNS if c not in frame)])
@@ -414,8 +462,8 @@ def build_report(frame: pd.DataFrame, baseline: dict, layout: dict[str, dict] | 
                   ("tables", "Tables"), ("curves", "Training curves"), ("heatmap", "Sensitivity")))
     body = [f"<h1>Compression report: {facts['cells']} cells</h1><nav>{nav}</nav>",
             # the best cells first, so that they and the one-row-per-method table fill the first screen
-            summary_section(facts), baseline_section(baseline, frame), tradeoff_section(frame), deployed,
-            tables_section(frame, layout), curves_section(frame, baseline_curve or [], cell_curves or {}),
+            summary_section(facts), baseline_section(baseline, frame), tradeoff_section(frame),
+            search_section(searches or {}), deployed, tables_section(frame, layout), curves_section(frame, baseline_curve or [], cell_curves or {}),
             heatmap_section(frame, layout)]
     return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>tcompress report</title>'
             f'<meta name="viewport" content="width=device-width"><style>{STYLE}</style></head>'
@@ -427,7 +475,8 @@ def write_report(path: str | Path, frame: pd.DataFrame, baseline_file: str | Pat
     baseline = json.loads(Path(baseline_file).read_text())
     cells = list(frame.loc[frame["method"] != "baseline", "cell"])
     baseline_curve, cell_curves = load_curves(train_curve, cell_dirs, cells)
+    searches = load_searches(cell_dirs, cells)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(build_report(frame, baseline, layout, baseline_curve, cell_curves), encoding="utf-8")
+    path.write_text(build_report(frame, baseline, layout, baseline_curve, cell_curves, searches), encoding="utf-8")
     return path

@@ -70,6 +70,17 @@ class CellContext:
                              "holds none (the method must be registered with calibrated=True)")
         return load(self.entry["calibration_file"])
 
+    def sensitivity(self) -> dict:
+        """Each Linear's validation-loss increase per bit width, as the JSON the sensitivity stage wrote
+        (``tcompress.methods.mixed.sensitivity`` reads it): the file whose hash the plan of a
+        ``sensitivity`` method's cell holds."""
+        import json
+
+        if "sensitivity" not in self.entry.get("inputs", {}):
+            raise ValueError(f"cell {self.entry['cell']}: its method reads sensitivities, but its plan holds none "
+                             "(the method must be registered with sensitivity=True)")
+        return json.loads(Path(self.entry["sensitivity_file"]).read_text())
+
     def training_data(self, teacher: bool = False) -> tuple[ParallelData, ParallelData]:
         """The method's training subset, with the references as targets, or with ``teacher`` the
         baseline's translations of the same sources (sequence-level distillation)."""

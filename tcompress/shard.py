@@ -25,9 +25,9 @@ from tcompress.grid import seed_stage_key
 
 # The stages every cell reads: run once (``dvc repro plan``) before the shards start, so that workers
 # do not each train the baseline.
-UPSTREAM = ("resolve", "prepare", "tokenize", "train", "teacher", "calibrate", "plan")
+UPSTREAM = ("resolve", "prepare", "tokenize", "train", "teacher", "calibrate", "sensitivity", "plan")
 # A seed's baseline stages besides the first seed's: each seed's run in one shard, before its cells.
-SEED_UPSTREAM = ("seed_train", "seed_evaluate", "seed_teacher", "seed_calibrate", "seed_plan")
+SEED_UPSTREAM = ("seed_train", "seed_evaluate", "seed_teacher", "seed_calibrate", "seed_sensitivity", "seed_plan")
 
 
 @dataclass

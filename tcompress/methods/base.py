@@ -33,6 +33,9 @@ method:
 - ``calibrated``: its cells read the baseline's per-Linear input statistics (``ctx.calibration()``:
   Gram matrices, per-channel mean and max of |x|, a sample of input rows), which the ``calibrate``
   stage computes once, with params.yaml's ``calibration`` settings, when some selected cell does.
+- ``sensitivity``: its cells read each Linear's validation-loss increase per bit width
+  (``ctx.sensitivity()``), which the ``sensitivity`` stage computes once, with params.yaml's
+  ``sensitivity`` settings, when some selected cell does.
 - ``controlled``: False drops the control cell of a trained method whose grid holds its own
   comparison (distillation's references-only student).
 - ``control_start(model, params, ctx) -> model``: where the control's budget starts, when that is not
@@ -154,6 +157,7 @@ class Method:
     control_reads: tuple[str, ...] = ()   # section keys control_start reads (the budget's are always read)
     needs_teacher: Callable[[Mapping[str, Any]], bool] | None = None   # a cell trains on the teacher's outputs
     calibrated: bool = False  # its cells read the calibrate stage's per-Linear statistics (ctx.calibration())
+    sensitivity: bool = False  # its cells read the sensitivity stage's per-Linear losses (ctx.sensitivity())
     controlled: bool = True   # a trained method gets a control cell; False where its grid holds its own
                               # comparison (distillation: the same student trained on the references)
 

@@ -1,0 +1,115 @@
+"""Each Linear's sensitivity to its bit width, measured once per baseline by the ``sensitivity`` stage.
+
+For every Linear of the model and every width b of ``sensitivity.bits``, the Linear alone is
+rounded with GPTQ (``tcompress.compress.gptq``: one step and zero point per output row, its Hessian
+from the ``calibrate`` stage's Gram matrix) while every other module stays float, and the
+baseline's validation loss is taken again:
+
+    Δ(l, b) = L(model with Linear l at b bits) − L(float model),
+
+L being the mean cross-entropy in nats per target token of the validation split (or its first
+``sensitivity.sentences`` sentences), teacher-forced, without label smoothing, padding left out.
+
+Loss rather than BLEU: one forward pass per (Linear, width) instead of a decode, and a smooth
+number where a single Linear's rounding moves BLEU on a small subset by less than its noise. BLEU
+is what the mixed search's candidates are judged by (``search``). GPTQ rather than round-to-nearest:
+a mixed cell stores each Linear as GPTQ rounds it at its width, so the loss measured is the loss
+of the codes it would store.
+
+The result is one JSON file (``SENSITIVITY_FILE``): the settings, the float loss, and per Linear
+its weight's size and Δ per width.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from tcompress.batching import pad
+from tcompress.compress.gptq import gptq_quantize
+from tcompress.compress.linear_quant import QuantSpec, dequantize
+from tcompress.compress.walker import group_linears
+from tcompress.data.corpora import read_ids
+from tcompress.model import PAD
+
+FORMAT = "tcompress.sensitivity/1"
+BATCH_SENTENCES = 64   # how the loss is batched; the sum does not depend on it beyond float rounding
+
+
+def validation_batches(tokenized: str | Path, sentences: int, device: torch.device | str = "cpu"
+                       ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The validation split's first ``sentences`` pairs (0: all), as (src, tgt_in, tgt_out) batches."""
+    src, tgt = read_ids(tokenized, "valid")
+    n = sentences or len(src)
+    return [(pad(src[i:i + BATCH_SENTENCES]).to(device), pad([t[:-1] for t in tgt[i:i + BATCH_SENTENCES]]).to(device),
+             pad([t[1:] for t in tgt[i:i + BATCH_SENTENCES]]).to(device)) for i in range(0, min(n, len(src)), BATCH_SENTENCES)]
+
+
+@torch.no_grad()
+def validation_loss(model: nn.Module, batches) -> float:
+    """Mean cross-entropy in nats per real target token over ``batches``, in eval mode."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    try:
+        for src, tgt_in, tgt_out in batches:
+            logits = model(src, tgt_in).float()
+            total += float(nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt_out.reshape(-1),
+                                                       ignore_index=PAD, reduction="sum"))
+            count += int((tgt_out != PAD).sum())
+    finally:
+        model.train(was_training)
+    return total / count
+
+
+def gptq_codes(linear: nn.Linear, stats, spec: QuantSpec):
+    """GPTQ's (codes, scale, zero_point) of ``linear``'s weight from its calibration statistics, with
+    the ``gptq`` method's default blocking and damping."""
+    return gptq_quantize(linear.weight, 2 * stats.gram / stats.count, spec)
+
+
+@torch.no_grad()
+def measure(model: nn.Module, stats: dict, batches, widths: tuple[int, ...], mode: str) -> dict:
+    """Δ(l, b) for every Linear l of ``model`` and width b (see the module docstring), with the float
+    loss and each weight's size; the model is left as it was."""
+    base = validation_loss(model, batches)
+    linears = {}
+    for name, linear in group_linears(model, "full").items():
+        original = linear.weight.detach().clone()
+        deltas = {}
+        for bits in widths:
+            codes, scale, zero_point = gptq_codes(linear, stats[name], QuantSpec(bits, mode, per_channel=True))
+            linear.weight.copy_(dequantize(codes, scale, zero_point).reshape(original.shape))
+            deltas[str(bits)] = validation_loss(model, batches) - base
+            linear.weight.copy_(original)
+        linears[name] = {"numel": original.numel(), "delta": deltas}
+    return {"base_loss": base, "linears": linears}
+
+
+def check_widths(widths: tuple[int, ...]) -> None:
+    if list(widths) != sorted(set(widths), reverse=True) or not 2 <= widths[-1] <= widths[0] <= 8:
+        raise ValueError(f"sensitivity.bits: {list(widths)} must be distinct widths from 8 down to 2, widest first")
+
+
+def save(result: dict, path: str | Path, settings: dict) -> None:
+    Path(path).write_text(json.dumps({"format": FORMAT, "enabled": True, **settings, **result}, indent=1,
+                                     sort_keys=True) + "\n")
+
+
+def load(path: str | Path) -> dict:
+    """The measurement ``save`` wrote (see ``parsed``)."""
+    return parsed(json.loads(Path(path).read_text()), str(path))
+
+
+def parsed(data: dict, where: str = "sensitivities") -> dict:
+    """The JSON ``save`` wrote, as ``bits`` (widest first), ``mode``, ``base_loss`` and per Linear
+    ``numel`` and ``delta`` (width -> Δ loss, keyed by int)."""
+    if data.get("format") != FORMAT:
+        raise ValueError(f"{where}: not a sensitivity file (format {data.get('format')!r})")
+    data["bits"] = tuple(data["bits"])
+    for entry in data["linears"].values():
+        entry["delta"] = {int(b): d for b, d in entry["delta"].items()}
+    return data
