@@ -5,7 +5,8 @@ pipeline's), with the same decoding and sacrebleu scoring the evaluate stage use
 ``tcompress catalog`` rewrites the stage list dvc.yaml expands; ``tcompress groups`` counts the
 parameters of each layer group; ``tcompress docs`` regenerates docs/methods.md from the registry;
 ``tcompress plan`` previews what a change would run; ``tcompress shard`` splits the selected cells
-between workers; ``tcompress pairwise``, ``compare-thesis`` and ``run-stages`` compare two sets of
+between workers, and ``tcompress push`` sends what one computed to the team's remote;
+``tcompress pairwise``, ``compare-thesis`` and ``run-stages`` compare two sets of
 translations, print the thesis's tables beside ours, and run dvc.yaml's commands without DVC;
 ``tcompress export`` writes a model file as a CTranslate2 model, which ``translate --backend
 ctranslate2`` decodes.
@@ -27,7 +28,7 @@ from tcompress.schema import UserError
 from tcompress.stage import configure_logging
 
 # Modules that import torch (about 2 s) are imported inside the commands that run a model
-# (translate, groups, export), so catalog, plan, shard, docs, run-stages and --help start without it.
+# (translate, groups, export), so catalog, plan, shard, push, docs, run-stages and --help start without it.
 
 
 @click.group()
@@ -261,6 +262,22 @@ def shard_cmd(count: int, index: int, params_file: str, metrics_dir: str, check:
                f"{estimated_seconds(cells, cost, targets, seeds, baseline_seconds) / 60:.1f} min (measured costs "
                f"per method{f'; {len(seeds)} more seeds, each in one shard' if seeds else ''})", err=True)
     click.echo(" ".join(targets))
+
+
+@main.command("push")
+@click.option("-r", "--remote", default=None, help="the DVC remote (default: the project's default remote)")
+@click.option("-j", "--jobs", default=None, type=click.IntRange(min=1), help="parallel transfers (DVC's default)")
+def push_cmd(remote: str | None, jobs: int | None) -> None:
+    """`dvc push --run-cache`, and the run-cache entries' outputs it leaves out (``cache: false``:
+    the metrics files), so that `dvc repro --pull` elsewhere restores every stage run here. Each
+    worker runs it after its shard."""
+    from tcompress.push import push
+
+    entries, sent, failed = push(remote, jobs)
+    click.echo(f"{entries} run-cache entries complete here; {sent} of their objects sent besides DVC's push"
+               + (f", {failed} failed" if failed else ""), err=True)
+    if failed:
+        sys.exit(1)
 
 
 # ---- Tools for a grid's results and for machines without DVC ------------------------------------

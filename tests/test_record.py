@@ -69,10 +69,14 @@ def test_the_runner_runs_and_collects_a_two_seed_record_of_the_tiny_grid(tmp_pat
         {"claim": "x", "paper": "x", "cell": "qat-sym-4-full", "against": "ptq-sym-8-full", "bound": -1.0}]}]}
     (tmp_path / "claims.yaml").write_text(yaml.safe_dump(claims))
     out = tmp_path / "record"
-    done = subprocess.run([sys.executable, str(RECORD / "run.py"), "--clone", str(project), "--record",
-                           str(tmp_path / "record.yaml"), "--claims", str(tmp_path / "claims.yaml"), "--out", str(out)],
-                          capture_output=True, text=True, cwd=REPO)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    def runner(part):
+        done = subprocess.run([sys.executable, str(RECORD / "run.py"), "--clone", str(project), "--record",
+                               str(tmp_path / "record.yaml"), "--claims", str(tmp_path / "claims.yaml"), "--out",
+                               str(out), "--part", part], capture_output=True, text=True, cwd=REPO)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    runner("main")
 
     main = out / "main"
     expected = {"ptq-sym-8-ff", "ptq-sym-8-full", "qat-control", "qat-sym-4-full", "agp-10-70-1-full", "imp-full"}
@@ -91,7 +95,8 @@ def test_the_runner_runs_and_collects_a_two_seed_record_of_the_tiny_grid(tmp_pat
     assert pair["ci_low"] <= pair["ci_high"]
     assert yaml.safe_load((main / "params.yaml").read_text())["seeds"] == [1234, 2]
     assert json.loads((main / "machine.json").read_text())["commit"]
-    # the second part ran qat-sym-8-full in both seeds, collected apart from the first
+    # the second part (its overrides on top of the first's) runs qat-sym-8-full in both seeds, collected apart
+    runner("qat8")
     assert {p.stem for p in (out / "qat8/seed2/cells").glob("*.json")} >= {"qat-sym-8-full", "qat-control"}
     assert not (out / "qat8/seed2/cells/ptq-sym-8-full.json").exists()
     # additive: a cell the project no longer holds stays in the record

@@ -3,12 +3,17 @@ by estimated cost, the same split on every worker."""
 
 import itertools
 import json
+import os
 import shutil
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
-from conftest import dvc, make_project, ran_stages, run, tiny_params
+from conftest import REPO, kill_after, make_project, ran_stages, run, tiny_params
+from s3_store import s3_store  # noqa: F401  (the session's S3 store, a fixture)
 from tcompress.params import params_from_dict
 from tcompress.plan import resolve
 from tcompress.shard import split, units
@@ -83,33 +88,122 @@ def _untimed(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if "second" not in k}
 
 
+SCALE_OUT = REPO / "docs" / "scale-out.md"
+S3_SECTION = "## Machines that share no disk: one S3 remote"
+
+
+def s3_blocks() -> list[list[str]]:
+    """The command lines of each shell block in scale-out.md's S3 section, comments cut."""
+    section = SCALE_OUT.read_text().split(S3_SECTION, 1)[1].split("\n## ", 1)[0]
+    blocks = section.split("```bash\n")[1:]
+    return [[line.split("  #")[0].strip() for line in b.split("```", 1)[0].splitlines() if line.strip()]
+            for b in blocks]
+
+
+def sh(line: str, cwd: Path, **kw) -> subprocess.CompletedProcess:
+    return run(["bash", "-c", line], cwd, **kw)
+
+
+def run_env(cwd: Path) -> dict:
+    """conftest.run's environment: this interpreter's `python`, `dvc` and `tcompress`, the project's own code."""
+    return {**os.environ, "PYTHONPATH": str(cwd),
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+
+
+def seeded_cache(shared_cache: Path, sequential: Path, dest: Path) -> None:
+    """A machine that has computed the sequential run's shared stages and no cell: its objects, and
+    the run-cache entries of its stages other than cells and chains (matched by their outputs)."""
+    lock = yaml.safe_load((sequential / "dvc.lock").read_text())["stages"]
+
+    def outs(entry: dict) -> str:
+        return json.dumps(sorted((o["path"], o["md5"]) for o in entry.get("outs", [])))
+    upstream = {outs(e) for name, e in lock.items() if not name.startswith(("cell@", "chain@")) and e.get("outs")}
+    shutil.copytree(shared_cache / "files", dest / "files", dirs_exist_ok=True)
+    for entry in (shared_cache / "runs").glob("*/*/*"):
+        if outs(yaml.safe_load(entry.read_text())) in upstream:
+            (dest / entry.relative_to(shared_cache)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(entry, dest / entry.relative_to(shared_cache))
+
+
 @pytest.mark.slow
-def test_two_workers_on_one_cache_give_what_one_repro_gives(tmp_path_factory, tiny_pipeline, shared_cache):
-    """Two clones on one DVC cache each run their shard; a third's plain `dvc repro` then computes
-    no cell, and every cell's metrics and translations equal the sequential run's (``tiny_pipeline``)."""
-    # The sequential run's cache without its cells' run-cache entries: the workers restore the
-    # baseline and compute every cell themselves.
-    cache = tmp_path_factory.mktemp("workers-cache") / "cache"
-    shutil.copytree(shared_cache, cache)
-    for key in (cache / "runs").glob("*/*"):
-        if any("stages/cell.py" in entry.read_text() for entry in key.iterdir()):
-            shutil.rmtree(key)
+def test_two_machines_on_one_s3_remote_give_what_one_repro_gives(s3_store, tmp_path_factory, tiny_pipeline,
+                                                                  shared_cache):
+    """scale-out.md's S3 commands, as shown, on SeaweedFS's S3 gateway: two machines (clones, each
+    its own cache) run their shards and push; the first is killed during its trained cell and run
+    again, and resumes it. A third clone on an empty cache computes no cell with `dvc repro --pull`,
+    and every cell's metrics and translations equal the sequential run's (``tiny_pipeline``)."""
+    prefix = tmp_path_factory.mktemp("s3-prefix").name   # this run's folder in the session's bucket
+    words = {"s3://my-bucket/tcompress": f"s3://{s3_store.bucket}/{prefix}",
+             "http://s3.example.org:8333": s3_store.endpoint,
+             "MY_KEY_ID": s3_store.key, "MY_SECRET": s3_store.secret}
+    blocks = s3_blocks()
+    assert [len(b) for b in blocks] == [3, 2, 3, 1], blocks
+    text = "\n".join(sum(blocks, []))
+    assert all(w in text for w in words) and text.count("--index 1") == 1, text
+
+    def shown(line: str, index: int = 1) -> str:
+        for word, value in words.items():
+            line = line.replace(word, value)
+        return line.replace("--index 1", f"--index {index}")
+    setup, credentials, (first, restore, work), (collect,) = [[shown(c) for c in b] for b in blocks]
+
+    # Machine 0 has computed the shared stages (the sequential run's), no cell; machine 1 nothing.
+    machine0 = make_project(tmp_path_factory.mktemp("machine0"), tiny_params())
+    seeded_cache(shared_cache, tiny_pipeline, machine0 / ".dvc" / "cache")
     shard = [sys.executable, "-m", "tcompress.cli", "shard", "--of", "2", "--index"]
-    workers = [make_project(tmp_path_factory.mktemp(f"worker{i}"), tiny_params(), cache) for i in range(2)]
-    refused = run([*shard, "0"], workers[0], check=False)
+    refused = run([*shard, "0"], machine0, check=False)
     assert refused.returncode == 1 and "run `dvc repro plan` once" in refused.stderr
-    dvc(["repro", "plan"], workers[0])
-    assert "train" not in ran_stages(dvc(["repro", "plan"], workers[1]).stdout)   # from the run-cache
+    s3_store.ready()
+    for line in setup:
+        sh(line, machine0)
+    machine1 = tmp_path_factory.mktemp("machine1") / "clone"
+    run(["git", "clone", "-q", str(machine0), str(machine1)], machine0.parent)
+    assert s3_store.endpoint in (machine1 / ".dvc/config").read_text()   # the remote comes with git
+    assert not (machine1 / ".dvc/config.local").exists()                  # the credentials do not
+    assert not (machine1 / ".dvc/cache").exists()                         # nor the cache
+    workers = [machine0, machine1]
+    for worker in workers:
+        for line in credentials:
+            sh(line, worker)
+
+    sh(first, machine0)
+    # What `dvc push --run-cache` alone leaves out: an output with `cache: false`, which its entry names
+    lock = yaml.safe_load((machine0 / "dvc.lock").read_text())["stages"]
+    md5 = next(o["md5"] for o in lock["prepare"]["outs"] if o["path"] == "metrics/prepare.json")
+    assert f"{prefix}/files/md5/{md5[:2]}/{md5[2:]}" in s3_store.keys(f"{prefix}/files/md5/{md5[:2]}/")
+    assert "train" not in ran_stages(sh(restore, machine1).stdout)   # from the S3 run-cache
     targets = [run([*shard, str(i)], w).stdout.split() for i, w in enumerate(workers)]
     selected = {t.split("@", 1)[1] for t in targets[0] + targets[1]}
     assert targets[0] and targets[1] and not set(targets[0]) & set(targets[1])
-    computed_by_workers = set()
-    for worker, mine in zip(workers, targets):
-        computed_by_workers |= ran_stages(dvc(["repro", *mine], worker).stdout)
-    assert {s.split("@", 1)[1] for s in computed_by_workers if "@" in s} == selected   # none came from a cache
 
-    collector = make_project(tmp_path_factory.mktemp("collector"), tiny_params(), cache)
-    ran = ran_stages(dvc(["repro"], collector).stdout)
+    # The machine with the QAT cell dies (SIGKILL, every process) after the cell's first checkpoint; run
+    # again, the same command resumes the cell.
+    trained = "qat-sym-4-full"
+    k = next(i for i, mine in enumerate(targets) if f"cell@{trained}" in mine)
+    checkpoint = workers[k] / f"data/resume/{trained}.pt"
+    log = workers[k].parent / "killed.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(["bash", "-c", shown(work, k)], cwd=workers[k], env=run_env(workers[k]),
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        kill_after(proc, checkpoint, f"worker {k}'s {trained}", group=True)
+    computed_by_workers = ran_stages(log.read_text())
+    assert f"cell@{trained}" in computed_by_workers, log.read_text()
+    assert not (workers[k] / f"metrics/cells/{trained}.json").exists()
+    for i, worker in enumerate(workers):
+        done = sh(shown(work, i), worker)
+        computed_by_workers |= ran_stages(done.stdout)
+        if i == k:
+            assert f"resuming from data/resume/{trained}.pt" in done.stdout + done.stderr
+            assert not checkpoint.exists()
+    assert {s.split("@", 1)[1] for s in computed_by_workers if "@" in s} == selected   # none came from a cache
+    assert any("/runs/" in k for k in s3_store.keys(f"{prefix}/")), "no run-cache entry was pushed"
+
+    collector = tmp_path_factory.mktemp("collector") / "clone"
+    run(["git", "clone", "-q", str(machine0), str(collector)], collector.parent)
+    for line in credentials:
+        sh(line, collector)
+    assert not (collector / ".dvc/cache").exists()   # an empty cache
+    ran = ran_stages(sh(collect, collector).stdout)
     computed = {s for s in ran if s.startswith(("cell@", "chain@"))
                 and json.loads((collector / "metrics/cells" / f"{s.split('@', 1)[1]}.json").read_text())}
     assert not computed and "train" not in ran, ran   # every selected cell came from the run-cache
