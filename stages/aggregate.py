@@ -1,10 +1,12 @@
 """aggregate: baseline + every cell -> results table (Parquet, CSV), Markdown tables, summary, plot data,
 and the self-contained HTML report."""
 
+import sys
 from pathlib import Path
 
 import click
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository's tcompress, first (see tcompress/stage.py)
 from tcompress.report import write_report
 from tcompress.results import (collect, markdown_report, markdown_summary, plot_points, significance_by_cell,
                                summary)

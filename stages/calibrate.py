@@ -1,10 +1,12 @@
 """calibrate: the baseline's per-Linear input statistics on calibration batches of the training split
 (tcompress.compress.calibration), or an 'off' marker when no selected cell reads them."""
 
+import sys
 from pathlib import Path
 
 import click
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository's tcompress, first (see tcompress/stage.py)
 from tcompress.stage import guarded, read_config, write_json
 
 

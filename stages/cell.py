@@ -4,10 +4,12 @@ A cell the plan switched off writes an 'off' marker and empty metrics without im
 does a control the plan shares with another (``same_as``), its metrics naming that control.
 Trained cells resume from ``--resume`` after an interruption."""
 
+import sys
 from pathlib import Path
 
 import click
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository's tcompress, first (see tcompress/stage.py)
 from tcompress.cellfiles import write_off, write_shared
 from tcompress.stage import guarded, read_config, write_json
 

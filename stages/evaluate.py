@@ -1,10 +1,12 @@
 """evaluate: translate the test split greedily and with beam search, score with sacrebleu; with the
 deploy section on, also export the baseline as float32 and decode with the export (``*_deployed``)."""
 
+import sys
 from pathlib import Path
 
 import click
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository's tcompress, first (see tcompress/stage.py)
 from tcompress.stage import guarded, read_config, write_json
 
 

@@ -1,9 +1,11 @@
 """plan: one compress and one evaluate plan per catalog cell, holding its inputs' and code's hashes."""
 
+import sys
 from pathlib import Path
 
 import click
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository's tcompress, first (see tcompress/stage.py)
 from tcompress.plan import write_plan
 from tcompress.stage import guarded, read_config
 

@@ -1,9 +1,11 @@
 """prepare: read the corpus the resolved config names and write one Parquet file per split."""
 
+import sys
 from pathlib import Path
 
 import click
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository's tcompress, first (see tcompress/stage.py)
 from tcompress.stage import guarded, read_config, write_json
 
 

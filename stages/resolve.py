@@ -1,10 +1,12 @@
 """resolve: validate params.yaml and write each stage's resolved config (data/config/<stage>.json)."""
 
+import sys
 import json
 from pathlib import Path
 
 import click
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository's tcompress, first (see tcompress/stage.py)
 from tcompress.closure import file_digest
 from tcompress.params import load_params
 from tcompress.grid import check_cells_file

@@ -1,10 +1,12 @@
 """sensitivity: each Linear's validation-loss increase per bit width when it alone is rounded
 (tcompress.methods.mixed.sensitivity), or an 'off' marker when no selected cell reads it."""
 
+import sys
 from pathlib import Path
 
 import click
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository's tcompress, first (see tcompress/stage.py)
 from tcompress.stage import guarded, read_config, write_json
 
 

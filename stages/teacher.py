@@ -1,10 +1,12 @@
 """teacher: the baseline's translations of the training sources (sequence-level distillation's
 targets), or an 'off' marker when no selected cell uses them."""
 
+import sys
 from pathlib import Path
 
 import click
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository's tcompress, first (see tcompress/stage.py)
 from tcompress.stage import guarded, read_config, write_json
 
 

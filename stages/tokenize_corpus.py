@@ -1,11 +1,13 @@
 """tokenize: train SentencePiece on the training split and store the ids of train and valid."""
 
+import sys
 from pathlib import Path
 
 import click
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository's tcompress, first (see tcompress/stage.py)
 from tcompress.config import TokenizerConfig
 from tcompress.data.corpora import read_split
 from tcompress.schema import build

@@ -1,10 +1,12 @@
 """train: the baseline Transformer, resumable, keeping the checkpoint with the best validation BLEU."""
 
+import sys
 import hashlib
 from pathlib import Path
 
 import click
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository's tcompress, first (see tcompress/stage.py)
 from tcompress.stage import guarded, read_config, write_json
 
 

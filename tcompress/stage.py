@@ -5,10 +5,10 @@ Only ``resolve`` reads params.yaml's values; every other stage reads the resolve
 depends on (``data/config/<stage>.json`` or a cell's plan), plus ``runtime`` (device, threads,
 checkpoint frequency), which changes how a stage runs and not what it computes.
 
-A stage script imports whichever ``tcompress`` comes first on ``sys.path``. DVC hashes the code of
-the repository it runs in, so a stage of one clone running another clone's package (installed
-editable from there, say) would record this clone's hashes for the other's results: ``guarded``
-refuses that before the stage computes anything.
+DVC hashes the code of the repository a stage runs in, so a stage must run that repository's
+``tcompress`` and no other copy's (an editable install of another clone, or of the main workspace
+when DVC's experiment queue runs the stage in a temporary copy): each script under ``stages/`` puts
+its own repository first on ``sys.path`` before it imports the package (tests/test_stage_code.py).
 
 Nothing here imports torch at module level: a grid cell that the plan switched off must finish in
 a fraction of a second, and importing torch alone takes longer than that.
@@ -39,30 +39,14 @@ def configure_logging(verbosity: int = 0) -> None:
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
 
 
-def check_own_code(script: str | Path) -> None:
-    """Refuse when the ``tcompress`` package imported is not the one beside the stage ``script``
-    (``<repository>/stages/<name>.py``)."""
-    import tcompress
-
-    repo = Path(script).resolve().parents[1]
-    package = Path(tcompress.__file__).resolve().parent
-    if package != (repo / "tcompress").resolve():
-        raise StageError(f"{Path(script).name} is {repo}'s stage, but it imported tcompress from {package}, so "
-                         f"DVC would record {repo}'s code for another copy's results; run `pip install -e .` in "
-                         f"{repo}, or set PYTHONPATH={repo}")
-
-
 def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Run a stage's ``main``: first, when it runs as a script (as DVC runs it), check that it runs
-    its own repository's ``tcompress``; then turn the errors a user can act on into one line on
-    stderr and exit status 2. A test that imports a stage's module chooses its code itself."""
+    """Run a stage's ``main``, turning the errors a user can act on into one line on stderr and
+    exit status 2."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         configure_logging()
         try:
-            if fn.__module__ == "__main__":
-                check_own_code(fn.__code__.co_filename)
             return fn(*args, **kwargs)
         except UserError as err:  # bad params, corpus, checkpoint or stage input
             print(f"error: {err}", file=sys.stderr)
