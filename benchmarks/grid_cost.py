@@ -4,7 +4,9 @@
 
 compress: the compress stage in-process (load, fine-tune, export), from each cell's metrics;
 evaluate: decoding the test set, sentences / sentences_per_second; overhead: DVC's and the two
-processes' start per cell: 4.5 s in the 48-cell PTQ grid (BENCHMARKS.md). The estimate for a full grid is
+processes' start per cell: about 4.5 s in the 48-cell PTQ grid on Multi30k (its wall time less its
+cells' compress and decode seconds, over 48: benchmarks/archive/results/multi30k_ptq/, timing.txt
+and results.csv). The estimate for a full grid is
 the median cell times the grid's size, so that cells slowed by a shared CPU do not skew it.
 """
 

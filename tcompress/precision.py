@@ -2,7 +2,8 @@
 
 ``precision: auto`` (the default) resolves to bf16 on a CUDA device with bf16 support or a CPU that
 oneDNN reports as bf16-capable (AVX-512 BF16 or AMX), and to fp32 elsewhere: on an AVX2-only CPU,
-bf16 autocast is emulated and trained 28× slower than fp32 in our measurement (BENCHMARKS.md).
+bf16 autocast is emulated and far slower than fp32 (``benchmarks/precision_speed.py`` measures both
+on a machine; docs/reproducibility.md gives its numbers).
 An explicit ``bf16`` on such a CPU still runs, after one warning. The choice is printed and
 recorded in the metrics, since it changes results.
 """

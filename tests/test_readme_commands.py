@@ -7,9 +7,9 @@ A full grid needs a bigger catalog than the committed one, so a page section (`#
 params.yaml as the page tells the reader to (a method's entry replaced, chains added), then checks
 the section's commands against that.
 
-Running them through `dvc exp run` takes minutes to hours (docs/grids.md and BENCHMARKS.md list
-their costs); what can go wrong before any stage computes (DVC refusing an override, a value the
-loader rejects, a grid value outside the catalog) is checked here in seconds.
+Running them through `dvc exp run` takes minutes to hours (docs/grids.md lists their costs); what
+can go wrong before any stage computes (DVC refusing an override, a value the loader rejects, a
+grid value outside the catalog) is checked here in seconds.
 """
 
 import json

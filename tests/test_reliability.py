@@ -1,7 +1,6 @@
 """Interruptions and contention: a killed trained cell resumes to the same result; two `dvc repro`
 at once are refused by DVC's lock, nothing corrupted (and the one that runs, after an AGP param
-change, reruns only the AGP cells). (The rest of the reliability table in BENCHMARKS.md points at
-the tests that prove each row.)"""
+change, reruns only the AGP cells)."""
 
 import json
 import subprocess

@@ -21,8 +21,9 @@ sentence's output independent of its batch mates, which a per-batch scale (torch
 quantization) does not. Asymmetric codes (0..255) are shifted by 128 into int8 and the shift is
 added back through the row sums of x_q, exactly.
 
-Kernels, chosen by measurement (BENCHMARKS.md, "int8 decoding"): on a CPU with VNNI, fbgemm's int8
-GEMM with a fixed input scale of 1 applied to x / s_x, so that fbgemm's own quantization is the per-row
+Kernels, chosen by measurement (``benchmarks/int8_kernels.py``, its outputs per CPU in
+``benchmarks/results/int8_kernels*.txt``; whole decodes in BENCHMARKS.md, "int8 decoding on the
+CPU"): on a CPU with VNNI, fbgemm's int8 GEMM with a fixed input scale of 1 applied to x / s_x, so that fbgemm's own quantization is the per-row
 one above, and the dequantization happens inside the same call (fewer, cheaper calls than
 ``torch._int_mm``, which is the fallback where fbgemm is missing); elsewhere the same integers go
 through a float32 matmul, which is exact while every partial sum stays below 2**24

@@ -8,8 +8,9 @@ what it learns from:
   p_T the teacher's and the student's distributions at temperature T. With ``top_k`` > 0 (the
   default, 8 as in Tan et al. 2019) q_T is the teacher's k most likely tokens, renormalized: the
   teacher runs once over the training pairs before the first step (``TeacherTopK``) instead of at
-  every step (what a step costs each way: ``benchmarks/kd_step.py``, BENCHMARKS.md); ``top_k: 0``
-  keeps the whole distribution, recomputed at every step;
+  every step (what a step costs each way: ``benchmarks/kd_step.py``, one run's output in
+  ``benchmarks/results/multi30k_seed003/distill_default/kd_step_amx.json``); ``top_k: 0`` keeps
+  the whole distribution, recomputed at every step;
 - ``seq``: sequence-level KD, cross-entropy on the teacher's beam translations of the training
   sources instead of the references (the ``teacher`` stage decodes them once, for every student,
   with this package's ``teacher``);
