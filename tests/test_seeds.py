@@ -3,7 +3,7 @@ references, and statistics over seeds whose interval resamples seeds and sentenc
 
 import json
 import random
-import sys
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -11,7 +11,8 @@ import pytest
 import sacrebleu
 import yaml
 
-from conftest import REPO, dvc, make_project, noisy, ran_stages, references, run, shared_cache, tiny_catalog, tiny_params  # noqa: F401
+from conftest import REPO, dvc, noisy, ran_stages, references, run, tiny_params
+from tcompress.grid import cells_file_text
 from tcompress.params import params_from_dict
 from tcompress.plan import resolve
 from tcompress.schema import ConfigError
@@ -82,7 +83,7 @@ def test_each_extra_seed_is_one_shard_unit_its_baseline_first():
 
 
 def test_catalog_seeds_make_stages_and_a_stale_stage_list_is_refused(tmp_path):
-    from tcompress.grid import check_cells_file, cells_file_text
+    from tcompress.grid import check_cells_file
 
     params = _params(seeds=[1, 2], catalog={"seeds": [2]}, chains=["agp:10-70-1-full > qat:sym-4"])
     lists = yaml.safe_load(cells_file_text(params))
@@ -98,7 +99,7 @@ def test_catalog_seeds_make_stages_and_a_stale_stage_list_is_refused(tmp_path):
 
 def test_seed_stages_run_the_first_seeds_scripts_with_the_same_code():
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    for name in ("train", "evaluate", "teacher", "calibrate", "plan"):
+    for name in ("train", "evaluate", "teacher", "calibrate", "sensitivity", "plan"):
         first, seed = stages[name], stages[f"seed_{name}"]["do"]
         assert first["cmd"].split()[:2] == seed["cmd"].split()[:2], name
         code = [d for d in first["deps"] if d.startswith(("tcompress", "stages"))]
@@ -165,49 +166,49 @@ def test_the_spread_between_seeds_widens_the_interval():
 # ---- through DVC ---------------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_more_seeds_after_one_retrain_nothing_of_the_first_and_report_mean_and_sd(tmp_path, shared_cache):
-    params = tiny_params(methods=["ptq", "qat"], groups=["full"],
-                         catalog=tiny_catalog(ptq={"bits": [8], "modes": ["sym"], "groups": ["full"]},
-                                              qat={"bits": [4], "modes": ["sym"], "groups": ["full"]}))
+def test_more_seeds_after_one_retrain_nothing_of_the_first_and_report_mean_and_sd(tiny_pipeline, tmp_path):
+    # The session's tiny project is the one-seed run; a copy of it (its git history, lock and cache
+    # settings) gets a catalog seed, as a user adds one.
+    project = tmp_path / "project"
+    shutil.copytree(tiny_pipeline, project, symlinks=True)
+    params = yaml.safe_load((project / "params.yaml").read_text())
     params["catalog"]["seeds"] = [5]
-    project = make_project(tmp_path, params, shared_cache)
-    first = dvc(["repro"], project).stdout
-    off = [s for s in ran_stages(first) if s.startswith("seed_")]
-    assert off and all(json.loads((project / "metrics/seeds/5" / f).read_text()) in ({}, [])
-                       for f in ("train.json", "baseline.json", "cells/ptq-sym-8-full.json"))
-    frame = pd.read_csv(project / "metrics/results.csv")
-    assert "n_seeds" not in frame   # one seed: the results as they always were
-    run(["git", "add", "-A"], project)
-    run(["git", "commit", "-qm", "one seed"], project)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (project / "stages/cells.yaml").write_text(cells_file_text(params_from_dict(params)))   # `tcompress catalog`
+    run(["git", "commit", "-qam", "a catalog seed"], project)
+    first = params["seeds"][0]
 
-    out = dvc(["exp", "run", "-S", f"seeds=[{params['seeds'][0]},5]"], project).stdout
+    out = dvc(["exp", "run", "-S", f"seeds=[{first},5]"], project).stdout
     ran = ran_stages(out)
-    assert not {"train", "evaluate", "cell@ptq-sym-8-full", "cell@qat-sym-4-full", "cell@qat-control"} & ran, ran
-    assert {"seed_train@5", "seed_evaluate@5", "seed_cell@ptq-sym-8-full.seed5", "seed_cell@qat-sym-4-full.seed5",
-            "seed_cell@qat-control.seed5", "aggregate"} <= ran, ran
+    first_seed = {s for s in ran if not s.startswith("seed_")}
+    assert first_seed <= {"resolve", "plan", "aggregate"}, first_seed   # configs and plans unchanged: no cell
+    trained = {"ptq-sym-8-ff", "ptq-sym-8-full", "qat-sym-4-full", "agp-10-70-1-full", "imp-full", "qat-control"}
+    assert {"seed_train@5", "seed_evaluate@5", "seed_plan@5", *(f"seed_cell@{c}.seed5" for c in trained)} <= ran
     train = [json.loads((project / p).read_text()) for p in ("metrics/train.json", "metrics/seeds/5/train.json")]
     assert train[0]["config_md5"] != train[1]["config_md5"]   # its own seed: its own training
 
     frame = pd.read_csv(project / "metrics/results.csv").set_index("cell")
     significance = json.loads((project / "metrics/significance.json").read_text())
-    for cell in ("ptq-sym-8-full", "qat-sym-4-full"):
-        scores = [json.loads((project / p).read_text()) for p in (f"metrics/cells/{cell}.json",
-                                                                  f"metrics/seeds/5/cells/{cell}.json")]
-        bleu = [s["bleu"] for s in scores]
+    shared = json.loads((project / "metrics/cells/agp-control.json").read_text()).get("same_as", "agp-control")
+    for cell in ("ptq-sym-8-full", "agp-10-70-1-full"):
+        bleu = [json.loads((project / p).read_text())["bleu"]
+                for p in (f"metrics/cells/{cell}.json", f"metrics/seeds/5/cells/{cell}.json")]
+        if cell.startswith("agp"):   # each seed against its own control
+            refs = [json.loads((project / p).read_text())["bleu"]
+                    for p in (f"metrics/cells/{shared}.json", f"metrics/seeds/5/cells/{shared}.json")]
+        else:                        # each seed against its own baseline, decoded the same way
+            refs = [json.loads((project / p).read_text())["greedy"]["bleu"]
+                    for p in ("metrics/baseline.json", "metrics/seeds/5/baseline.json")]
         row = frame.loc[cell]
         assert row["n_seeds"] == 2
         assert row["bleu_mean"] == pytest.approx(np.mean(bleu), abs=1e-4)
         assert row["bleu_sd"] == pytest.approx(np.std(bleu, ddof=1), abs=1e-4)
-        assert json.loads(row["bleu_by_seed"]) == {str(params["seeds"][0]): bleu[0], "5": bleu[1]}
-        reference = "qat-control" if cell.startswith("qat") else None
-        refs = [json.loads((project / p).read_text())["bleu"] for p in (f"metrics/cells/{reference}.json",
-                "metrics/seeds/5/cells/qat-control.json")] if reference else \
-            [json.loads((project / p).read_text())["greedy"]["bleu"] for p in ("metrics/baseline.json",
-                                                                                "metrics/seeds/5/baseline.json")]
+        assert json.loads(row["bleu_by_seed"]) == {str(first): bleu[0], "5": bleu[1]}
         assert row["delta_ref_mean"] == pytest.approx(np.mean(np.subtract(bleu, refs)), abs=1e-3)
         assert row["seeds_ci_low"] <= row["seeds_ci_high"]
         assert significance[cell]["n_seeds"] == 2
     assert "over 2 seeds" in (project / "metrics/summary.md").read_text()
-    assert " ± " in (project / "metrics/tables.md").read_text() and "n=2" in (project / "metrics/tables.md").read_text()
+    tables = (project / "metrics/tables.md").read_text()
+    assert " ± " in tables and "n=2" in tables
     assert "(n=2)" in (project / "metrics/report.html").read_text()   # the summary: mean ± sd (n=2)
     assert dvc(["status"], project).stdout.strip().endswith("Data and pipelines are up to date.")
