@@ -1,0 +1,99 @@
+"""The post-training methods side by side, through the pipeline, on one baseline: BLEU, bytes, cost.
+
+    python benchmarks/ptq_family.py [--data synthetic] [--cache DIR] [--out benchmarks/results/ptq_family.json]
+
+Clones HEAD, selects weight-only round-to-nearest PTQ (per row, asymmetric, full model, 8/4/3 bits)
+beside gptq, awq, adaround (4 and 3 bits), smoothquant (W8A8) and the mixed-precision search at
+its budgets, and runs the baseline's stages (restored from the run-cache of --cache when it holds
+this baseline). Then it times each stage on its own, in order: `calibrate` and `sensitivity` (computed
+once, read by every cell of those methods) and every cell. The sweep's cost is the sum of its
+stages; the RTN sweep's is its cells'. Writes every cell's metrics, the times, and the CPU's flags.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from default_run import cpu  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+FAMILY = ["ptq", "gptq", "awq", "adaround", "smoothquant", "mixed"]
+
+
+def sh(cmd: list[str], cwd: Path) -> tuple[float, str]:
+    env = {"PYTHONPATH": str(cwd), "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(cwd.parent)}
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed in {cwd}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return time.perf_counter() - start, proc.stdout
+
+
+def project(root: Path, data: str, cache: str | None) -> Path:
+    dest = root / "project"
+    sh(["git", "clone", "-q", str(REPO), str(dest)], root)
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    params["data"] = data
+    params["methods"], params["chains"] = FAMILY, []
+    params["ptq"].update(bits=[8, 4, 3], modes=["asym"], groups=["full"], activations="none", per_channel=True)
+    params["catalog"]["ptq"] = {**params["catalog"]["ptq"], "bits": [8, 4, 3]}
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh([sys.executable, "-m", "tcompress.cli", "catalog"], dest)
+    sh(["git", "-c", "user.email=b@example.com", "-c", "user.name=bench", "commit", "-qam", "ptq family"], dest)
+    if cache:
+        sh([sys.executable, "-m", "dvc", "cache", "dir", cache], dest)
+    return dest
+
+
+@click.command()
+@click.option("--data", default="synthetic", show_default=True, type=click.Choice(["synthetic", "multi30k"]))
+@click.option("--cache", type=click.Path(file_okay=False), help="a DVC cache whose run-cache may hold the baseline")
+@click.option("--out", default=str(REPO / "benchmarks/results/ptq_family.json"), show_default=True)
+def main(data: str, cache: str | None, out: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        dest = project(Path(tmp), data, cache)
+        python = [sys.executable, "-m"]
+        baseline_seconds, _ = sh([*python, "dvc", "repro", "evaluate", "teacher"], dest)
+        seconds = {stage: round(sh([*python, "dvc", "repro", "--single-item", stage], dest)[0], 1)
+                   for stage in ("calibrate", "sensitivity")}
+        sh([*python, "dvc", "repro", "plan"], dest)
+        config = json.loads((dest / "data/config/cells.json").read_text())["cells"]
+        cells = {}
+        for cell_id, entry in config.items():
+            wall, _ = sh([*python, "dvc", "repro", "--single-item", f"cell@{cell_id}"], dest)
+            metrics = json.loads((dest / "metrics/cells" / f"{cell_id}.json").read_text())
+            cells[cell_id] = {"method": entry["method"], "seconds": round(wall, 1),
+                              **{k: metrics.get(k) for k in ("bleu", "file_bytes", "file_ratio",
+                                                              "compression_ratio", "bleu_int8", "compress_seconds")}}
+        baseline = json.loads((dest / "metrics/baseline.json").read_text())
+        commit = sh(["git", "rev-parse", "--short", "HEAD"], dest)[1].strip()
+    by_method: dict[str, float] = {}
+    for c in cells.values():
+        by_method[c["method"]] = round(by_method.get(c["method"], 0.0) + c["seconds"], 1)
+    family = ("gptq", "awq", "adaround", "smoothquant")
+    sweep = seconds["calibrate"] + sum(by_method.get(m, 0.0) for m in family)
+    result = {"command": f"python benchmarks/ptq_family.py --data {data}" + (" --cache DIR" if cache else ""),
+              "commit": commit, "cpu": cpu(), "data": data, "baseline_greedy_bleu": baseline["greedy"]["bleu"],
+              "baseline_checkpoint_bytes": baseline.get("checkpoint_bytes"), "plan_seconds": round(baseline_seconds, 1),
+              "stage_seconds": seconds, "seconds_by_method": by_method,
+              "family_sweep_seconds": round(sweep, 1), "rtn_sweep_seconds": by_method.get("ptq"),
+              "family_over_rtn": round(sweep / by_method["ptq"], 2) if by_method.get("ptq") else None, "cells": cells}
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(result, indent=2) + "\n")
+    click.echo(json.dumps({k: v for k, v in result.items() if k != "cells"}, indent=2))
+    for cell_id, c in sorted(cells.items()):
+        delta = c["bleu"] - result["baseline_greedy_bleu"]
+        click.echo(f"{cell_id:28s} BLEU {c['bleu']:6.2f} ({delta:+.2f})  {c['file_bytes']:>9,} bytes  {c['seconds']:6.1f} s")
+
+
+if __name__ == "__main__":
+    main()
