@@ -129,8 +129,8 @@ def seeded_cache(shared_cache: Path, sequential: Path, dest: Path) -> None:
 def test_two_machines_on_one_s3_remote_give_what_one_repro_gives(s3_store, tmp_path_factory, tiny_pipeline,
                                                                   shared_cache):
     """scale-out.md's S3 commands, as shown, on SeaweedFS's S3 gateway: two machines (clones, each
-    its own cache) run their shards and push; the first is killed during its trained cell and run
-    again, and resumes it. A third clone on an empty cache computes no cell with `dvc repro --pull`,
+    its own cache) run their shards and push; the one whose shard holds the QAT cell is killed during
+    that cell and run again, and resumes it. A third clone on an empty cache computes no cell with `dvc repro --pull`,
     and every cell's metrics and translations equal the sequential run's (``tiny_pipeline``)."""
     prefix = tmp_path_factory.mktemp("s3-prefix").name   # this run's folder in the session's bucket
     words = {"s3://my-bucket/tcompress": f"s3://{s3_store.bucket}/{prefix}",
