@@ -55,13 +55,15 @@ def test_the_record_plans_every_cell_its_claims_name(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_runner_runs_and_collects_a_two_seed_record_of_the_tiny_grid(tmp_path):
+def test_the_runner_runs_and_collects_a_two_seed_record_of_the_tiny_grid(tmp_path, shared_cache):
     """`run.py` on TINY's grid, seeds 1234 and 2 and a second part: every selected cell's metrics and
     the hash of its translations per seed, the aggregate over both seeds, a named pair's interval, the
     machine; then a collect into the same folder after one cell's metrics went missing keeps it."""
     params = tiny_params()
     (tmp_path / "project").mkdir()
-    project = make_project(tmp_path / "project", params)
+    # The session's DVC cache: seed 1234's stages are the shared tiny project's (TINY's params), restored
+    # from the run-cache when that project ran earlier in the session.
+    project = make_project(tmp_path / "project", params, shared_cache)
     record = {"catalog": {"seeds": [2]}, "set": ["seeds=[1234,2]"],
               "parts": {"qat8": ["methods=[qat]", "qat.bits=[8]"]}}
     (tmp_path / "record.yaml").write_text(yaml.safe_dump(record))
