@@ -69,7 +69,7 @@ def main(plan_file: str, baseline: str, tokenized: str, valid_split: str, test_s
     facts = compress_cell(entry, baseline, out, ctx, start_from)
     write_json(Path(out) / "cell.json", facts)
     result = evaluate_cell(entry, Path(out), facts, tokenized, test_split, device)
-    if entry.get("deploy"):   # an integer cell of <= 8 bits with the deploy section on: its export, decoded
+    if entry.get("deploy"):   # a deploying cell (tcompress.deploy.deploys) with the section on: its export, decoded
         result |= deploy_cell(entry, Path(out) / ARTIFACT, tokenized, test_split)
     write_json(metrics, result)
     click.echo(f"{facts['cell']}: BLEU {result['bleu']:.2f} at {facts['compression_ratio']:.3f}x "

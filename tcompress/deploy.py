@@ -1,6 +1,6 @@
 """Deployment measured per cell: params.yaml's ``deploy`` section, which cells it exports, and the export.
 
-With ``deploy.backend: ctranslate2`` the cell stage exports each integer cell of 8 bits or fewer
+With ``deploy.backend: ctranslate2`` the cell stage exports each deploying cell (below)
 after its evaluation (``tcompress export --format ctranslate2 --int8``, into ``ct2/`` in the
 cell's folder) and decodes the test split with that export as ``translate --backend ctranslate2``
 does; the evaluate stage does the same with the float32 baseline, for the comparison. The cell's
@@ -10,7 +10,9 @@ export changed (the manifest's ``exact`` and ``differences``) and how it ran on 
 (``tcompress.translate_ct2.cpu_settings``: compute type, GEMM backend, threads, CPU flags).
 
 Which cells: those whose method has the integer codes' ``bits`` axis (``methods.base.BITS``) at 8
-or fewer, controls left out. ``tcompress.plan`` writes the resolved section into exactly those
+or fewer, and those whose method ships a float model that CTranslate2 quantizes to int8 at export
+(``Method.deploy_int8``: distilled students; the manifest names their weights "float weights
+quantized"); controls left out. ``tcompress.plan`` writes the resolved section into exactly those
 cells' plan files (and the evaluate stage's config), so turning it on reruns them and the baseline's
 evaluation, and with it off every file is what it was without the section.
 
@@ -40,10 +42,15 @@ def section(params) -> dict[str, Any] | None:
 
 
 def deploys(method, axes: dict[str, Any], control: bool) -> bool:
-    """Whether the section exports this cell: integer codes (the ``bits`` axis) of 8 bits or fewer."""
+    """Whether the section exports this cell: integer codes (the ``bits`` axis) of 8 bits or fewer, or a
+    float model its method ships as CTranslate2's int8 (``deploy_int8``); never a control."""
     from tcompress.methods.base import BITS
 
-    return not control and any(a is BITS for a in method.axes) and int(axes.get("bits", MAX_BITS + 1)) <= MAX_BITS
+    if control:
+        return False
+    if method.deploy_int8:
+        return True
+    return any(a is BITS for a in method.axes) and int(axes.get("bits", MAX_BITS + 1)) <= MAX_BITS
 
 
 def check_installed(config: dict[str, Any] | None) -> None:
@@ -86,8 +93,9 @@ def deploy(model_file: str | Path, tokenized: str | Path, out_dir: str | Path, c
 
 
 def deploy_cell(entry: dict[str, Any], artifact: Path, tokenized: str | Path, test_split: str | Path) -> dict[str, Any]:
-    """A cell's ``artifact`` exported with its int8 codes into its folder and decoded as the cell was
-    evaluated (the section's beam size): the metrics the cell stage adds."""
+    """A cell's ``artifact`` exported as int8 (its codes, or a float model's weights by CTranslate2's
+    rule) into its folder and decoded as the cell was evaluated (the section's beam size): the metrics
+    the cell stage adds."""
     from tcompress.data.corpora import read_split
     from tcompress.decode import DecodeOptions
 

@@ -113,9 +113,12 @@ def _facts(method: Method) -> list[str]:
     if method.sensitivity:
         teacher.append("its cells read the `sensitivity` stage's validation-loss increase of each Linear per "
                        "bit width (params.yaml's `sensitivity` section)")
+    if method.deploy_int8:
+        teacher.append("with params.yaml's `deploy` section on, its cells' float models are exported to "
+                       "CTranslate2 as int8 by CTranslate2's own rule (docs/deployment.md)")
     return [f"- Cell id: `{method.name}-" + "-".join(f"<{a.name}>" for a in method.axes) + "`.",
             f"- {trains.capitalize()}.", f"- {'; '.join(chains).capitalize()}."] + \
-        [f"- {t.capitalize()}." for t in teacher]
+        [f"- {t[0].upper()}{t[1:]}." for t in teacher]   # not capitalize(): it lowercases CTranslate2
 
 
 def _method_section(method: Method) -> list[str]:

@@ -190,3 +190,25 @@ def test_the_teacher_stage_is_on_only_when_a_selected_cell_trains_on_its_transla
     on = resolve(_params(tmp_path, methods=["distill"], distill={"kds": ["seq"]}))
     assert on["teacher"]["enabled"] and on["teacher"]["beam_size"] == tiny_params()["teacher"]["beam_size"]
     assert "distill-control" not in on["cells"]["cells"]       # kd none is its comparison, not a control
+
+
+def test_with_the_deploy_section_on_every_student_is_exported_and_no_other_float_method_is(tmp_path):
+    """A student is a float model CTranslate2 quantizes to int8 at export (``deploy_int8``): with the
+    section on, every student's plan holds it, the references-only one included (distillation has no
+    control cell: that student is its comparison). Controls, and float methods without the flag, are
+    not exported, whatever bits their axes say."""
+    from tcompress.deploy import deploys
+    from tcompress.methods import registered
+    from tcompress.methods.base import BITS
+    from tcompress.methods.distill import METHOD
+
+    assert METHOD.deploy_int8 and not METHOD.controlled
+    cells = resolve(_params(tmp_path, methods=["distill"], deploy={"backend": "ctranslate2"}))["cells"]["cells"]
+    assert sorted(cells) == sorted(f"distill-{kd}-16-1-32" for kd in ("word", "seq", "none"))
+    assert all(c["deploy"]["backend"] == "ctranslate2" and not c["control"] for c in cells.values())
+    assert "deploy" not in resolve(_params(tmp_path, methods=["distill"]))["cells"]["cells"]["distill-none-16-1-32"]
+    student = cells["distill-none-16-1-32"]["axes"]
+    assert deploys(METHOD, student, control=False) and not deploys(METHOD, student, control=True)
+    floats = [m for m in registered() if not m.deploy_int8 and BITS not in m.axes]
+    assert {"agp", "imp"} <= {m.name for m in floats}
+    assert not any(deploys(m, {"bits": 8}, control=False) for m in floats)

@@ -38,6 +38,10 @@ method:
   ``sensitivity`` settings, when some selected cell does.
 - ``controlled``: False drops the control cell of a trained method whose grid holds its own
   comparison (distillation's references-only student).
+- ``deploy_int8``: its artifact is a float model that ships quantized by CTranslate2 at export
+  (int8 by CTranslate2's own rule, 127 / max|row|): with params.yaml's ``deploy`` section on, its
+  cells are exported and decoded as the integer cells of ≤ 8 bits are (``tcompress.deploy.deploys``;
+  distillation's students, smaller float models of their own shapes).
 - ``control_start(model, params, ctx) -> model``: where the control's budget starts, when that is not
   the baseline (lottery tickets: the baseline's initial weights, so the control is the dense run of
   the tickets' own recipe); ``control_reads``: the keys of its section it reads besides the budget.
@@ -160,6 +164,7 @@ class Method:
     sensitivity: bool = False  # its cells read the sensitivity stage's per-Linear losses (ctx.sensitivity())
     controlled: bool = True   # a trained method gets a control cell; False where its grid holds its own
                               # comparison (distillation: the same student trained on the references)
+    deploy_int8: bool = False  # a float model that ships quantized by CTranslate2 at export (the deploy section)
 
     @property
     def trains(self) -> bool:

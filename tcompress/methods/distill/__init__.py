@@ -19,7 +19,8 @@ what it learns from:
 
 The "compression" is the parameter ratio teacher / student; the file is the student's own. Speed:
 every cell's test decode reports sentences/s, and ``benchmarks/distill_speed.py`` times teacher and
-student in one run.
+student in one run. With params.yaml's ``deploy`` section on, every student (``none`` included) is
+also exported to CTranslate2, its float weights quantized to int8 there (``deploy_int8``).
 """
 
 from __future__ import annotations
@@ -155,6 +156,6 @@ METHOD = register(Method(
     axes=(KD, D_MODEL, LAYERS, D_FF), check=check,
     catalog={"kds": KDS, "d_models": (128, 256), "layers": (2, 3), "d_ffs": (512,)},
     compress=compress, row_axes=("d_model", "layers", "d_ff", "kd"), row_label=_row_label,
-    series=lambda v: f"distill/{v['kd']}", order=83, controlled=False,
+    series=lambda v: f"distill/{v['kd']}", order=83, controlled=False, deploy_int8=True,
     needs_teacher=lambda v: v["kd"] == "seq",
 ))
