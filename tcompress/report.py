@@ -18,7 +18,7 @@ import pandas as pd
 
 from tcompress.methods import get, registered
 from tcompress.results import SUMMARY_RATIOS, markdown_report, pareto_front, plot_points, summary
-from tcompress.results import deployed_rows, deployed_text
+from tcompress.results import best_deployed_text, deployed_rows, deployed_text
 from tcompress.svgplot import PALETTE, Point, Series, heat_style, xy_plot
 
 FIXED_COLORS = {"baseline": "#222222", "control (fine-tuned, uncompressed)": "#8c8c8c"}
@@ -147,8 +147,11 @@ def summary_section(facts: dict) -> str:
     headers = ["method"] + [f"{h} (≥ {r}×)" if h == "best cell" else h for r in SUMMARY_RATIOS
                             for h in ("best cell", "ratio (file)", "BLEU", "Δ [95 % CI]")]
     table = _table(headers, rows, numeric={2, 3, 6, 7}, table_id="summary-table")
+    point = facts.get("best_deployed")   # below the table, which stays on the first screen
+    deployable = "" if point is None else '<p id="best-deployed">{}</p>'.format(
+        re.sub(r"`([^`]*)`", r"<code>\1</code>", escape(best_deployed_text(point))))
     return (f'<h2 id="summary">Summary: best cell per method</h2>'
-            f'<div class="best" id="best-cells">{"".join(boxes)}</div>{table}'
+            f'<div class="best" id="best-cells">{"".join(boxes)}</div>{table}{deployable}'
             f'<p class="note">{facts["cells"]} cells. Best cell of each method at a ratio of at least '
             f"{' and '.join(f'{r}×' for r in SUMMARY_RATIOS)}, ranked by Δ BLEU against the reference (a fine-tuning "
             "method's control, else the baseline decoded the same way); CI: sacreBLEU paired bootstrap; "

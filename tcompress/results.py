@@ -336,6 +336,54 @@ def deployed_text(facts: dict) -> str:
     return "; " + "; ".join(parts) if parts else ""
 
 
+def best_deployed(frame: pd.DataFrame) -> dict | None:
+    """The best deployable point: among the cells with a CTranslate2 export's numbers, the highest
+    ``bleu_deployed`` whose ``sentences_per_second_deployed`` beats the baseline's fp32 PyTorch
+    ``sentences_per_second`` (greedy where the frame has that row), or the fastest export if none
+    does; with its BLEU, speed and bytes against the baseline's. None without deployed cells or a
+    baseline speed. Over several seeds the frame's numbers are the first seed's (``tcompress.seeds``)."""
+    if "bleu_deployed" not in frame or "sentences_per_second_deployed" not in frame:
+        return None
+    base = frame[frame["method"] == "baseline"]
+    base = base.sort_values("decoding", key=lambda d: d != "greedy", kind="stable")   # greedy first
+    cells = frame[(frame["method"] != "baseline") & frame["bleu_deployed"].notna()
+                  & frame["sentences_per_second_deployed"].notna()]
+    if cells.empty or base.empty or pd.isna(base.iloc[0]["sentences_per_second"]):
+        return None
+    b = base.iloc[0]
+    speed = float(b["sentences_per_second"])
+    faster = cells[cells["sentences_per_second_deployed"].astype(float) > speed]
+    best = (faster.loc[faster["bleu_deployed"].astype(float).idxmax()] if len(faster)
+            else cells.loc[cells["sentences_per_second_deployed"].astype(float).idxmax()])
+    out = {"cell": best["cell"], "rule": "faster than the baseline" if len(faster) else "fastest export",
+           "bleu_deployed": float(best["bleu_deployed"]),
+           "sentences_per_second_deployed": float(best["sentences_per_second_deployed"]),
+           "deployed_bytes": int(best["deployed_bytes"]), "baseline_bleu": float(b["bleu"]),
+           "baseline_decoding": b["decoding"], "baseline_sentences_per_second": speed,
+           "speedup": round(float(best["sentences_per_second_deployed"]) / speed, 3)}
+    if pd.notna(b.get("file_bytes")):
+        out |= {"baseline_bytes": int(b["file_bytes"]),
+                "bytes_ratio": round(int(b["file_bytes"]) / out["deployed_bytes"], 3)}
+    if best.get("n_seeds", 1) > 1:
+        out["first_seed_of"] = int(best["n_seeds"])
+    return out
+
+
+def best_deployed_text(b: dict) -> str:
+    """summary.md's line on ``best_deployed``'s point, with its rule."""
+    size = (f"{b['deployed_bytes'] / 1e6:.2f} MB against the baseline checkpoint's {b['baseline_bytes'] / 1e6:.2f} MB "
+            f"({b['bytes_ratio']:.2f}× smaller)" if "baseline_bytes" in b else f"{b['deployed_bytes'] / 1e6:.2f} MB")
+    seeds = f" Numbers of the first seed's run (of {b['first_seed_of']})." if "first_seed_of" in b else ""
+    fallback = "" if b["rule"] == "faster than the baseline" else " No export beats it, so this is the fastest one."
+    return (f"The best deployable point: `{b['cell']}` as its CTranslate2 export, BLEU {b['bleu_deployed']:.2f} "
+            f"against the baseline's fp32 PyTorch {b['baseline_bleu']:.2f} ({b['baseline_decoding']}), "
+            f"{b['sentences_per_second_deployed']:.0f} sentences/s, {b['speedup']:.2f}× the baseline's fp32 PyTorch "
+            f"{b['baseline_sentences_per_second']:.0f}, {size}. Rule: among the exported cells, the highest BLEU whose "
+            f"export decodes more sentences/s than the baseline's fp32 PyTorch {b['baseline_decoding']} decoding."
+            f"{fallback} Each speed is one pass of its own stage: the ratio holds where the evaluate and cell "
+            f"stages ran on one machine.{seeds}")
+
+
 def summary(frame: pd.DataFrame) -> dict:
     """Baseline BLEU, cell count, and the best cell at ≥4× and ≥8×: overall and per method."""
     cells = frame[frame["method"] != "baseline"]
@@ -348,6 +396,9 @@ def summary(frame: pd.DataFrame) -> dict:
     deployed = base[base["bleu_deployed"].notna()] if "bleu_deployed" in base else base.iloc[:0]
     if len(deployed):
         out["baseline_deployed"] = _deployed_facts(deployed.iloc[0])
+    point = best_deployed(frame)
+    if point is not None:
+        out["best_deployed"] = point
     for ratio in SUMMARY_RATIOS:
         best = _best(cells, ratio)
         out[f"best_delta_at_{ratio}x"] = None if best is None else float(best["delta_ref"])
@@ -394,6 +445,8 @@ def markdown_summary(summary_: dict) -> str:
         lines += ["Where a cell has them: its BLEU decoded with int8 matmuls (`int8`), and its CTranslate2 export's "
                   "BLEU, speed and folder size (params.yaml's deploy section" +
                   (f"; the baseline's float32 export: {deployed_text(base)[2:]})." if base else ").") + "", ""]
+    if "best_deployed" in summary_:
+        lines += [best_deployed_text(summary_["best_deployed"]), ""]
     lines += ["| method | best at ≥ 4× | best at ≥ 8× |", "|---|---|---|"]
     for name, entry in summary_["by_method"].items():
         cols = []

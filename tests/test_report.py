@@ -22,7 +22,7 @@ import yaml
 
 from conftest import REPO
 from tcompress.data.corpora import write_split
-from tcompress.methods import registered
+from tcompress.methods import get, registered
 from tcompress.report import build_report, default_layout, markdown_to_html, pareto_front, write_report
 from tcompress.results import collect, deployed_table, markdown_report, markdown_summary, summary
 from tcompress.svgplot import Point
@@ -31,6 +31,7 @@ N_MODEL = 1_000_000
 GROUP_SHARE = {"emb": .10, "att": .35, "ff": .45, "gen": .10, "ff+emb+gen": .65, "ff+att": .80, "full": 1.0}
 BITS_LOSS = {16: .05, 8: .5, 4: 6.0, 3: 15.0, 2: 25.0, 1: 40.0}
 BASE_BLEU = 30.0
+BASELINE_SPEED = 300.0   # the baseline's fp32 PyTorch greedy sentences/s
 
 
 def fake_cell(method, values: dict | None, rng: random.Random) -> dict:
@@ -59,7 +60,7 @@ def make_grid(root: Path, more: dict[str, dict[str, tuple]] | None = None) -> tu
     baseline = {"parameters": N_MODEL, "checkpoint_bytes": N_MODEL * 4 + 9000, "sentences": 500, "precision": "fp32",
                 "decoding": {"beam_size": 4, "length_penalty": 0.6},
                 "greedy": {"bleu": BASE_BLEU, "chrf": 55.0, "signature": "nrefs:1|tok:13a",
-                           "sentences_per_second": 300.0},
+                           "sentences_per_second": BASELINE_SPEED},
                 "beam": {"bleu": BASE_BLEU + .5, "chrf": 55.5, "sentences_per_second": 90.0},
                 # the deploy section's float32 export, decoded greedily as the cells are
                 "bleu_deployed": BASE_BLEU - .01, "sentences_per_second_deployed": 700.0,
@@ -83,6 +84,10 @@ def make_grid(root: Path, more: dict[str, dict[str, tuple]] | None = None) -> tu
                             bleu_deployed=round(cell["bleu"] - .07, 4), sentences_per_second_deployed=1500.0,
                             deployed_bytes=N_MODEL + 20000, deployed_compute_type="int8_float32",
                             deployed_differences="int8 inputs per row")
+            elif values and method.deploy_int8:   # a float model exported as CTranslate2's int8 (distill)
+                cell.update(bleu_deployed=round(cell["bleu"] - .1, 4), sentences_per_second_deployed=2500.0,
+                            deployed_bytes=N_MODEL // 4 + 20000, deployed_compute_type="int8_float32",
+                            deployed_differences="float weights quantized; int8 inputs per row")
             (root / "cells" / f"{cell['cell']}.json").write_text(json.dumps(cell))
             if method.trains:
                 trained.append(cell["cell"])
@@ -322,9 +327,21 @@ def test_int8_and_deployed_numbers_stand_beside_bleu_where_present(grid):
     assert f"the baseline's float32 export: CTranslate2 {BASE_BLEU - .01:.2f}, 700 sentences/s" in text
     best = [e for m in facts["by_method"].values() for e in m.values() if e and "bleu_deployed" in e]
     assert best and all(f"CTranslate2 {e['bleu_deployed']:.2f}" in text for e in best)
+    # the best deployable point: the best CTranslate2 BLEU among exports faster than fp32 PyTorch greedy
+    cells = shipped[(shipped["method"] != "baseline") & shipped["bleu_deployed"].notna()]
+    assert cells["method"].map(lambda m: get(m).deploy_int8).any()     # the distilled students are there
+    faster = cells[cells["sentences_per_second_deployed"] > BASELINE_SPEED]
+    point = faster.loc[faster["bleu_deployed"].idxmax()]
+    assert facts["best_deployed"]["cell"] == point["cell"]
+    line = next(line for line in text.splitlines() if line.startswith("The best deployable point:"))
+    assert f"`{point['cell']}`" in line and f"BLEU {point['bleu_deployed']:.2f}" in line
+    assert f"{point['sentences_per_second_deployed'] / BASELINE_SPEED:.2f}× the baseline's fp32 PyTorch" in line
+    box = html[html.index('id="best-deployed"'):]
+    assert box.startswith(f'id="best-deployed">The best deployable point: <code>{point["cell"]}</code>')
     bare = frame.drop(columns=["bleu_int8", "bleu_deployed"])
     page = build_report(bare, json.loads((root / "baseline.json").read_text()))
     assert 'id="deployed"' not in page and "#deployed" not in page and deployed_table(bare) == ""
+    assert "best-deployed" not in page and "best_deployed" not in summary(bare)
 
 
 def test_training_curves_come_from_each_cells_json_and_tolerate_missing_files(grid):

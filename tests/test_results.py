@@ -8,7 +8,8 @@ import pytest
 import sacrebleu
 
 from conftest import noisy, references
-from tcompress.results import collect, markdown_report, markdown_summary, significance_by_cell, summary
+from tcompress.results import (best_deployed, best_deployed_text, collect, markdown_report, markdown_summary,
+                               significance_by_cell, summary)
 
 
 @pytest.fixture
@@ -121,3 +122,38 @@ def test_a_control_trained_once_for_two_methods_serves_both(grid, tmp_path):
     (cells / "qat-control.json").unlink()
     with pytest.raises(ValueError, match=r"agp-control is trained by qat-control's stage .*`dvc repro cell@qat-control`"):
         collect(tmp_path / "baseline.json", cells, dirs, tmp_path / "eval", refs)
+
+
+@pytest.mark.parametrize("baseline_speed", [120.0, 1000.0])
+def test_the_best_deployable_point_is_the_best_export_faster_than_fp32_pytorch(grid, baseline_speed):
+    """Among the exported cells, the highest CTranslate2 BLEU whose speed beats the baseline's fp32
+    PyTorch greedy decoding; when none does, the fastest export. Absent without deployed numbers."""
+    frame, bleu = grid
+    frame = frame.reset_index()
+    assert "best_deployed" not in summary(frame) and "deployable" not in markdown_summary(summary(frame))
+    student = frame[frame["cell"] == "qat-sym-4-full"].assign(cell="distill-none-16-1-32", method="distill")
+    frame = pd.concat([frame, student], ignore_index=True)
+    exports = {"ptq-sym-8-full": (30.0, 150.0, 1_100_000), "qat-sym-4-full": (31.0, 90.0, 600_000),
+               "distill-none-16-1-32": (30.5, 400.0, 300_000)}
+    for cell, (b, speed, size) in exports.items():
+        frame.loc[frame["cell"] == cell, ["bleu_deployed", "sentences_per_second_deployed", "deployed_bytes"]] = \
+            [b, speed, size]
+    frame.loc[frame["cell"] == "baseline", ["sentences_per_second", "file_bytes"]] = [baseline_speed, 4_000_000]
+    faster = {c: e for c, e in exports.items() if e[1] > baseline_speed}
+    expected = (max(faster, key=lambda c: faster[c][0]) if faster else max(exports, key=lambda c: exports[c][1]))
+    facts = summary(frame)
+    point = facts["best_deployed"]
+    b, speed, size = exports[expected]
+    assert point == {"cell": expected, "rule": "faster than the baseline" if faster else "fastest export",
+                     "bleu_deployed": b, "sentences_per_second_deployed": speed, "deployed_bytes": size,
+                     "baseline_bleu": bleu["baseline"], "baseline_decoding": "greedy",
+                     "baseline_sentences_per_second": baseline_speed,
+                     "speedup": round(speed / baseline_speed, 3), "baseline_bytes": 4_000_000,
+                     "bytes_ratio": round(4_000_000 / size, 3)}
+    line = next(line for line in markdown_summary(facts).splitlines() if line.startswith("The best deployable point"))
+    assert f"`{expected}`" in line and f"BLEU {b:.2f} against the baseline's fp32 PyTorch {bleu['baseline']:.2f}" in line
+    assert f"{speed / baseline_speed:.2f}× the baseline's fp32 PyTorch {baseline_speed:.0f}" in line
+    assert f"{size / 1e6:.2f} MB against the baseline checkpoint's 4.00 MB" in line
+    assert ("the fastest one" in line) == (not faster) and "first seed" not in line
+    frame["n_seeds"] = 3   # over several seeds the frame holds the first seed's numbers, and says so
+    assert "Numbers of the first seed's run (of 3)." in best_deployed_text(best_deployed(frame))
