@@ -32,7 +32,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # model file through the loader, so it sits beside it.
     ("runner, plan and aggregate", (
         "tcompress.params", "tcompress.grid", "tcompress.chains", "tcompress.plan", "tcompress.preview",
-        "tcompress.runner", "tcompress.cellfiles", "tcompress.loader", "tcompress.export_ct2",
+        "tcompress.runner", "tcompress.cellfiles", "tcompress.loader", "tcompress.export_ct2", "tcompress.deploy",
         "tcompress.results", "tcompress.seeds", "tcompress.significance", "tcompress.report", "tcompress.svgplot", "tcompress.compare",
         "tcompress.methods_doc", "tcompress.shard")),
     # One file, or one package where it brings modules of its own (its stored forms, its wrappers),
