@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "tcompress.params", "tcompress.grid", "tcompress.chains", "tcompress.plan", "tcompress.preview",
         "tcompress.runner", "tcompress.cellfiles", "tcompress.loader", "tcompress.export_ct2", "tcompress.deploy",
         "tcompress.results", "tcompress.seeds", "tcompress.significance", "tcompress.report", "tcompress.svgplot", "tcompress.compare",
-        "tcompress.methods_doc", "tcompress.shard")),
+        "tcompress.methods_doc", "tcompress.shard", "tcompress.push")),
     # One file, or one package where it brings modules of its own (its stored forms, its wrappers),
     # per compression method, and the registry they register with.
     ("methods", ("tcompress.methods", "tcompress.methods.*")),
