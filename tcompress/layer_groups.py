@@ -22,11 +22,14 @@ Predicate = Callable[[str, "nn.Module"], bool]
 def _name_matches(pattern: str, type_name: str) -> Predicate:
     """Modules of ``torch.nn.<type_name>`` (subclasses included) whose name matches ``pattern``."""
     regex = re.compile(pattern)
+    found: list[type] = []   # the class, looked up on the first call
 
     def pred(name: str, module: nn.Module) -> bool:
-        from torch import nn
+        if not found:
+            from torch import nn
 
-        return isinstance(module, getattr(nn, type_name)) and regex.search(name) is not None
+            found.append(getattr(nn, type_name))
+        return isinstance(module, found[0]) and regex.search(name) is not None
     return pred
 
 
