@@ -58,7 +58,7 @@ seed_run() {
   export PYTHONPATH=$dir  # the stage scripts import tcompress from their own copy; nothing is installed
   # shellcheck disable=SC2086
   $RUN $FIXED -S seeds="$seed" -S 'methods=[lottery]' $EXTRA \
-      resolve prepare tokenize train evaluate teacher plan > "$dst/baseline.log" 2>&1 \
+      resolve prepare tokenize train evaluate teacher calibrate sensitivity plan > "$dst/baseline.log" 2>&1 \
     || { log "seed $seed: baseline failed"; echo 1 > "$dst/baseline.rc"; pack; return 1; }
   cp metrics/train.json metrics/train_curve.json metrics/baseline.json params.yaml "$dst/"
   cp data/eval/*.txt "$dst/" 2>/dev/null
