@@ -193,3 +193,20 @@ class InputScaledModule(StoredForm, nn.Module, kind="input_scaled"):
 
     def extra_repr(self) -> str:
         return f"in_features={self.input_scale.numel()}"
+
+
+def round_linears(model: nn.Module, group: str, spec: QuantSpec, rounding) -> dict:
+    """Every Linear of layer group ``group`` replaced, in place, by per-row codes that ``rounding``
+    chooses (``rounding(name, linear) -> (codes, scale, zero_point)``, on round-to-nearest's grid:
+    GPTQ's and AdaRound's rules), stored as an ordinary ``QuantizedModule``. Returns the cell's facts."""
+    from tcompress.compress.ratio import quantization_ratio
+    from tcompress.compress.walker import group_linears, replace_module
+    from tcompress.model import count_parameters
+
+    linears = group_linears(model, group)
+    n_model, coded = count_parameters(model), sum(linear.weight.numel() for linear in linears.values())
+    for name, linear in linears.items():
+        codes, scale, zero_point = rounding(name, linear)
+        replace_module(model, linear, QuantizedModule.from_codes(linear, spec, codes, scale, zero_point))
+    return {"n_model": n_model, "n_compressed": coded, "linears": len(linears),
+            "compression_ratio": round(quantization_ratio(n_model, coded, spec.bits), 4)}

@@ -89,20 +89,12 @@ def adaround(weight, stats, spec, params: AdaRoundParams):
 
 def compress(model, cell, params: AdaRoundParams, ctx) -> dict:
     from tcompress.compress.linear_quant import QuantSpec
-    from tcompress.compress.quantized import QuantizedModule
-    from tcompress.compress.ratio import quantization_ratio
-    from tcompress.compress.walker import group_linears, replace_module
-    from tcompress.model import count_parameters
+    from tcompress.compress.quantized import round_linears
 
     stats = ctx.calibration()
     spec = QuantSpec(cell["bits"], cell["mode"], per_channel=True)
-    linears = group_linears(model, cell["group"])
-    n_model, coded = count_parameters(model), sum(linear.weight.numel() for linear in linears.values())
-    for name, linear in linears.items():
-        codes, scale, zero_point = adaround(linear.weight, stats[name], spec, params)
-        replace_module(model, linear, QuantizedModule.from_codes(linear, spec, codes, scale, zero_point))
-    return {"n_model": n_model, "n_compressed": coded, "linears": len(linears),
-            "compression_ratio": round(quantization_ratio(n_model, coded, cell["bits"]), 4)}
+    return round_linears(model, cell["group"], spec,
+                         lambda name, linear: adaround(linear.weight, stats[name], spec, params))
 
 
 METHOD = register(Method(
