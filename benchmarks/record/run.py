@@ -7,7 +7,8 @@ In ``--clone`` (made with `git clone` of this repository's HEAD when the folder 
 existing project is reused as it is), each part of the record in turn: its catalog and `-S` list
 applied to params.yaml (the overrides with DVC's own code, as `dvc exp run -S` applies them),
 `tcompress catalog`, then `dvc repro` (with ``--shard I/N``: `dvc repro plan`, then
-`dvc repro $(tcompress shard --of N --index I)`), then `collect`. ``--collect-only`` collects what
+`dvc repro $(tcompress shard --of N --index I)`; with ``--target``, `dvc repro --glob` of those stages
+only), then `collect`. ``--collect-only`` collects what
 the clone already holds. Collecting is additive: a cell already in the record and absent from the
 clone stays, so shards and interrupted runs add up; a row nobody has computed stays pending.
 
@@ -82,8 +83,11 @@ def run(cmd: list[str], cwd: Path, capture: bool = False) -> str:
     return done.stdout if capture else ""
 
 
-def repro(project: Path, shard: str | None) -> None:
+def repro(project: Path, shard: str | None, targets: list[str] = ()) -> None:
     dvc = [sys.executable, "-m", "dvc"]
+    if targets:
+        run([*dvc, "repro", "--glob", *targets], project)
+        return
     if shard is None:
         run([*dvc, "repro"], project)
         return
@@ -254,6 +258,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/record")
     parser.add_argument("--part", action="append", help="run only these parts (default: all, main first)")
     parser.add_argument("--shard", help="I/N: run shard I of N of each part's cells (no aggregate until a plain run)")
+    parser.add_argument("--target", action="append", default=[], dest="targets",
+                        help="dvc repro only these stages (glob patterns, e.g. 'cell@gptq-*'), then collect what there is")
     parser.add_argument("--set", action="append", default=[], dest="extra",
                         help="an extra -S override after each part's (a device: runtime.device=cuda)")
     parser.add_argument("--collect-only", action="store_true")
@@ -273,7 +279,7 @@ def main() -> None:
 
                 apply_overrides(str(project / "params.yaml"), args.extra)
             run([sys.executable, "-m", "tcompress.cli", "catalog"], project)
-            repro(project, args.shard)
+            repro(project, args.shard, args.targets)
         counts = collect(project, args.out / part, pairs)
         print(f"{part}: collected into {args.out / part}: " + ", ".join(f"seed {s} {n} cells" for s, n in counts.items()))
 
