@@ -129,6 +129,8 @@ def cpu_settings(weights: str, compute_type: str = "auto", threads: int = 0) -> 
         gemm = "MKL" if "int16" in supported else "oneDNN"
     packed = gemm == "MKL" and any(os.environ.get(n, "").lower() in ("1", "true") for n in PACKED_GEMM_VARIABLES)
     available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) > 0:
+        available = min(available, int(os.environ["OMP_NUM_THREADS"]))   # as torch, oneDNN and MKL do
     force = os.environ.get("CT2_FORCE_CPU_ISA")
     isa = force or ("AVX2" if "avx2" in cpu["flags"] else "AVX or older")
     return {"compute_type": compute_type, "intra_threads": threads or available, "inter_threads": 1,

@@ -10,6 +10,7 @@ import copy
 import gzip
 import importlib.util
 import json
+import os
 import struct
 import sys
 from pathlib import Path
@@ -355,6 +356,20 @@ def test_translate_backend_keeps_the_translate_contract(corpus, tmp_path):
                                            "--out", str(tmp_path / "no.txt")])
         assert result.exit_code in (1, 2) and message in result.stderr.strip().splitlines()[-1], result.stderr
         assert not (tmp_path / "no.txt").exists()
+
+
+@needs_ct2
+def test_threads_0_means_the_cpus_this_process_may_use_at_most_omp_num_threads(monkeypatch):
+    from tcompress.translate_ct2 import cpu_settings
+
+    cpus = len(os.sched_getaffinity(0))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert cpu_settings("int8")["intra_threads"] == cpus
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert cpu_settings("int8")["intra_threads"] == 1
+    assert cpu_settings("int8", threads=3)["intra_threads"] == 3   # a number given wins
+    monkeypatch.setenv("OMP_NUM_THREADS", str(cpus + 5))
+    assert cpu_settings("float32")["intra_threads"] == cpus
 
 
 def test_without_ctranslate2_the_commands_say_how_to_get_it(tmp_path, monkeypatch):
