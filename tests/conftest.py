@@ -17,6 +17,42 @@ from tcompress.params import params_from_dict
 REPO = Path(__file__).resolve().parents[1]
 MULTI30K = REPO.parent / "shared" / "data" / "multi30k"
 
+# `python -m pytest` runs the suite on pytest-xdist workers (pyproject.toml: `-n auto`, at most
+# MAX_WORKERS). Each worker gets its share of the CPUs: torch, oneDNN and MKL here and in the stages
+# the tests start read OMP_NUM_THREADS (set before anything imports torch), CTranslate2's
+# `threads: 0` too (tcompress.translate_ct2). Without the cap every worker would spin one thread per
+# core and the suite would run slower on two workers than on one.
+MAX_WORKERS = 4
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if WORKERS > 1:
+    _cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _cpus // WORKERS)))
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """`-n auto`: one worker per CPU, at most MAX_WORKERS (each builds the tiny project once)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(MAX_WORKERS, cpus))
+
+
+# Test files whose tests run on one worker, one after the other: they compute the same stages (seed 5
+# of TINY's grid), which the second restores from the session's run-cache.
+SHARED_SCOPES = {"tests/test_record.py": "tiny seed 5", "tests/test_seeds.py": "tiny seed 5"}
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """A test file's tests run on one worker (its module fixtures are built once), and the files of
+    SHARED_SCOPES together. (Not `--dist loadgroup`: it marks tests by renaming their node ids,
+    which pytest 9.2 no longer allows.)"""
+    from xdist.scheduler import LoadFileScheduling
+
+    class Scheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return SHARED_SCOPES.get(scope, scope)
+
+    return Scheduling(config, log)
+
 
 def tiny_catalog(**methods) -> dict:
     """A catalog with stages for the given methods' values only: every other registered method
@@ -227,6 +263,12 @@ def ran_stages(out: str) -> set[str]:
     return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage '")}
 
 
+def restored_stages(out: str) -> set[str]:
+    """The stages a `dvc repro` restored from the run-cache instead of running them."""
+    return {line.split("'")[1] for line in out.splitlines()
+            if line.startswith("Stage '") and "' is cached - skipping run" in line}
+
+
 def computing(project: Path, stages: set[str]) -> set[str]:
     """The stages that computed: a catalog chain that is not selected also runs when the cell it
     starts from changes (its stage depends on that cell's folder), but only rewrites its 'off'
@@ -244,8 +286,14 @@ def dvc(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedP
 
 @pytest.fixture(scope="session")
 def shared_cache(tmp_path_factory) -> Path:
-    """One DVC cache for every test project: the tiny baseline is trained once per test session."""
-    return tmp_path_factory.mktemp("dvc-cache")
+    """One DVC cache for every test project of this pytest run, its xdist workers' too (their base
+    folders share a parent): a stage one test computed is restored, not recomputed, by the next."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    cache = root / "dvc-cache"
+    cache.mkdir(exist_ok=True)
+    return cache
 
 
 @pytest.fixture(scope="session")

@@ -56,16 +56,16 @@ def test_the_record_plans_every_cell_its_claims_name(tmp_path):
 
 @pytest.mark.slow
 def test_the_runner_runs_and_collects_a_two_seed_record_of_the_tiny_grid(tmp_path, shared_cache):
-    """`run.py` on TINY's grid, seeds 1234 and 2 and a second part: every selected cell's metrics and
+    """`run.py` on TINY's grid, seeds 1234 and 5 and a second part: every selected cell's metrics and
     the hash of its translations per seed, the aggregate over both seeds, a named pair's interval, the
     machine; then a collect into the same folder after one cell's metrics went missing keeps it."""
     params = tiny_params()
     (tmp_path / "project").mkdir()
-    # The session's DVC cache: seed 1234's stages are the shared tiny project's (TINY's params), restored
-    # from the run-cache when that project ran earlier in the session.
+    # The session's DVC cache: seed 1234's stages are the shared tiny project's (TINY's params), and seed
+    # 5's those test_seeds adds to a copy of it, restored from the run-cache when they ran earlier.
     project = make_project(tmp_path / "project", params, shared_cache)
-    record = {"catalog": {"seeds": [2]}, "set": ["seeds=[1234,2]"],
-              "parts": {"qat8": ["methods=[qat]", "qat.bits=[8]"]}}
+    record = {"catalog": {"seeds": [5]}, "set": ["seeds=[1234,5]"],
+              "parts": {"att": ["methods=[ptq]", "ptq.groups=[att]"]}}
     (tmp_path / "record.yaml").write_text(yaml.safe_dump(record))
     claims = {"papers": [{"id": "t", "title": "t", "rows": [
         {"claim": "x", "paper": "x", "cell": "qat-sym-4-full", "against": "ptq-sym-8-full", "bound": -1.0}]}]}
@@ -82,7 +82,7 @@ def test_the_runner_runs_and_collects_a_two_seed_record_of_the_tiny_grid(tmp_pat
 
     main = out / "main"
     expected = {"ptq-sym-8-ff", "ptq-sym-8-full", "qat-control", "qat-sym-4-full", "agp-10-70-1-full", "imp-full"}
-    for seed, folder in ((1234, project), (2, project / "data/seeds/2")):
+    for seed, folder in ((1234, project), (5, project / "data/seeds/5")):
         cells = {p.stem for p in (main / f"seed{seed}/cells").glob("*.json")}
         assert expected <= cells, (seed, cells)
         assert json.loads((main / f"seed{seed}/baseline.json").read_text())["checkpoint_bytes"] > 0
@@ -95,15 +95,16 @@ def test_the_runner_runs_and_collects_a_two_seed_record_of_the_tiny_grid(tmp_pat
     pair = json.loads((main / "pairs.json").read_text())["pairs"][0]
     assert (pair["a"], pair["b"], pair["n"]) == ("ptq-sym-8-full", "qat-sym-4-full", 2)
     assert pair["ci_low"] <= pair["ci_high"]
-    assert yaml.safe_load((main / "params.yaml").read_text())["seeds"] == [1234, 2]
+    assert yaml.safe_load((main / "params.yaml").read_text())["seeds"] == [1234, 5]
     assert json.loads((main / "machine.json").read_text())["commit"]
-    # the second part (its overrides on top of the first's) runs qat-sym-8-full in both seeds, collected apart
-    runner("qat8")
-    assert {p.stem for p in (out / "qat8/seed2/cells").glob("*.json")} >= {"qat-sym-8-full", "qat-control"}
-    assert not (out / "qat8/seed2/cells/ptq-sym-8-full.json").exists()
+    # the second part (its overrides on top of the first's) runs ptq-sym-8-att in both seeds, collected apart
+    runner("att")
+    for seed in (1234, 5):
+        assert "ptq-sym-8-att" in {p.stem for p in (out / f"att/seed{seed}/cells").glob("*.json")}
+        assert not (out / f"att/seed{seed}/cells/ptq-sym-8-full.json").exists()
     # additive: a cell the project no longer holds stays in the record
     (project / "metrics/cells/imp-full.json").unlink()
-    record_run.collect(project, out / "qat8", [])
+    record_run.collect(project, out / "att", [])
     record_run.collect(project, main, [])
     assert (main / "seed1234/cells/imp-full.json").exists()
 
