@@ -223,26 +223,32 @@ def groups_cmd(checkpoint: str) -> None:
 @click.option("--index", required=True, type=click.IntRange(min=0), help="this worker's shard, 0 to N-1")
 @click.option("--params", "params_file", default="params.yaml", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--measured", "metrics_dir", default="metrics/cells", show_default=True,
-              type=click.Path(file_okay=False), help="cells' metrics: the measured cost per method")
+              type=click.Path(file_okay=False),
+              help="cells' metrics, as the last commit holds them (the workspace's outside git): the cost per method")
 @click.option("--check/--no-check", default=True, show_default=True,
               help="refuse while the shared upstream stages are not up to date")
 def shard_cmd(count: int, index: int, params_file: str, metrics_dir: str, check: bool) -> None:
     """Print the `dvc repro` targets of shard INDEX of COUNT: the selected cells and chains, balanced
-    by estimated cost, each chain after the cell it starts from.
+    by estimated cost, each chain after the cell it starts from, and the catalog's off cells, chains
+    and seeds (markers, about a second each), so that the collector has none to write.
 
     The shared stages (prepare, tokenize, train, teacher, plan) run once first: `dvc repro plan`.
     Then each worker: dvc repro $(tcompress shard --of N --index I); a last `dvc repro` restores
     every cell from the run-cache."""
+    from tcompress.grid import catalog_cells, catalog_chains
     from tcompress.params import ConfigError, load_params
     from tcompress.plan import resolve
-    from tcompress.preview import measured_seconds
-    from tcompress.shard import UPSTREAM, estimated_seconds, split
+    from tcompress.preview import measured_seconds, seconds_by_method
+    from tcompress.shard import UPSTREAM, committed_metrics, estimated_seconds, off_count, split
 
     if index >= count:
         raise click.ClickException(f"--index {index} is not a shard of {count} (0 to {count - 1})")
     try:
         params = load_params(params_file)
         cells = resolve(params)["cells"]["cells"]
+        # The catalog's stages that are off: markers the workers write and push, so the collector restores them
+        off = {c.id: {} for c in catalog_cells(params) if c.id not in cells}
+        off |= {c.id: {"parent": c.parent_id} for c in catalog_chains(params) if c.id not in cells}
     except ConfigError as err:
         raise click.ClickException(str(err)) from None
     if check:
@@ -253,14 +259,19 @@ def shard_cmd(count: int, index: int, params_file: str, metrics_dir: str, check:
         if stale:
             raise click.ClickException(f"the shared stages must be up to date before any shard runs ({', '.join(stale)} "
                                        "not): run `dvc repro plan` once, then the shards")
-    cost = measured_seconds(Path(metrics_dir)) if Path(metrics_dir).exists() else {}
+    committed = committed_metrics(Path(metrics_dir))   # not the workspace's: this worker's own cells change it
+    cost = seconds_by_method(committed) if committed is not None else \
+        measured_seconds(Path(metrics_dir)) if Path(metrics_dir).exists() else {}
     train = Path(metrics_dir).parent / "train.json"   # the first seed's baseline: another seed's estimate
     baseline_seconds = json.loads(train.read_text()).get("wall_seconds") if train.exists() else None
     seeds = params.extra_seeds
-    targets = split(cells, cost, count, seeds, baseline_seconds)[index]
-    click.echo(f"shard {index} of {count}: {len(targets)} stages, about "
-               f"{estimated_seconds(cells, cost, targets, seeds, baseline_seconds) / 60:.1f} min (measured costs "
-               f"per method{f'; {len(seeds)} more seeds, each in one shard' if seeds else ''})", err=True)
+    off_seeds = tuple(s for s in params.seed_catalog if s not in seeds)
+    targets = split(cells, cost, count, seeds, baseline_seconds, off, off_seeds)[index]
+    click.echo(f"shard {index} of {count}: {len(targets)} stages ({off_count(targets, off, off_seeds)} of them off: "
+               "markers, no torch), about "
+               f"{estimated_seconds(cells, cost, targets, seeds, baseline_seconds, off, off_seeds) / 60:.1f} min "
+               f"(measured costs per method{f'; {len(seeds)} more seeds, each in one shard' if seeds else ''})",
+               err=True)
     click.echo(" ".join(targets))
 
 

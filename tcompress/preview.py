@@ -14,6 +14,7 @@ import json
 import shutil
 import statistics
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from tcompress.params import load_params
@@ -22,9 +23,13 @@ from tcompress.plan import resolve
 
 def measured_seconds(metrics_dir: Path) -> dict[str, float]:
     """Median seconds per cell, by method, from the cells' metrics (compress + decoding the test set)."""
+    return seconds_by_method(json.loads(path.read_text()) for path in Path(metrics_dir).glob("*.json"))
+
+
+def seconds_by_method(metrics: Iterable[dict]) -> dict[str, float]:
+    """``measured_seconds`` of the cells' metrics given."""
     by_method: dict[str, list[float]] = {}
-    for path in Path(metrics_dir).glob("*.json"):
-        m = json.loads(path.read_text())
+    for m in metrics:
         if m and "compress_seconds" in m:
             decode = m["sentences"] / m["sentences_per_second"] if m.get("sentences_per_second") else 0.0
             by_method.setdefault(m["method"], []).append(m["compress_seconds"] + decode)

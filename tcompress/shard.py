@@ -5,21 +5,29 @@ runs ``dvc repro`` on its own list; a final ``dvc repro`` anywhere restores ever
 run-cache. A chain's stage depends on the folder of the cell it starts from, so a chain goes to
 its root cell's shard, after it: no worker waits for another's output, and none computes a cell
 twice. Shards are balanced by estimated cost, longest first (LPT scheduling): the median measured
-seconds of the method's cells (``metrics/cells``), or the median over all methods for a method not
-measured yet. The split depends only on the selection and those costs, so every worker computes
-the same one.
+seconds of the method's cells (``metrics/cells`` as the last commit holds it), or the median over
+all methods for a method not measured yet. The split depends only on the selection and those
+costs, so every worker computes the same one, and the same again after it has run some cells (a
+worker started again after a crash gets its own list back, the cell it was in included).
 
 Several seeds: the first seed's baseline is upstream of every shard, as with one seed. Each other
 seed is one unit, its baseline's stages then all its cells (each reads that baseline), costed as
 the first seed's measured training (``metrics/train.json``) plus its cells.
+
+The catalog's cells, chains and seeds that are off go into the shards too, about a second each (an
+"off" marker, no torch; a chain with its parent): the workers push them with the rest, so the
+collector restores every stage of dvc.yaml instead of running dozens of marker stages itself.
 
 Torch-free: it runs before any stage, on every worker.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
+import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tcompress.grid import seed_stage_key
 
@@ -28,6 +36,7 @@ from tcompress.grid import seed_stage_key
 UPSTREAM = ("resolve", "prepare", "tokenize", "train", "teacher", "calibrate", "sensitivity", "plan")
 # A seed's baseline stages besides the first seed's: each seed's run in one shard, before its cells.
 SEED_UPSTREAM = ("seed_train", "seed_evaluate", "seed_teacher", "seed_calibrate", "seed_sensitivity", "seed_plan")
+OFF_SECONDS = 1.0   # an off stage: DVC's bookkeeping and a Python start without torch
 
 
 @dataclass
@@ -35,6 +44,29 @@ class Unit:
     """A cell and the chains that start from it (directly or through another chain), in run order."""
     targets: list[str] = field(default_factory=list)
     seconds: float = 0.0
+
+
+def committed_metrics(folder: Path) -> list[dict] | None:
+    """The JSON files directly in ``folder`` as the git commit checked out holds them (None outside a
+    git work tree): what every clone of that commit has, whatever its worker has computed since."""
+    def git(*args: str, stdin: str | None = None) -> bytes:
+        return subprocess.run(["git", *args], input=None if stdin is None else stdin.encode(), capture_output=True,
+                              check=True).stdout
+    try:
+        names = [n for n in git("ls-tree", "--name-only", "--full-name", "HEAD", f"{folder}/").decode().split()
+                 if n.endswith(".json")]
+        if not names:
+            return []
+        out = git("cat-file", "--batch", stdin="".join(f"HEAD:{n}\n" for n in names))
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    found, at = [], 0
+    for _ in names:   # "<sha> blob <size>\n<content>\n" per file
+        header_end = out.index(b"\n", at)
+        size = int(out[at:header_end].split()[2])
+        found.append(json.loads(out[header_end + 1: header_end + 1 + size] or b"{}"))
+        at = header_end + 1 + size + 1
+    return found
 
 
 def stage_name(cell_id: str, entry: dict) -> str:
@@ -54,47 +86,75 @@ def seed_stage_name(cell_id: str, entry: dict, seed: int) -> str:
 
 
 def units(cells: dict[str, dict], cost: dict[str, float], seeds: tuple[int, ...] = (),
-          baseline_seconds: float | None = None) -> list[Unit]:
-    """Selected cells and chains (``resolve``'s entries, parents before their chains) grouped by root
-    cell; then, per seed besides the first (``seeds``), one unit: that seed's baseline stages and all
-    its cells, since each of them reads that baseline (``baseline_seconds``: its estimated cost)."""
+          baseline_seconds: float | None = None, off: dict[str, dict] | None = None,
+          off_seeds: tuple[int, ...] = ()) -> list[Unit]:
+    """Selected cells and chains (``resolve``'s entries, parents before their chains) and the catalog's
+    ``off`` ones (id -> ``{"parent": id}`` for a chain, ``{}`` for a cell) grouped by root cell; then,
+    per seed besides the first (``seeds``), one unit: that seed's baseline stages and all its cells,
+    since each of them reads that baseline (``baseline_seconds``: its estimated cost); and per catalog
+    seed that is off (``off_seeds``), one unit of its marker stages."""
     known = list(cost.values())
     default = statistics.median(known) if known else 1.0
+    everything = {**{c: {**e, "off": True} for c, e in (off or {}).items()}, **cells}
     grouped: dict[str, Unit] = {}
-    ancestry = {c: _ancestry(c, cells) for c in cells}
+    ancestry = {c: _ancestry(c, everything) for c in everything}
     # A chain after every chain it continues (fewer links first); ids break ties, so the order of
     # ``cells`` does not matter.
-    in_order = sorted(cells, key=lambda c: (len(ancestry[c]), c))
+    in_order = sorted(everything, key=lambda c: (len(ancestry[c]), c))
     for cell_id in in_order:
-        entry = cells[cell_id]
+        entry = everything[cell_id]
         unit = grouped.setdefault(ancestry[cell_id][-1], Unit())
         unit.targets.append(stage_name(cell_id, entry))
-        if "same_as" not in entry:   # a shared control's stage writes a marker: no cost
+        if entry.get("off"):
+            unit.seconds += OFF_SECONDS
+        elif "same_as" not in entry:   # a shared control's stage writes a marker: no cost
             unit.seconds += cost.get(entry["method"], default)
     own_cells = sum(u.seconds for u in grouped.values())
     for seed in seeds:
         unit = Unit([f"{stage}@{seed}" for stage in SEED_UPSTREAM],
                     default * 10 if baseline_seconds is None else baseline_seconds)
-        unit.targets += [seed_stage_name(c, cells[c], seed) for c in in_order]
+        unit.targets += [seed_stage_name(c, everything[c], seed) for c in in_order]
         unit.seconds += own_cells
+        grouped[f"seed {seed}"] = unit
+    for seed in off_seeds:
+        unit = Unit([f"{stage}@{seed}" for stage in SEED_UPSTREAM])
+        unit.targets += [seed_stage_name(c, everything[c], seed) for c in in_order]
+        unit.seconds = OFF_SECONDS * len(unit.targets)
         grouped[f"seed {seed}"] = unit
     return list(grouped.values())
 
 
 def split(cells: dict[str, dict], cost: dict[str, float], n: int, seeds: tuple[int, ...] = (),
-          baseline_seconds: float | None = None) -> list[list[str]]:
+          baseline_seconds: float | None = None, off: dict[str, dict] | None = None,
+          off_seeds: tuple[int, ...] = ()) -> list[list[str]]:
     """N lists of targets: each unit, most expensive first, to the shard with the least work so far."""
     if n < 1:
         raise ValueError(f"--of must be at least 1, got {n}")
     shards: list[Unit] = [Unit() for _ in range(n)]
-    for unit in sorted(units(cells, cost, seeds, baseline_seconds), key=lambda u: (-u.seconds, u.targets[0])):
+    for unit in sorted(units(cells, cost, seeds, baseline_seconds, off, off_seeds),
+                       key=lambda u: (-u.seconds, u.targets[0])):
         lightest = min(range(n), key=lambda i: (shards[i].seconds, i))
         shards[lightest].targets += unit.targets
         shards[lightest].seconds += unit.seconds
     return [s.targets for s in shards]
 
 
+def off_count(targets: list[str], off: dict[str, dict], off_seeds: tuple[int, ...]) -> int:
+    """How many of ``targets`` write off markers: off cells and chains, in any seed, and every stage
+    of an off seed."""
+    count = 0
+    for target in targets:
+        stage, key = target.split("@", 1)
+        if stage in SEED_UPSTREAM:
+            count += int(key) in off_seeds
+            continue
+        cell, dot, seed = key.rpartition(".seed") if stage.startswith("seed_") else ("", "", "")
+        count += (cell if dot else key) in off or (bool(dot) and int(seed) in off_seeds)
+    return count
+
+
 def estimated_seconds(cells: dict[str, dict], cost: dict[str, float], targets: list[str], seeds: tuple[int, ...] = (),
-                      baseline_seconds: float | None = None) -> float:
+                      baseline_seconds: float | None = None, off: dict[str, dict] | None = None,
+                      off_seeds: tuple[int, ...] = ()) -> float:
     wanted = set(targets)
-    return sum(u.seconds for u in units(cells, cost, seeds, baseline_seconds) if u.targets[0] in wanted)
+    return sum(u.seconds for u in units(cells, cost, seeds, baseline_seconds, off, off_seeds) if u.targets[0] in wanted)

@@ -16,7 +16,7 @@ from conftest import REPO, kill_after, make_project, ran_stages, run, tiny_param
 from s3_store import s3_store  # noqa: F401  (the session's S3 store, a fixture)
 from tcompress.params import params_from_dict
 from tcompress.plan import resolve
-from tcompress.shard import split, units
+from tcompress.shard import SEED_UPSTREAM, split, units
 
 CHAINS = ["agp:10-70-1-full > kmeans:4", "agp:10-70-1-full > qat:sym-4", "lottery:50-rewind-full > lottery:80-rewind"]
 
@@ -77,6 +77,80 @@ def test_a_shared_control_costs_nothing():
     cost = {"ptq": 2.0, "qat": 50.0, "agp": 40.0, "imp": 45.0, "kmeans": 30.0, "lottery": 60.0}
     unit = next(u for u in units(cells, cost) if u.targets == [f"cell@{shared[0]}"])
     assert unit.seconds == 0.0
+
+
+def test_the_catalogs_off_stages_go_into_the_shards_too(tmp_path):
+    """Every cell, chain and seed stage of dvc.yaml in exactly one shard, the catalog's off ones
+    included (so the collector writes no marker): an off chain after its parent, an off seed's
+    stages together; the command says how many are off."""
+    from click.testing import CliRunner
+
+    from tcompress.cli import main
+    from tcompress.grid import _stage_lists
+
+    raw = tiny_params(methods=["ptq", "agp", "lottery"], chains=["lottery:50-rewind-full > lottery:80-rewind"],
+                      seeds=[1234, 5], catalog={**CATALOG, "seeds": [5, 6]})
+    raw["lottery"]["inits"] = ["rewind"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    lists = _stage_lists(params_from_dict(raw))
+    every = {*(f"cell@{c}" for c in lists["cells"]), *(f"chain@{c}" for c in lists["chain_stages"]),
+             *(f"seed_cell@{k}" for k in lists["seed_cells"]), *(f"seed_chain@{k}" for k in lists["seed_chains"]),
+             *(f"{stage}@{seed}" for stage in SEED_UPSTREAM for seed in lists["seed_stages"])}
+    shards, offs = [], 0
+    for i in range(3):
+        result = CliRunner().invoke(main, ["shard", "--of", "3", "--index", str(i), "--params",
+                                           str(tmp_path / "params.yaml"), "--no-check", "--measured",
+                                           str(tmp_path / "none")])
+        assert result.exit_code == 0, result.output
+        shards.append(result.stdout.split())
+        offs += int(result.stderr.split("(")[1].split(" of them off")[0])
+    flat = list(itertools.chain(*shards))
+    assert len(flat) == len(set(flat)) and set(flat) == every
+    cells = resolve(params_from_dict(raw))["cells"]["cells"]
+    kind = {c: "chain" if "parent" in e else "cell" for c, e in cells.items()}
+    selected_stages = {*(f"{k}@{c}" for c, k in kind.items()), *(f"seed_{k}@{c}.seed5" for c, k in kind.items()),
+                       *(f"{stage}@5" for stage in SEED_UPSTREAM)}
+    assert selected_stages < every and offs == len(every - selected_stages)
+    off_chain = "chain@agp-10-70-1-full_then_kmeans-4-full"   # off; its parent, the AGP cell, is selected
+    assert off_chain in every and "agp-10-70-1-full" in cells
+    shard = next(s for s in shards if off_chain in s)
+    assert shard.index("cell@agp-10-70-1-full") < shard.index(off_chain)
+    seed6 = next(s for s in shards if "seed_train@6" in s)
+    assert {t for t in every if t.endswith(("@6", ".seed6"))} <= set(seed6)   # the off seed in one shard
+
+
+def test_the_split_reads_the_committed_costs_so_a_worker_gets_its_list_back_after_running_cells(tmp_path, monkeypatch):
+    """A worker's own cells rewrite metrics/cells in its workspace; the split reads them as the commit
+    holds them, so the same command run again (after a crash) prints the same targets."""
+    from click.testing import CliRunner
+
+    from tcompress.cli import main
+    from tcompress.shard import committed_metrics
+
+    monkeypatch.chdir(tmp_path)
+    raw = tiny_params(methods=["ptq", "qat", "agp", "imp", "kmeans", "lottery"], chains=CHAINS)
+    raw["catalog"] |= CATALOG
+    raw["lottery"]["inits"] = ["rewind"]
+    Path("params.yaml").write_text(yaml.safe_dump(raw))
+    Path("metrics/cells").mkdir(parents=True)
+    measured = {"qat-sym-4-full": ("qat", 50.0), "agp-10-70-1-full": ("agp", 40.0), "imp-full": ("imp", 45.0)}
+    for cell, (method, seconds) in measured.items():
+        Path(f"metrics/cells/{cell}.json").write_text(json.dumps({"method": method, "compress_seconds": seconds}))
+    assert committed_metrics(Path("metrics/cells")) is None   # not a git work tree yet
+    for args in (["init", "-q"], ["add", "-A"], ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "m"]):
+        subprocess.run(["git", *args], check=True)
+
+    def shards() -> list[str]:
+        return [CliRunner().invoke(main, ["shard", "--of", "2", "--index", str(i), "--no-check"]).stdout
+                for i in (0, 1)]
+    before = shards()
+    # this worker has since measured its IMP cell as the slowest of all, and a k-means cell
+    Path("metrics/cells/imp-full.json").write_text(json.dumps({"method": "imp", "compress_seconds": 900.0}))
+    Path("metrics/cells/kmeans-4-att.json").write_text(json.dumps({"method": "kmeans", "compress_seconds": 1.0}))
+    assert sorted(m["compress_seconds"] for m in committed_metrics(Path("metrics/cells"))) == [40.0, 45.0, 50.0]
+    assert shards() == before
+    subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qam", "m2"], check=True)
+    assert shards() != before   # committed, the new costs count
 
 
 def test_no_shards_is_refused():
@@ -204,10 +278,9 @@ def test_two_machines_on_one_s3_remote_give_what_one_repro_gives(s3_store, tmp_p
         sh(line, collector)
     assert not (collector / ".dvc/cache").exists()   # an empty cache
     ran = ran_stages(sh(collect, collector).stdout)
-    computed = {s for s in ran if s.startswith(("cell@", "chain@"))
-                and json.loads((collector / "metrics/cells" / f"{s.split('@', 1)[1]}.json").read_text())}
-    assert not computed and "train" not in ran, ran   # every selected cell came from the run-cache
-    for cell in selected:
+    # every cell and chain came from the run-cache, the catalog's off ones too (the workers wrote their markers)
+    assert not {s for s in ran if s.startswith(("cell@", "chain@"))} and "train" not in ran, ran
+    for cell in (c for c in selected if json.loads((tiny_pipeline / "metrics/cells" / f"{c}.json").read_text())):
         got = json.loads((collector / "metrics/cells" / f"{cell}.json").read_text())
         want = json.loads((tiny_pipeline / "metrics/cells" / f"{cell}.json").read_text())
         assert _untimed(got) == _untimed(want), cell
