@@ -6,12 +6,13 @@ Clones HEAD, selects trained cells (QAT, AGP, IMP, k-means and their controls: 4
 controls at the default budgets) and trains the baseline once (`dvc repro plan`, 2 epochs: the
 cells' cost does not depend on its quality). Its cache is then copied, so each arm starts with the
 baseline and no cell. Per round, in alternating order:
-- sequential: one clone, `runtime.threads: 0` (torch's default, every core), `dvc repro` of every
-  selected cell;
+- sequential: one clone, `runtime.threads: 0` (torch's default, every core), `dvc repro` of the
+  shards' targets (the selected cells and the catalog's off markers);
 - sharded: two clones on one cache, `runtime.threads: 1` each, `dvc repro $(tcompress shard --of 2
   --index I)` side by side; the time is until both finish.
 Then a plain `dvc repro` in a third clone on the workers' cache must compute no cell; its time is
-the collector's. Writes the times, their ratio and the CPU's flags.
+the collector's (with the stages it ran and how many it restored). Writes the times, their ratio
+and the CPU's flags.
 """
 
 from __future__ import annotations
@@ -114,10 +115,14 @@ def main(rounds: int, out: str) -> None:
                     ran = re.findall(r"^Running stage '(?:cell|chain)@([^']+)'", log, flags=re.MULTILINE)
                     row["collector_cells_computed"] = sum(   # an off cell's marker stage runs, computing nothing
                         1 for c in ran if json.loads((collector / "metrics/cells" / f"{c}.json").read_text()))
+                    row["collector_stages_run"] = re.findall(r"^Running stage '([^']+)'", log, flags=re.MULTILINE)
+                    row["collector_stages_restored"] = len(re.findall(r"^Stage '[^']+' is cached - skipping run",
+                                                                      log, flags=re.MULTILINE))
             row["ratio"] = round(row["sequential_seconds"] / row["sharded_seconds"], 3)
             rows.append(row)
             click.echo(f"round {r + 1}: sequential {row['sequential_seconds']} s, two workers {row['sharded_seconds']} s "
-                       f"({row['ratio']}x); collector {row['collector_seconds']} s, {row['collector_cells_computed']} cells computed")
+                       f"({row['ratio']}x); collector {row['collector_seconds']} s, {row['collector_cells_computed']} cells computed, "
+                       f"stages run {row['collector_stages_run']}, {row['collector_stages_restored']} restored")
     result = {"command": f"python benchmarks/shard_speed.py --rounds {rounds}", "cpu": cpu(), "cells": cells,
               "rounds": rows}
     Path(out).write_text(json.dumps(result, indent=2) + "\n")
