@@ -11,8 +11,8 @@ baseline and no cell. Per round, in alternating order:
 - sharded: two clones on one cache, `runtime.threads: 1` each, `dvc repro $(tcompress shard --of 2
   --index I)` side by side; the time is until both finish.
 Then a plain `dvc repro` in a third clone on the workers' cache must compute no cell; its time is
-the collector's (with the stages it ran and how many it restored). Writes the times, their ratio
-and the CPU's flags.
+the collector's (with the stages it ran and how many it restored, and the time of its aggregate
+run once more alone). Writes the times, their ratio and the CPU's flags.
 """
 
 from __future__ import annotations
@@ -118,6 +118,10 @@ def main(rounds: int, out: str) -> None:
                     row["collector_stages_run"] = re.findall(r"^Running stage '([^']+)'", log, flags=re.MULTILINE)
                     row["collector_stages_restored"] = len(re.findall(r"^Stage '[^']+' is cached - skipping run",
                                                                       log, flags=re.MULTILINE))
+                    start = time.perf_counter()   # its share of the collector's time: the aggregate once more
+                    sh([sys.executable, "-m", "dvc", "repro", "-f", "-s", "aggregate"], collector,
+                       {**env, "PYTHONPATH": str(collector)})
+                    row["aggregate_alone_seconds"] = round(time.perf_counter() - start, 1)
             row["ratio"] = round(row["sequential_seconds"] / row["sharded_seconds"], 3)
             rows.append(row)
             click.echo(f"round {r + 1}: sequential {row['sequential_seconds']} s, two workers {row['sharded_seconds']} s "

@@ -229,8 +229,9 @@ def groups_cmd(checkpoint: str) -> None:
               help="refuse while the shared upstream stages are not up to date")
 def shard_cmd(count: int, index: int, params_file: str, metrics_dir: str, check: bool) -> None:
     """Print the `dvc repro` targets of shard INDEX of COUNT: the selected cells and chains, balanced
-    by estimated cost, each chain after the cell it starts from, and the catalog's off cells, chains
-    and seeds (markers, about a second each), so that the collector has none to write.
+    by estimated cost, each chain after the cell it starts from, the baseline's evaluation, and the
+    catalog's off cells, chains and seeds (markers, about a second each), so that the collector
+    computes nothing but the aggregate.
 
     The shared stages (prepare, tokenize, train, teacher, plan) run once first: `dvc repro plan`.
     Then each worker: dvc repro $(tcompress shard --of N --index I); a last `dvc repro` restores
@@ -239,7 +240,7 @@ def shard_cmd(count: int, index: int, params_file: str, metrics_dir: str, check:
     from tcompress.params import ConfigError, load_params
     from tcompress.plan import resolve
     from tcompress.preview import measured_seconds, seconds_by_method
-    from tcompress.shard import UPSTREAM, committed_metrics, estimated_seconds, off_count, split
+    from tcompress.shard import UPSTREAM, committed_metrics, estimated_seconds, evaluate_estimate, off_count, split
 
     if index >= count:
         raise click.ClickException(f"--index {index} is not a shard of {count} (0 to {count - 1})")
@@ -266,10 +267,12 @@ def shard_cmd(count: int, index: int, params_file: str, metrics_dir: str, check:
     baseline_seconds = json.loads(train.read_text()).get("wall_seconds") if train.exists() else None
     seeds = params.extra_seeds
     off_seeds = tuple(s for s in params.seed_catalog if s not in seeds)
-    targets = split(cells, cost, count, seeds, baseline_seconds, off, off_seeds)[index]
+    baseline = Path(metrics_dir).parent / "baseline.json"
+    evaluate = evaluate_estimate(json.loads(baseline.read_text()) if baseline.exists() else {})
+    targets = split(cells, cost, count, seeds, baseline_seconds, off, off_seeds, evaluate)[index]
     click.echo(f"shard {index} of {count}: {len(targets)} stages ({off_count(targets, off, off_seeds)} of them off: "
                "markers, no torch), about "
-               f"{estimated_seconds(cells, cost, targets, seeds, baseline_seconds, off, off_seeds) / 60:.1f} min "
+               f"{estimated_seconds(cells, cost, targets, seeds, baseline_seconds, off, off_seeds, evaluate) / 60:.1f} min "
                f"(measured costs per method{f'; {len(seeds)} more seeds, each in one shard' if seeds else ''})",
                err=True)
     click.echo(" ".join(targets))

@@ -14,7 +14,8 @@ Several seeds: the first seed's baseline is upstream of every shard, as with one
 seed is one unit, its baseline's stages then all its cells (each reads that baseline), costed as
 the first seed's measured training (``metrics/train.json``) plus its cells.
 
-The catalog's cells, chains and seeds that are off go into the shards too, about a second each (an
+The first seed's baseline evaluation (``evaluate``: no cell reads it, the aggregate does) is a unit
+of its own. The catalog's cells, chains and seeds that are off go into the shards too, about a second each (an
 "off" marker, no torch; a chain with its parent): the workers push them with the rest, so the
 collector restores every stage of dvc.yaml instead of running dozens of marker stages itself.
 
@@ -69,6 +70,14 @@ def committed_metrics(folder: Path) -> list[dict] | None:
     return found
 
 
+def evaluate_estimate(baseline: dict) -> float:
+    """The first seed's ``evaluate``: decoding the test split greedy and with beam search, at the
+    speeds its last run measured (``metrics/baseline.json``), plus a start; 10 s unmeasured."""
+    seconds = [baseline["sentences"] / baseline[d]["sentences_per_second"] for d in ("greedy", "beam")
+               if baseline.get("sentences") and baseline.get(d, {}).get("sentences_per_second")]
+    return 5.0 + sum(seconds) if seconds else 10.0
+
+
 def stage_name(cell_id: str, entry: dict) -> str:
     return f"chain@{cell_id}" if "parent" in entry else f"cell@{cell_id}"
 
@@ -87,12 +96,13 @@ def seed_stage_name(cell_id: str, entry: dict, seed: int) -> str:
 
 def units(cells: dict[str, dict], cost: dict[str, float], seeds: tuple[int, ...] = (),
           baseline_seconds: float | None = None, off: dict[str, dict] | None = None,
-          off_seeds: tuple[int, ...] = ()) -> list[Unit]:
+          off_seeds: tuple[int, ...] = (), evaluate_seconds: float | None = None) -> list[Unit]:
     """Selected cells and chains (``resolve``'s entries, parents before their chains) and the catalog's
     ``off`` ones (id -> ``{"parent": id}`` for a chain, ``{}`` for a cell) grouped by root cell; then,
     per seed besides the first (``seeds``), one unit: that seed's baseline stages and all its cells,
     since each of them reads that baseline (``baseline_seconds``: its estimated cost); and per catalog
-    seed that is off (``off_seeds``), one unit of its marker stages."""
+    seed that is off (``off_seeds``), one unit of its marker stages; with ``evaluate_seconds``, the
+    ``evaluate`` stage as one more."""
     known = list(cost.values())
     default = statistics.median(known) if known else 1.0
     everything = {**{c: {**e, "off": True} for c, e in (off or {}).items()}, **cells}
@@ -121,17 +131,19 @@ def units(cells: dict[str, dict], cost: dict[str, float], seeds: tuple[int, ...]
         unit.targets += [seed_stage_name(c, everything[c], seed) for c in in_order]
         unit.seconds = OFF_SECONDS * len(unit.targets)
         grouped[f"seed {seed}"] = unit
+    if evaluate_seconds is not None:
+        grouped["evaluate"] = Unit(["evaluate"], evaluate_seconds)
     return list(grouped.values())
 
 
 def split(cells: dict[str, dict], cost: dict[str, float], n: int, seeds: tuple[int, ...] = (),
           baseline_seconds: float | None = None, off: dict[str, dict] | None = None,
-          off_seeds: tuple[int, ...] = ()) -> list[list[str]]:
+          off_seeds: tuple[int, ...] = (), evaluate_seconds: float | None = None) -> list[list[str]]:
     """N lists of targets: each unit, most expensive first, to the shard with the least work so far."""
     if n < 1:
         raise ValueError(f"--of must be at least 1, got {n}")
     shards: list[Unit] = [Unit() for _ in range(n)]
-    for unit in sorted(units(cells, cost, seeds, baseline_seconds, off, off_seeds),
+    for unit in sorted(units(cells, cost, seeds, baseline_seconds, off, off_seeds, evaluate_seconds),
                        key=lambda u: (-u.seconds, u.targets[0])):
         lightest = min(range(n), key=lambda i: (shards[i].seconds, i))
         shards[lightest].targets += unit.targets
@@ -144,6 +156,8 @@ def off_count(targets: list[str], off: dict[str, dict], off_seeds: tuple[int, ..
     of an off seed."""
     count = 0
     for target in targets:
+        if "@" not in target:   # evaluate
+            continue
         stage, key = target.split("@", 1)
         if stage in SEED_UPSTREAM:
             count += int(key) in off_seeds
@@ -155,6 +169,7 @@ def off_count(targets: list[str], off: dict[str, dict], off_seeds: tuple[int, ..
 
 def estimated_seconds(cells: dict[str, dict], cost: dict[str, float], targets: list[str], seeds: tuple[int, ...] = (),
                       baseline_seconds: float | None = None, off: dict[str, dict] | None = None,
-                      off_seeds: tuple[int, ...] = ()) -> float:
+                      off_seeds: tuple[int, ...] = (), evaluate_seconds: float | None = None) -> float:
     wanted = set(targets)
-    return sum(u.seconds for u in units(cells, cost, seeds, baseline_seconds, off, off_seeds) if u.targets[0] in wanted)
+    return sum(u.seconds for u in units(cells, cost, seeds, baseline_seconds, off, off_seeds, evaluate_seconds)
+               if u.targets[0] in wanted)

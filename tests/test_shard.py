@@ -80,8 +80,8 @@ def test_a_shared_control_costs_nothing():
 
 
 def test_the_catalogs_off_stages_go_into_the_shards_too(tmp_path):
-    """Every cell, chain and seed stage of dvc.yaml in exactly one shard, the catalog's off ones
-    included (so the collector writes no marker): an off chain after its parent, an off seed's
+    """Every cell, chain and seed stage of dvc.yaml, and the baseline's evaluation, in exactly one
+    shard, the catalog's off ones included (so the collector writes no marker): an off chain after its parent, an off seed's
     stages together; the command says how many are off."""
     from click.testing import CliRunner
 
@@ -93,7 +93,7 @@ def test_the_catalogs_off_stages_go_into_the_shards_too(tmp_path):
     raw["lottery"]["inits"] = ["rewind"]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     lists = _stage_lists(params_from_dict(raw))
-    every = {*(f"cell@{c}" for c in lists["cells"]), *(f"chain@{c}" for c in lists["chain_stages"]),
+    every = {"evaluate", *(f"cell@{c}" for c in lists["cells"]), *(f"chain@{c}" for c in lists["chain_stages"]),
              *(f"seed_cell@{k}" for k in lists["seed_cells"]), *(f"seed_chain@{k}" for k in lists["seed_chains"]),
              *(f"{stage}@{seed}" for stage in SEED_UPSTREAM for seed in lists["seed_stages"])}
     shards, offs = [], 0
@@ -108,7 +108,8 @@ def test_the_catalogs_off_stages_go_into_the_shards_too(tmp_path):
     assert len(flat) == len(set(flat)) and set(flat) == every
     cells = resolve(params_from_dict(raw))["cells"]["cells"]
     kind = {c: "chain" if "parent" in e else "cell" for c, e in cells.items()}
-    selected_stages = {*(f"{k}@{c}" for c, k in kind.items()), *(f"seed_{k}@{c}.seed5" for c, k in kind.items()),
+    selected_stages = {"evaluate", *(f"{k}@{c}" for c, k in kind.items()),
+                       *(f"seed_{k}@{c}.seed5" for c, k in kind.items()),
                        *(f"{stage}@5" for stage in SEED_UPSTREAM)}
     assert selected_stages < every and offs == len(every - selected_stages)
     off_chain = "chain@agp-10-70-1-full_then_kmeans-4-full"   # off; its parent, the AGP cell, is selected
@@ -247,7 +248,8 @@ def test_two_machines_on_one_s3_remote_give_what_one_repro_gives(s3_store, tmp_p
     assert f"{prefix}/files/md5/{md5[:2]}/{md5[2:]}" in s3_store.keys(f"{prefix}/files/md5/{md5[:2]}/")
     assert "train" not in ran_stages(sh(restore, machine1).stdout)   # from the S3 run-cache
     targets = [run([*shard, str(i)], w).stdout.split() for i, w in enumerate(workers)]
-    selected = {t.split("@", 1)[1] for t in targets[0] + targets[1]}
+    selected = {t.split("@", 1)[1] for t in targets[0] + targets[1] if "@" in t}
+    assert "evaluate" in targets[0] + targets[1]   # the baseline's evaluation: a worker's, not the collector's
     assert targets[0] and targets[1] and not set(targets[0]) & set(targets[1])
 
     # The machine with the QAT cell dies (SIGKILL, every process) after the cell's first checkpoint; run
@@ -279,7 +281,7 @@ def test_two_machines_on_one_s3_remote_give_what_one_repro_gives(s3_store, tmp_p
     assert not (collector / ".dvc/cache").exists()   # an empty cache
     ran = ran_stages(sh(collect, collector).stdout)
     # every cell and chain came from the run-cache, the catalog's off ones too (the workers wrote their markers)
-    assert not {s for s in ran if s.startswith(("cell@", "chain@"))} and "train" not in ran, ran
+    assert not {s for s in ran if s.startswith(("cell@", "chain@"))} and not {"train", "evaluate"} & ran, ran
     for cell in (c for c in selected if json.loads((tiny_pipeline / "metrics/cells" / f"{c}.json").read_text())):
         got = json.loads((collector / "metrics/cells" / f"{cell}.json").read_text())
         want = json.loads((tiny_pipeline / "metrics/cells" / f"{cell}.json").read_text())
