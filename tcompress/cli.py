@@ -150,10 +150,15 @@ def _check_backend_options(backend: str, export_dir: str | None, int8: bool) -> 
 @main.command("catalog")
 @click.option("--params", "params_file", default="params.yaml", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--out", "out_file", default=str(CELLS_FILE), show_default=True, type=click.Path(dir_okay=False))
-def catalog_cmd(params_file: str, out_file: str) -> None:
+@click.option("--lock", "lock_file", default="dvc.lock", show_default=True, type=click.Path(dir_okay=False),
+              help="the lock file whose entries of stages no longer in dvc.yaml (beside it) are dropped")
+def catalog_cmd(params_file: str, out_file: str, lock_file: str) -> None:
     """Rewrite the stage list dvc.yaml expands (every catalog cell of every registered method).
 
-    Run it after adding a method file or changing params.yaml's catalog."""
+    Run it after adding a method file or changing params.yaml's catalog. dvc.lock's entries of the
+    stages it removes are dropped: DVC keeps them, and rewrites the whole lock after every stage it
+    runs or restores, so a lock holding every cell a catalog ever had slows every `dvc repro`."""
+    from tcompress.grid import stage_names
     from tcompress.params import ConfigError, load_params
 
     try:
@@ -166,6 +171,17 @@ def catalog_cmd(params_file: str, out_file: str) -> None:
     lists = yaml.safe_load(text)
     click.echo(f"{out_file}: {len(lists['cells'])} catalog cells, {len(lists['chain_stages'])} chains"
                + ("" if changed else " (unchanged)"))
+    lock, dvc_yaml = Path(lock_file), Path(lock_file).parent / "dvc.yaml"
+    if lock.exists() and dvc_yaml.exists():
+        names = stage_names(yaml.safe_load(dvc_yaml.read_text()), lists)
+        stale = [n for n in (yaml.safe_load(lock.read_text()) or {}).get("stages", {}) if n not in names]
+        if stale:
+            from dvc.utils.serialize import modify_yaml   # DVC's own writer: the lock keeps its format
+
+            with modify_yaml(lock) as data:
+                for name in stale:
+                    del data["stages"][name]
+            click.echo(f"{lock}: dropped the entries of {len(stale)} stages dvc.yaml no longer has")
 
 
 @main.command("plan")

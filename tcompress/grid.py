@@ -141,6 +141,19 @@ def cells_file_text(params) -> str:
             + yaml.safe_dump(_stage_lists(params), default_flow_style=False, sort_keys=False))
 
 
+def stage_names(dvc_yaml: dict, lists: dict) -> set[str]:
+    """Every stage name ``dvc_yaml`` (its parsed text) defines, its ``foreach`` stages expanded over
+    ``lists`` (stages/cells.yaml's: ``name@key`` per item of a list or key of a mapping)."""
+    names = set()
+    for name, stage in dvc_yaml.get("stages", {}).items():
+        over = stage.get("foreach") if isinstance(stage, dict) else None
+        if isinstance(over, str) and over.startswith("${") and over.endswith("}"):
+            names |= {f"{name}@{key}" for key in lists.get(over[2:-1], ())}
+        else:
+            names.add(name)
+    return names
+
+
 def check_cells_file(params, path: str | Path = CELLS_FILE) -> None:
     """The stage list dvc.yaml expands must be this catalog, or cells would have no stage (or no plan)."""
     try:

@@ -1,7 +1,10 @@
 """`tcompress` commands a user types outside the pipeline: one clear line when something is wrong."""
 
+import shutil
 import subprocess
 import sys
+
+import yaml
 
 from conftest import REPO
 
@@ -23,9 +26,23 @@ def test_translate_with_a_file_that_is_not_a_checkpoint_says_so_in_one_line(tmp_
 
 def test_catalog_rewrites_the_stage_list_from_params(tmp_path):
     out = tmp_path / "cells.yaml"
-    proc = tcompress("catalog", "--out", str(out))
+    proc = tcompress("catalog", "--out", str(out), "--lock", str(tmp_path / "dvc.lock"))   # no lock there
     assert proc.returncode == 0, proc.stderr
     assert out.read_text() == (REPO / "stages/cells.yaml").read_text()  # the committed list is current
+
+
+def test_catalog_drops_the_lock_entries_of_stages_dvc_yaml_no_longer_has(tmp_path):
+    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    entry = yaml.safe_load((REPO / "dvc.lock").read_text())["stages"]["cell@ptq-sym-8-full"]
+    kept = {"train", "aggregate", "cell@ptq-sym-8-full", "chain@agp-10-70-1-full_then_ptq-sym-8-full"}
+    stale = {"cell@ptq-sym-2-emb", "chain@x_then_y"}   # stages an old catalog had
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {n: entry for n in kept | stale}}))
+    proc = tcompress("catalog", "--out", str(tmp_path / "cells.yaml"), "--lock", str(tmp_path / "dvc.lock"))
+    assert proc.returncode == 0, proc.stderr
+    assert "dropped the entries of 2 stages" in proc.stdout
+    assert set(yaml.safe_load((tmp_path / "dvc.lock").read_text())["stages"]) == kept
+    again = tcompress("catalog", "--out", str(tmp_path / "cells.yaml"), "--lock", str(tmp_path / "dvc.lock"))
+    assert "dropped" not in again.stdout
 
 
 def _write(path, lines, gz=False):
