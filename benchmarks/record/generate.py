@@ -404,22 +404,45 @@ def int8_section(repo: Path) -> str:
 
 
 def _command(command: str) -> str:
-    return re.sub(r"^/\S*/benchmarks/", "benchmarks/", command)
+    """A raw file's command as a user types it: `python benchmarks/…`, whichever way it was recorded."""
+    command = re.sub(r"^(python )?/\S*/benchmarks/", "benchmarks/", command)
+    return command.removeprefix("python ")
 
 
 def ctranslate2_section(repo: Path) -> str:
-    lines = ["## CTranslate2 anchor", "",
-             "The same model exported to CTranslate2 and decoded by it, against our fp32 decoder on the same "
-             "machine."]
-    for name in ("ctranslate2_anchor_multi30k.json", "ctranslate2_anchor_multi30k_amx.json"):
+    lines = ["## CTranslate2: the float model and the exported cells", "",
+             "Models exported to CTranslate2 and decoded by it, against our fp32 decoder in the same run. The "
+             "anchor files are the Multi30k float baseline (`ct2-int8`: CTranslate2's own int8 of it); the "
+             "deploy_speed files the default synthetic model and its `ptq-sym-8-full` cell exported with its "
+             "own codes (`ct2-int8-cell`), beside torch's dynamic int8."]
+    for name in ("ctranslate2_anchor_multi30k.json", "ctranslate2_anchor_multi30k_amx.json", "deploy_speed.json",
+                 "deploy_speed_avx2.json"):
         d = _json(repo / "benchmarks/results" / name)
         if not d:
             continue
+        kernels = "; AVX2 kernels only (`--avx2`)" if d.get("avx2_kernels_only") else ""
         lines += ["", f"### {name}", "",
                   f"Command: `python {_command(d['command'])}`; {d.get('threads')} threads, CTranslate2 "
-                  f"{d.get('ctranslate2')}, CPU flags {_flags(d.get('cpu_flags'))}.", "",
+                  f"{d.get('ctranslate2')}, CPU flags {_flags(d.get('cpu_flags'))}{kernels}.", "",
                   _speed_table(d["rows"], "ours-fp32")]
     return "\n".join(lines)
+
+
+def scale_out_section(repo: Path) -> str:
+    d = _json(repo / "benchmarks/results/shard_speed.json")
+    rows = [[r["round"], f"{r['sequential_seconds']:.1f}", f"{r['sharded_seconds']:.1f}", f"{r['ratio']:.2f}×",
+             f"{r['collector_seconds']:.1f}", r["collector_cells_computed"],
+             ", ".join(f"`{s}`" for s in r.get("collector_stages_run", [])) or "none",
+             r.get("collector_stages_restored", "")] for r in d["rounds"]]
+    return "\n".join([
+        "## Two shard workers on two cores, and the collector", "",
+        f"Command: `{d['command']}` (raw: `benchmarks/results/shard_speed.json`); CPU {d['cpu']['model']}, "
+        f"{d['cpu']['cores']} cores, flags {_flags(d['cpu']['flags'])}. The default corpus's QAT, AGP, IMP and "
+        f"k-means cells with their controls and the catalog's off markers ({len(d['cells'])} targets): one "
+        "2-thread `dvc repro`, against two 1-thread workers on one cache running `tcompress shard --of 2`; then a "
+        "third clone's `dvc repro` on that cache (the collector).", "",
+        _table(["round", "one repro, s", "two workers, s", "ratio", "collector, s", "cells it computed",
+                "stages it ran", "stages it restored"], rows)])
 
 
 def thread_section(repo: Path) -> str:
@@ -455,7 +478,8 @@ def render(repo: Path = REPO) -> str:
     parts = load_parts(repo)
     sections = [HEADER, record_section(repo, parts), answer_section(parts), claims_section(repo, parts),
                 costs_section(parts), training_cost_section(repo), default_run_section(repo), packed_section(repo),
-                int8_section(repo), ctranslate2_section(repo), thread_section(repo), test_durations_section(repo)]
+                int8_section(repo), ctranslate2_section(repo), thread_section(repo), scale_out_section(repo),
+                test_durations_section(repo)]
     return "\n\n".join(sections) + "\n"
 
 
