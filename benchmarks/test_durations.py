@@ -1,9 +1,10 @@
 """Where the test suite's time goes: one pytest run, its total, each file's share, the slowest tests.
 
-    OMP_NUM_THREADS=1 python benchmarks/test_durations.py                   # the whole suite
-    OMP_NUM_THREADS=1 python benchmarks/test_durations.py -- -m "not slow"  # the quick tier
+    python benchmarks/test_durations.py                   # the whole suite
+    python benchmarks/test_durations.py -- -m "not slow"  # the quick tier
 
-Runs ``python -m pytest -q`` (and whatever follows ``--``) with a JUnit XML report, and writes
+Runs ``python -m pytest -q`` (and whatever follows ``--``; its xdist workers as pyproject.toml sets
+them, so the wall time is CI's and the tests' times add up to more) with a JUnit XML report, and writes
 ``--out``: the command, the machine (CPU model, logical CPUs, the flags line of /proc/cpuinfo),
 the wall time and outcome counts, per-file totals and the slowest tests. A test's time is its
 setup, call and teardown together, so a session or module fixture's set-up (a shared DVC project)
