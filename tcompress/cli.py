@@ -288,7 +288,8 @@ def shard_cmd(count: int, index: int, params_file: str, metrics_dir: str, check:
     targets = split(cells, cost, count, seeds, baseline_seconds, off, off_seeds, evaluate)[index]
     click.echo(f"shard {index} of {count}: {len(targets)} stages ({off_count(targets, off, off_seeds)} of them off: "
                "markers, no torch), about "
-               f"{estimated_seconds(cells, cost, targets, seeds, baseline_seconds, off, off_seeds, evaluate) / 60:.1f} min "
+               f"{estimated_seconds(cells, cost, targets, seeds, baseline_seconds, off, off_seeds, evaluate) / 60:.1f}"
+               " min "
                f"(measured costs per method{f'; {len(seeds)} more seeds, each in one shard' if seeds else ''})",
                err=True)
     click.echo(" ".join(targets))

@@ -15,9 +15,9 @@ seed is one unit, its baseline's stages then all its cells (each reads that base
 the first seed's measured training (``metrics/train.json``) plus its cells.
 
 The first seed's baseline evaluation (``evaluate``: no cell reads it, the aggregate does) is a unit
-of its own. The catalog's cells, chains and seeds that are off go into the shards too, about a second each (an
-"off" marker, no torch; a chain with its parent): the workers push them with the rest, so the
-collector restores every stage of dvc.yaml instead of running dozens of marker stages itself.
+of its own. The catalog's cells, chains and seeds that are off go into the shards too, about a
+second each (an "off" marker, no torch; a chain with its parent): the workers push them with the
+rest, so the collector restores every stage of dvc.yaml instead of running dozens of marker stages.
 
 Torch-free: it runs before any stage, on every worker.
 """

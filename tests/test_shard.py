@@ -81,8 +81,8 @@ def test_a_shared_control_costs_nothing():
 
 def test_the_catalogs_off_stages_go_into_the_shards_too(tmp_path):
     """Every cell, chain and seed stage of dvc.yaml, and the baseline's evaluation, in exactly one
-    shard, the catalog's off ones included (so the collector writes no marker): an off chain after its parent, an off seed's
-    stages together; the command says how many are off."""
+    shard, the catalog's off ones included (so the collector writes no marker): an off chain after
+    its parent, an off seed's stages together; the command says how many are off."""
     from click.testing import CliRunner
 
     from tcompress.cli import main
