@@ -256,7 +256,7 @@ def shard_cmd(count: int, index: int, params_file: str, metrics_dir: str, check:
     from tcompress.params import ConfigError, load_params
     from tcompress.plan import resolve
     from tcompress.preview import measured_seconds, seconds_by_method
-    from tcompress.shard import UPSTREAM, committed_metrics, estimated_seconds, evaluate_estimate, off_count, split
+    from tcompress.shard import UPSTREAM, committed_metrics, evaluate_estimate, shards
 
     if index >= count:
         raise click.ClickException(f"--index {index} is not a shard of {count} (0 to {count - 1})")
@@ -277,22 +277,19 @@ def shard_cmd(count: int, index: int, params_file: str, metrics_dir: str, check:
             raise click.ClickException(f"the shared stages must be up to date before any shard runs ({', '.join(stale)} "
                                        "not): run `dvc repro plan` once, then the shards")
     committed = committed_metrics(Path(metrics_dir))   # not the workspace's: this worker's own cells change it
-    cost = seconds_by_method(committed) if committed is not None else \
-        measured_seconds(Path(metrics_dir)) if Path(metrics_dir).exists() else {}
+    cost = seconds_by_method(committed) if committed is not None else measured_seconds(Path(metrics_dir))
     train = Path(metrics_dir).parent / "train.json"   # the first seed's baseline: another seed's estimate
     baseline_seconds = json.loads(train.read_text()).get("wall_seconds") if train.exists() else None
     seeds = params.extra_seeds
     off_seeds = tuple(s for s in params.seed_catalog if s not in seeds)
     baseline = Path(metrics_dir).parent / "baseline.json"
     evaluate = evaluate_estimate(json.loads(baseline.read_text()) if baseline.exists() else {})
-    targets = split(cells, cost, count, seeds, baseline_seconds, off, off_seeds, evaluate)[index]
-    click.echo(f"shard {index} of {count}: {len(targets)} stages ({off_count(targets, off, off_seeds)} of them off: "
-               "markers, no torch), about "
-               f"{estimated_seconds(cells, cost, targets, seeds, baseline_seconds, off, off_seeds, evaluate) / 60:.1f}"
-               " min "
+    mine = shards(cells, cost, count, seeds, baseline_seconds, off, off_seeds, evaluate)[index]
+    click.echo(f"shard {index} of {count}: {len(mine.targets)} stages ({mine.off} of them off: markers, no torch), "
+               f"about {mine.seconds / 60:.1f} min "
                f"(measured costs per method{f'; {len(seeds)} more seeds, each in one shard' if seeds else ''})",
                err=True)
-    click.echo(" ".join(targets))
+    click.echo(" ".join(mine.targets))
 
 
 @main.command("push")

@@ -42,9 +42,11 @@ OFF_SECONDS = 1.0   # an off stage: DVC's bookkeeping and a Python start without
 
 @dataclass
 class Unit:
-    """A cell and the chains that start from it (directly or through another chain), in run order."""
+    """A cell and the chains that start from it (directly or through another chain), in run order;
+    or a shard, the units it was given, in order. ``off``: how many of its targets write off markers."""
     targets: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    off: int = 0
 
 
 def committed_metrics(folder: Path) -> list[dict] | None:
@@ -117,6 +119,7 @@ def units(cells: dict[str, dict], cost: dict[str, float], seeds: tuple[int, ...]
         unit.targets.append(stage_name(cell_id, entry))
         if entry.get("off"):
             unit.seconds += OFF_SECONDS
+            unit.off += 1
         elif "same_as" not in entry:   # a shared control's stage writes a marker: no cost
             unit.seconds += cost.get(entry["method"], default)
     own_cells = sum(u.seconds for u in grouped.values())
@@ -125,51 +128,35 @@ def units(cells: dict[str, dict], cost: dict[str, float], seeds: tuple[int, ...]
                     default * 10 if baseline_seconds is None else baseline_seconds)
         unit.targets += [seed_stage_name(c, everything[c], seed) for c in in_order]
         unit.seconds += own_cells
+        unit.off = sum(1 for c in in_order if everything[c].get("off"))
         grouped[f"seed {seed}"] = unit
     for seed in off_seeds:
         unit = Unit([f"{stage}@{seed}" for stage in SEED_UPSTREAM])
         unit.targets += [seed_stage_name(c, everything[c], seed) for c in in_order]
-        unit.seconds = OFF_SECONDS * len(unit.targets)
+        unit.seconds, unit.off = OFF_SECONDS * len(unit.targets), len(unit.targets)
         grouped[f"seed {seed}"] = unit
     if evaluate_seconds is not None:
         grouped["evaluate"] = Unit(["evaluate"], evaluate_seconds)
     return list(grouped.values())
 
 
-def split(cells: dict[str, dict], cost: dict[str, float], n: int, seeds: tuple[int, ...] = (),
-          baseline_seconds: float | None = None, off: dict[str, dict] | None = None,
-          off_seeds: tuple[int, ...] = (), evaluate_seconds: float | None = None) -> list[list[str]]:
-    """N lists of targets: each unit, most expensive first, to the shard with the least work so far."""
+def shards(cells: dict[str, dict], cost: dict[str, float], n: int, seeds: tuple[int, ...] = (),
+           baseline_seconds: float | None = None, off: dict[str, dict] | None = None,
+           off_seeds: tuple[int, ...] = (), evaluate_seconds: float | None = None) -> list[Unit]:
+    """N shards (``units``' arguments): each unit, most expensive first, to the shard with the least
+    work so far; each shard's targets, estimated seconds and off markers add up its units'."""
     if n < 1:
         raise ValueError(f"--of must be at least 1, got {n}")
-    shards: list[Unit] = [Unit() for _ in range(n)]
+    found: list[Unit] = [Unit() for _ in range(n)]
     for unit in sorted(units(cells, cost, seeds, baseline_seconds, off, off_seeds, evaluate_seconds),
                        key=lambda u: (-u.seconds, u.targets[0])):
-        lightest = min(range(n), key=lambda i: (shards[i].seconds, i))
-        shards[lightest].targets += unit.targets
-        shards[lightest].seconds += unit.seconds
-    return [s.targets for s in shards]
+        lightest = min(range(n), key=lambda i: (found[i].seconds, i))
+        found[lightest].targets += unit.targets
+        found[lightest].seconds += unit.seconds
+        found[lightest].off += unit.off
+    return found
 
 
-def off_count(targets: list[str], off: dict[str, dict], off_seeds: tuple[int, ...]) -> int:
-    """How many of ``targets`` write off markers: off cells and chains, in any seed, and every stage
-    of an off seed."""
-    count = 0
-    for target in targets:
-        if "@" not in target:   # evaluate
-            continue
-        stage, key = target.split("@", 1)
-        if stage in SEED_UPSTREAM:
-            count += int(key) in off_seeds
-            continue
-        cell, dot, seed = key.rpartition(".seed") if stage.startswith("seed_") else ("", "", "")
-        count += (cell if dot else key) in off or (bool(dot) and int(seed) in off_seeds)
-    return count
-
-
-def estimated_seconds(cells: dict[str, dict], cost: dict[str, float], targets: list[str], seeds: tuple[int, ...] = (),
-                      baseline_seconds: float | None = None, off: dict[str, dict] | None = None,
-                      off_seeds: tuple[int, ...] = (), evaluate_seconds: float | None = None) -> float:
-    wanted = set(targets)
-    return sum(u.seconds for u in units(cells, cost, seeds, baseline_seconds, off, off_seeds, evaluate_seconds)
-               if u.targets[0] in wanted)
+def split(*args, **kwargs) -> list[list[str]]:
+    """N lists of targets: the targets of ``shards``, which takes the same arguments."""
+    return [shard.targets for shard in shards(*args, **kwargs)]
