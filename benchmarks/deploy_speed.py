@@ -33,7 +33,6 @@ this machine's).
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import platform
@@ -44,30 +43,28 @@ from pathlib import Path
 
 import click
 import torch
-from torch import nn
 
 from tcompress.data.corpora import read_split
 from tcompress.decode import DecodeOptions, translate_ids
 from tcompress.evaluation import score
 from tcompress.export_ct2 import export
-from tcompress.loader import load_model
 from tcompress.tokenizer import Tokenizer
 from tcompress.translate_ct2 import open_export, require_ctranslate2
 from tcompress.translate_ct2 import translate_ids as ct2_translate_ids
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from int8_speed import cpu_flags  # noqa: E402  (the sibling benchmark's: both name the same CPU flags)
+from default_run import AVX2_ONLY as TORCH_AVX2_ONLY  # noqa: E402  (PyTorch, oneDNN, MKL)
+from int8_speed import cpu_flags, load_system  # noqa: E402  (the sibling benchmark's flags and systems)
 
 
-AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
-             "CT2_FORCE_CPU_ISA": "AVX2"}
+AVX2_ONLY = {**TORCH_AVX2_ONLY, "CT2_FORCE_CPU_ISA": "AVX2"}   # CTranslate2's own kernels too
 SETTINGS = (("greedy", 1, 128), ("greedy", 1, 1), ("beam4", 4, 128), ("beam4", 4, 1))   # name, beam, batch
 
 
 def systems(checkpoint: Path, cell: Path, tokenized: Path, workdir: Path, threads: int) -> tuple[dict, dict]:
     """name -> fn(ids, DecodeOptions) -> output ids; and each CTranslate2 system's manifest and settings."""
-    model, _ = load_model(checkpoint)
-    dynamic = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {nn.Linear}, dtype=torch.qint8)
+    model, _ = load_system("fp32", str(checkpoint), str(cell))
+    dynamic, _ = load_system("torch-dynamic-int8", str(checkpoint), str(cell))
     found = {"ours-fp32": lambda ids, opts: translate_ids(model, ids, opts),
              "torch-dynamic-int8": lambda ids, opts: translate_ids(dynamic, ids, opts)}
     facts = {}

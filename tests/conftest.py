@@ -23,16 +23,15 @@ MULTI30K = REPO.parent / "shared" / "data" / "multi30k"
 # `threads: 0` too (tcompress.translate_ct2). Without the cap every worker would spin one thread per
 # core and the suite would run slower on two workers than on one.
 MAX_WORKERS = 4
+CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if WORKERS > 1:
-    _cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _cpus // WORKERS)))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, CPUS // WORKERS)))
 
 
 def pytest_xdist_auto_num_workers(config) -> int:
     """`-n auto`: one worker per CPU, at most MAX_WORKERS (each builds the tiny project once)."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(MAX_WORKERS, cpus))
+    return max(1, min(MAX_WORKERS, CPUS))
 
 
 # Test files whose tests run on one worker, one after the other: they compute the same stages (seed 5
