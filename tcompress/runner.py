@@ -182,8 +182,9 @@ def evaluate_cell(entry: dict, cell_dir: Path, facts: dict, tokenized: str | Pat
                   device: torch.device) -> dict:
     """Decode the test split with the cell's saved artifact (the file a user would ship) into
     ``cell_dir/hyps.txt``, score it as the baseline is scored; returns the cell's flat metrics (for
-    `dvc metrics show/diff`). A cell with 8-bit Linears is decoded a second time with integer
-    matmuls (``--int8``): its ``*_int8`` metrics."""
+    `dvc metrics show/diff`). A cell with 8-bit Linears, or with 8-bit calibrated Linear inputs
+    (SmoothQuant's W4A8), is decoded a second time with integer matmuls (``--int8``): its ``*_int8``
+    metrics."""
     from tcompress.compress.int8_inference import int8_candidates, to_int8_inference
     from tcompress.decode import DecodeOptions, translate
     from tcompress.evaluation import score
@@ -197,7 +198,9 @@ def evaluate_cell(entry: dict, cell_dir: Path, facts: dict, tokenized: str | Pat
     (Path(cell_dir) / HYPS_FILE).write_text("\n".join(hyps) + "\n")
     scored = score(hyps, references)
     int8 = {}
-    if any(model.get_submodule(name).spec.bits == 8 for name in int8_candidates(model)):
+    # 8-bit codes, or 8-bit inputs with a calibrated range (W4A8): the integer path computes the same numbers
+    if any(m.spec.bits == 8 or ("input" in m.sites and m.act_bits == 8)
+           for m in map(model.get_submodule, int8_candidates(model))):
         int8 = to_int8_inference(model, device=device, activation_bits=8)  # the same numbers on every CPU
         hyps8, speed8 = translate(model, tok, sources, opts, device, progress=True, desc=f"{facts['cell']} int8")
         scored8 = score(hyps8, references)

@@ -169,6 +169,48 @@ def test_smoothquant_module_is_w8a8_on_the_smoothed_input():
     assert torch.equal(module.inner.weight_q, t["q"])
 
 
+def test_smoothquant_w4a8_keeps_8_bit_inputs_through_the_file_and_the_int8_path(tmp_path):
+    """W4A8: 4-bit per-row codes of W·diag(s), the smoothed input on an 8-bit static grid; the file
+    records the inputs' width and the loader rebuilds it; fbgemm's static int8 Linear (VNNI) takes
+    the 4-bit codes as int8 values and the same 8-bit input range: the same numbers."""
+    from tcompress.compress.int8_inference import StaticInt8Linear, fbgemm_static_available
+
+    model = tiny_model(1)
+    src, tgt = padded(sentences(18))
+    stats = collect(model, [(src, tgt)])
+    name = "decoder.layers.0.feed_forward.w_1"
+    linear = model.get_submodule(name)
+    w, b = linear.weight.detach().clone(), linear.bias.detach().clone()
+    module = smooth_quantize(linear, stats[name], 4, 0.5)
+    model.decoder.layers[0].feed_forward.w_1 = module
+    s = module.input_scale
+    t = quantize_tensor(w * s, QuantSpec(4, "sym", per_channel=True))
+    assert torch.equal(module.inner.weight_q, t["q"]) and int(t["q"].abs().max()) <= 7
+    x = torch.randn(40, w.shape[1])
+    m = float((stats[name].max_abs / s).max())
+    xq = torch.clamp(torch.round((x / s) / (m / 127)), -127, 127) * (m / 127)   # 8-bit inputs, not 4-bit
+    with torch.no_grad():
+        assert torch.allclose(module(x), xq @ dequantize(t["q"], t["scale"], t["zero_point"]).T + b,
+                              rtol=1e-5, atol=1e-5)
+        expected = model(src, tgt)
+    save_compressed(model, tmp_path / "m.safetensors")
+    loaded, payload = load_model(tmp_path / "m.safetensors")
+    assert payload["compression"]["quantized"][f"{name}.inner"]["act_bits"] == 8
+    assert payload["compression"]["quantized"][f"{name}.inner"]["bits"] == 4
+    with torch.no_grad():
+        assert torch.equal(loaded(src, tgt), expected)
+    if fbgemm_static_available(8):
+        facts = to_int8_inference(loaded, quiet=True, activation_bits=8)
+        assert facts["int8_static_linears"] == 1
+        assert isinstance(loaded.get_submodule(f"{name}.inner.inner"), StaticInt8Linear)
+        with torch.no_grad():
+            diff = (loaded.get_submodule(name)(x) - module(x)).abs()
+        # fbgemm rounds x / step its own way: an input code may land one step away, never more
+        w_smooth = dequantize(t["q"], t["scale"], t["zero_point"])   # what multiplies the codes of x / s
+        assert float(diff.max()) <= (m / 127) * float(w_smooth.abs().sum(1).max()) + 1e-5
+        assert (diff < 1e-5).float().mean() > 0.5
+
+
 # -------------------------------------------------------------------------------------- AdaRound
 
 def test_adaround_codes_are_floor_or_ceil_and_reconstruct_better():

@@ -307,7 +307,7 @@ def to_int8_inference(model: nn.Module, kernel: str | None = None, device: torch
     counts = {"static": 0, "per_row": 0, "float_as_evaluated": 0}
     for name in names:
         wrapper = model.get_submodule(name)
-        if "input" in wrapper.sites and wrapper.spec.bits == 8 and static:
+        if "input" in wrapper.sites and wrapper.act_bits == 8 and static:
             # The Linear quantizes its input itself, with the cell's range; the output site stays.
             wrapper.inner = StaticInt8Linear(wrapper, wrapper.inner.bias)
             wrapper.sites = tuple(s for s in wrapper.sites if s != "input")

@@ -23,12 +23,14 @@ ACTIVATION_SITES = {"none": (), "inputs": ("input",), "both": SITES}
 
 class QuantizedModule(StoredForm, nn.Module, kind="quantized"):
     def __init__(self, inner: nn.Module, spec: QuantSpec, sites: tuple[str, ...] = (),
-                 params: tuple[str, ...] | None = None):
+                 params: tuple[str, ...] | None = None, act_bits: int | None = None):
         """An empty shell shaped like ``inner``'s quantized form; fill it with ``from_float`` or
-        ``load_state_dict``. ``sites`` are the activations that get quantized; ``params`` the
-        parameters that become codes (all by default; the others stay float)."""
+        ``load_state_dict``. ``sites`` are the activations that get quantized, at ``act_bits`` (the
+        parameters' ``spec.bits`` by default; SmoothQuant's W4A8 keeps 8-bit inputs beside 4-bit
+        weights); ``params`` the parameters that become codes (all by default; the others stay float)."""
         super().__init__()
         self.spec = spec
+        self.act_bits = act_bits or spec.bits
         self.param_names = tuple(name for name, _ in inner.named_parameters(recurse=False)
                                  if params is None or name in params)
         self.sites = tuple(s for s in SITES if s in sites)
@@ -60,31 +62,38 @@ class QuantizedModule(StoredForm, nn.Module, kind="quantized"):
             for pname, value in floats.items():
                 for key, t in quantize_tensor(value, spec).items():
                     getattr(module, f"{pname}_{key}").copy_(t)
-            for site in module.sites:
-                scale, zero_point = qparams(*map(torch.tensor, act_ranges[site]), QuantSpec(spec.bits, spec.mode))
-                getattr(module, f"{site}_scale").copy_(scale)
-                getattr(module, f"{site}_zero_point").copy_(zero_point)
-        module.refresh()
+        module.set_ranges(act_ranges)
         return module
+
+    def set_ranges(self, act_ranges: dict[str, tuple[float, float]]) -> None:
+        """Each quantized activation's step and zero point from its (low, high) range, then the float
+        view of the parameters."""
+        with torch.no_grad():
+            for site in self.sites:
+                scale, zero_point = qparams(*map(torch.tensor, act_ranges[site]), self.act_spec)
+                getattr(self, f"{site}_scale").copy_(scale)
+                getattr(self, f"{site}_zero_point").copy_(zero_point)
+        self.refresh()
+
+    @property
+    def act_spec(self) -> QuantSpec:
+        """Activations: one range per tensor, at ``act_bits``, in the parameters' mode."""
+        return QuantSpec(self.act_bits, self.spec.mode)
 
     @classmethod
     def from_codes(cls, inner: nn.Module, spec: QuantSpec, codes: torch.Tensor, scale: torch.Tensor,
-                   zero_point: torch.Tensor,
-                   act_ranges: dict[str, tuple[float, float]] | None = None) -> "QuantizedModule":
+                   zero_point: torch.Tensor, act_ranges: dict[str, tuple[float, float]] | None = None,
+                   act_bits: int | None = None) -> "QuantizedModule":
         """``inner``'s weight as codes a method chose itself (GPTQ's, AdaRound's rounding), with their
         step sizes and zero points; its other parameters stay float, its activations in ``act_ranges``
-        are quantized as ``from_float``'s."""
+        are quantized as ``from_float``'s, at ``act_bits`` (the weight's bits by default)."""
         act_ranges = act_ranges or {}
-        module = cls(inner, spec, tuple(act_ranges), params=("weight",))
+        module = cls(inner, spec, tuple(act_ranges), params=("weight",), act_bits=act_bits)
         with torch.no_grad():
             module.weight_q.copy_(codes.to(spec.storage_dtype))
             module.weight_scale.copy_(scale.reshape(module.weight_scale.shape))
             module.weight_zero_point.copy_(zero_point.reshape(module.weight_zero_point.shape))
-            for site in module.sites:
-                act_scale, act_zero = qparams(*map(torch.tensor, act_ranges[site]), QuantSpec(spec.bits, spec.mode))
-                getattr(module, f"{site}_scale").copy_(act_scale)
-                getattr(module, f"{site}_zero_point").copy_(act_zero)
-        module.refresh()
+        module.set_ranges(act_ranges)
         return module
 
     def refresh(self) -> None:
@@ -96,8 +105,7 @@ class QuantizedModule(StoredForm, nn.Module, kind="quantized"):
 
     def _quantize_activation(self, site: str, x: torch.Tensor) -> torch.Tensor:
         # Activation ranges are one per tensor even when weights are per channel.
-        return fake_quantize(x, getattr(self, f"{site}_scale"), getattr(self, f"{site}_zero_point"),
-                             QuantSpec(self.spec.bits, self.spec.mode))
+        return fake_quantize(x, getattr(self, f"{site}_scale"), getattr(self, f"{site}_zero_point"), self.act_spec)
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         if "input" in self.sites and x.is_floating_point():
@@ -112,12 +120,16 @@ class QuantizedModule(StoredForm, nn.Module, kind="quantized"):
         """The empty shell ``describe()``'s record rebuilds (the artifact's loader)."""
         params = info.get("params")
         return cls(inner, QuantSpec(info["bits"], info["mode"], info["per_channel"]), tuple(info["sites"]),
-                   None if params is None else tuple(params))
+                   None if params is None else tuple(params), info.get("act_bits"))
 
     def describe(self) -> dict:
-        """What the artifact records to rebuild this shell before loading its state."""
-        return {"bits": self.spec.bits, "mode": self.spec.mode, "per_channel": self.spec.per_channel,
-                "sites": list(self.sites), "params": list(self.param_names)}
+        """What the artifact records to rebuild this shell before loading its state (``act_bits``
+        only where the activations' width differs from the parameters')."""
+        record = {"bits": self.spec.bits, "mode": self.spec.mode, "per_channel": self.spec.per_channel,
+                  "sites": list(self.sites), "params": list(self.param_names)}
+        if self.act_bits != self.spec.bits:
+            record["act_bits"] = self.act_bits
+        return record
 
     def parameter_bits(self) -> int:
         """Every code at its width; step sizes and zero points are not counted."""
@@ -136,8 +148,10 @@ class QuantizedModule(StoredForm, nn.Module, kind="quantized"):
         return total
 
     def extra_repr(self) -> str:
-        return f"bits={self.spec.bits}, mode={self.spec.mode}, per_channel={self.spec.per_channel}, " \
-               f"activations={'+'.join(self.sites) or 'none'}"
+        acts = "+".join(self.sites) or "none"
+        if self.sites and self.act_bits != self.spec.bits:
+            acts += f" at {self.act_bits} bits"
+        return f"bits={self.spec.bits}, mode={self.spec.mode}, per_channel={self.spec.per_channel}, activations={acts}"
 
 
 class InputScaledModule(StoredForm, nn.Module, kind="input_scaled"):

@@ -1,4 +1,4 @@
-"""SmoothQuant (Xiao et al., 2023): migrate activation outliers into the weights, then W8A8.
+"""SmoothQuant (Xiao et al., 2023): migrate activation outliers into the weights, then W8A8 (or W4A8).
 
 A few input channels of a Linear carry activations far larger than the rest, which a per-tensor
 activation range must cover, wasting its codes on the others. SmoothQuant divides each input
@@ -11,15 +11,17 @@ flatter and the weights a little less so (α = 0.5 balances the two). max|X_j| i
 stage's per-channel maximum over the calibration tokens; max|W_j| the weight's column maximum. A
 channel whose maximum is zero on either side keeps s_j = 1.
 
-Then both GEMM operands are quantized symmetrically (SmoothQuant's W8A8 at 8 bits): the weight
-W·diag(s) with one step per output row, the smoothed input with one static per-tensor range, as
-PTQ's ``activations: inputs`` does: [−m, m] with m = max_j max|X_j| / s_j, the smoothed inputs'
-exact maximum over the calibration tokens. Outputs and biases stay float.
+Then both GEMM operands are quantized symmetrically: the weight W·diag(s) at the cell's ``bits``
+with one step per output row (8: SmoothQuant's W8A8; 4: W4A8), the smoothed input always at 8 bits
+with one static per-tensor range, as PTQ's ``activations: inputs`` does: [−m, m] with
+m = max_j max|X_j| / s_j, the smoothed inputs' exact maximum over the calibration tokens. Outputs
+and biases stay float.
 
 Stored form: an ``InputScaledModule`` (s beside a ``QuantizedModule`` holding the weight's codes and
 the input's range), as AWQ's, since diag(s)⁻¹ folded into the preceding LayerNorm would be one s
 for q, k and v together. ``--int8`` decoding turns the inner module into fbgemm's static int8
-Linear with that range (on a CPU with VNNI), which receives x / s. Simplification: s per Linear, not
+Linear with that range (on a CPU with VNNI), which receives x / s; at W4A8 its int8 weights are the
+4-bit codes, the same numbers. Simplification: s per Linear, not
 per LayerNorm; each Linear's inputs are the baseline's.
 """
 
@@ -31,10 +33,12 @@ from typing import Optional
 from tcompress.methods.base import BITS, LINEAR_GROUP, Method, register
 from tcompress.schema import setting
 
+INPUT_BITS = 8   # the smoothed inputs' width, whatever the weights'
+
 
 @dataclass(frozen=True)
 class SmoothQuantParams:
-    bits: Optional[tuple[int, ...]] = setting((8,), doc="grid key (weights and inputs); null: the top-level bits")
+    bits: Optional[tuple[int, ...]] = setting((8, 4), doc="grid key (the weights'; inputs are 8-bit); null: the top-level bits")
     groups: Optional[tuple[str, ...]] = setting(("full",), doc="grid key; null: the top-level groups")
     alpha: float = setting(0.5, lo=0.0, hi=1.0, doc="migration strength: 0 leaves the inputs, 1 flattens them fully")
 
@@ -50,8 +54,8 @@ def smoothing_scales(input_max, weight, alpha: float):
 
 
 def smooth_quantize(linear, stats, bits: int, alpha: float):
-    """``linear`` as an ``InputScaledModule``: s, W·diag(s)'s symmetric per-row codes and the smoothed
-    input's static range."""
+    """``linear`` as an ``InputScaledModule``: s, W·diag(s)'s symmetric per-row ``bits``-bit codes and
+    the smoothed input's static 8-bit range."""
     from tcompress.compress.linear_quant import QuantSpec, quantize_tensor
     from tcompress.compress.quantized import InputScaledModule, QuantizedModule
 
@@ -59,7 +63,8 @@ def smooth_quantize(linear, stats, bits: int, alpha: float):
     spec = QuantSpec(bits, "sym", per_channel=True)
     t = quantize_tensor(linear.weight.detach().float() * s, spec)
     m = float((stats.max_abs / s).max())
-    stored = QuantizedModule.from_codes(linear, spec, t["q"], t["scale"], t["zero_point"], {"input": (-m, m)})
+    stored = QuantizedModule.from_codes(linear, spec, t["q"], t["scale"], t["zero_point"], {"input": (-m, m)},
+                                        act_bits=INPUT_BITS)
     return InputScaledModule.wrap(stored, s)
 
 
@@ -78,8 +83,8 @@ def compress(model, cell, params: SmoothQuantParams, ctx) -> dict:
 
 
 METHOD = register(Method(
-    name="smoothquant", title="SmoothQuant: outliers migrated into the weights, then W8A8", params=SmoothQuantParams,
-    axes=(BITS, LINEAR_GROUP), catalog={"bits": (8,), "groups": ("full",)},
-    compress=compress, row_axes=("bits",), row_label=lambda v: f"W{v['bits']}A{v['bits']} SmoothQuant",
+    name="smoothquant", title="SmoothQuant: outliers migrated into the weights, then W8A8 or W4A8", params=SmoothQuantParams,
+    axes=(BITS, LINEAR_GROUP), catalog={"bits": (8, 4), "groups": ("full",)},
+    compress=compress, row_axes=("bits",), row_label=lambda v: f"W{v['bits']}A{INPUT_BITS} SmoothQuant",
     order=92, calibrated=True,
 ))
