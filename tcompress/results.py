@@ -340,8 +340,10 @@ def best_deployed(frame: pd.DataFrame) -> dict | None:
     """The best deployable point: among the cells with a CTranslate2 export's numbers, the highest
     ``bleu_deployed`` whose ``sentences_per_second_deployed`` beats the baseline's fp32 PyTorch
     ``sentences_per_second`` (greedy where the frame has that row), or the fastest export if none
-    does; with its BLEU, speed and bytes against the baseline's. None without deployed cells or a
-    baseline speed. Over several seeds the frame's numbers are the first seed's (``tcompress.seeds``)."""
+    does; with its BLEU, speed and bytes against the baseline's, and under ``fastest`` the fastest
+    export where that is another cell (a distilled student, typically: less BLEU, more speed). None
+    without deployed cells or a baseline speed. Over several seeds the frame's numbers are the first
+    seed's (``tcompress.seeds``)."""
     if "bleu_deployed" not in frame or "sentences_per_second_deployed" not in frame:
         return None
     base = frame[frame["method"] == "baseline"]
@@ -352,35 +354,51 @@ def best_deployed(frame: pd.DataFrame) -> dict | None:
         return None
     b = base.iloc[0]
     speed = float(b["sentences_per_second"])
+    base_bytes = int(b["file_bytes"]) if pd.notna(b.get("file_bytes")) else None
+
+    def point(row: pd.Series) -> dict:
+        out = {"cell": row["cell"], "bleu_deployed": float(row["bleu_deployed"]),
+               "sentences_per_second_deployed": float(row["sentences_per_second_deployed"]),
+               "deployed_bytes": int(row["deployed_bytes"]),
+               "speedup": round(float(row["sentences_per_second_deployed"]) / speed, 3)}
+        if base_bytes is not None:
+            out["bytes_ratio"] = round(base_bytes / out["deployed_bytes"], 3)
+        return out
+
     faster = cells[cells["sentences_per_second_deployed"].astype(float) > speed]
-    best = (faster.loc[faster["bleu_deployed"].astype(float).idxmax()] if len(faster)
-            else cells.loc[cells["sentences_per_second_deployed"].astype(float).idxmax()])
-    out = {"cell": best["cell"], "rule": "faster than the baseline" if len(faster) else "fastest export",
-           "bleu_deployed": float(best["bleu_deployed"]),
-           "sentences_per_second_deployed": float(best["sentences_per_second_deployed"]),
-           "deployed_bytes": int(best["deployed_bytes"]), "baseline_bleu": float(b["bleu"]),
-           "baseline_decoding": b["decoding"], "baseline_sentences_per_second": speed,
-           "speedup": round(float(best["sentences_per_second_deployed"]) / speed, 3)}
-    if pd.notna(b.get("file_bytes")):
-        out |= {"baseline_bytes": int(b["file_bytes"]),
-                "bytes_ratio": round(int(b["file_bytes"]) / out["deployed_bytes"], 3)}
+    fastest = cells.loc[cells["sentences_per_second_deployed"].astype(float).idxmax()]
+    best = faster.loc[faster["bleu_deployed"].astype(float).idxmax()] if len(faster) else fastest
+    out = {**point(best), "rule": "faster than the baseline" if len(faster) else "fastest export",
+           "baseline_bleu": float(b["bleu"]), "baseline_decoding": b["decoding"],
+           "baseline_sentences_per_second": speed}
+    if base_bytes is not None:
+        out["baseline_bytes"] = base_bytes
+    if fastest["cell"] != best["cell"]:
+        out["fastest"] = point(fastest)
     if best.get("n_seeds", 1) > 1:
         out["first_seed_of"] = int(best["n_seeds"])
     return out
 
 
+def _size(p: dict, base: dict) -> str:
+    return (f"{p['deployed_bytes'] / 1e6:.2f} MB against the baseline checkpoint's {base['baseline_bytes'] / 1e6:.2f} MB "
+            f"({p['bytes_ratio']:.2f}× smaller)" if "baseline_bytes" in base else f"{p['deployed_bytes'] / 1e6:.2f} MB")
+
+
 def best_deployed_text(b: dict) -> str:
-    """summary.md's line on ``best_deployed``'s point, with its rule."""
-    size = (f"{b['deployed_bytes'] / 1e6:.2f} MB against the baseline checkpoint's {b['baseline_bytes'] / 1e6:.2f} MB "
-            f"({b['bytes_ratio']:.2f}× smaller)" if "baseline_bytes" in b else f"{b['deployed_bytes'] / 1e6:.2f} MB")
+    """summary.md's line on ``best_deployed``'s point, with its rule, and the fastest export beside it."""
     seeds = f" Numbers of the first seed's run (of {b['first_seed_of']})." if "first_seed_of" in b else ""
     fallback = "" if b["rule"] == "faster than the baseline" else " No export beats it, so this is the fastest one."
+    f = b.get("fastest")
+    fastest = "" if f is None else (
+        f" The fastest export: `{f['cell']}`, BLEU {f['bleu_deployed']:.2f}, {f['sentences_per_second_deployed']:.0f} "
+        f"sentences/s, {f['speedup']:.2f}× the baseline's fp32 PyTorch, {_size(f, b)}.")
     return (f"The best deployable point: `{b['cell']}` as its CTranslate2 export, BLEU {b['bleu_deployed']:.2f} "
             f"against the baseline's fp32 PyTorch {b['baseline_bleu']:.2f} ({b['baseline_decoding']}), "
             f"{b['sentences_per_second_deployed']:.0f} sentences/s, {b['speedup']:.2f}× the baseline's fp32 PyTorch "
-            f"{b['baseline_sentences_per_second']:.0f}, {size}. Rule: among the exported cells, the highest BLEU whose "
+            f"{b['baseline_sentences_per_second']:.0f}, {_size(b, b)}. Rule: among the exported cells, the highest BLEU whose "
             f"export decodes more sentences/s than the baseline's fp32 PyTorch {b['baseline_decoding']} decoding."
-            f"{fallback} Each speed is one pass of its own stage: the ratio holds where the evaluate and cell "
+            f"{fallback}{fastest} Each speed is one pass of its own stage: the ratio holds where the evaluate and cell "
             f"stages ran on one machine.{seeds}")
 
 

@@ -428,6 +428,36 @@ def ctranslate2_section(repo: Path) -> str:
     return "\n".join(lines)
 
 
+def ptq_family_section(repo: Path) -> str:
+    d = _json(repo / "benchmarks/results/ptq_family.json")
+    if not d:
+        return ""
+    base = d["baseline_greedy_bleu"]
+    rows = [[f"`{cell}`", c["method"], f"{c['bleu']:.2f}", _signed(c["bleu"] - base), f"{c['file_bytes']:,}",
+             f"{c['file_ratio']:.2f}×", "" if c.get("bleu_int8") is None else f"{c['bleu_int8']:.2f}",
+             f"{c['compress_seconds']:.1f}", f"{c['seconds']:.1f}"]
+            for cell, c in sorted(d["cells"].items(), key=lambda kv: (kv[1]["method"], kv[0]))]
+    family = [c for c in d["cells"].values() if c["method"] in ("gptq", "awq", "adaround", "smoothquant")]
+    rtn = [c for c in d["cells"].values() if c["method"] == "ptq"]
+    per_cell = (sum(c["seconds"] for c in family) / len(family)) / (sum(c["seconds"] for c in rtn) / len(rtn))
+    stages = d["stage_seconds"]
+    return "\n".join([
+        "## Post-training methods side by side, and what a sweep costs", "",
+        f"Command: `python {_command(d['command'])}` (raw: `benchmarks/results/ptq_family.json`); the {d['data']} "
+        f"corpus's baseline (greedy BLEU {base:.2f}, checkpoint {d['baseline_checkpoint_bytes']:,} bytes); CPU "
+        f"{d['cpu']['model']}, {d['cpu']['cores']} cores, flags {_flags(d['cpu']['flags'])}. `ptq` is weight-only "
+        "round-to-nearest per row on the same Linears (the reference sweep). Δ against the baseline, one seed, "
+        "no interval: a quick comparison, not the record. Seconds: the cell's whole stage (`dvc repro` of it: "
+        "compressing, packing, decoding the test split) and its compression alone.", "",
+        _table(["cell", "method", "BLEU", "Δ", "file bytes", "file ratio", "BLEU, int8 path", "compress, s",
+                "stage, s"], rows), "",
+        f"Computed once and read by every cell: `calibrate` {stages['calibrate']:.1f} s, `sensitivity` (the mixed "
+        f"search's) {stages['sensitivity']:.1f} s. The sweep of the four methods' {len(family)} cells with their "
+        f"calibration: **{d['family_sweep_seconds']:.1f} s**, against {d['rtn_sweep_seconds']:.1f} s for the "
+        f"{len(rtn)} round-to-nearest cells ({d['family_over_rtn']:.2f}×; a cell of the four methods costs "
+        f"{per_cell:.2f}× an RTN cell on average)."])
+
+
 def scale_out_section(repo: Path) -> str:
     d = _json(repo / "benchmarks/results/shard_speed.json")
     rows = [[r["round"], f"{r['sequential_seconds']:.1f}", f"{r['sharded_seconds']:.1f}", f"{r['ratio']:.2f}×",
@@ -478,9 +508,10 @@ def render(repo: Path = REPO) -> str:
     parts = load_parts(repo)
     sections = [HEADER, record_section(repo, parts), answer_section(parts), claims_section(repo, parts),
                 costs_section(parts), training_cost_section(repo), default_run_section(repo), packed_section(repo),
-                int8_section(repo), ctranslate2_section(repo), thread_section(repo), scale_out_section(repo),
+                int8_section(repo), ctranslate2_section(repo), ptq_family_section(repo), thread_section(repo),
+                scale_out_section(repo),
                 test_durations_section(repo)]
-    return "\n\n".join(sections) + "\n"
+    return "\n\n".join(s for s in sections if s) + "\n"
 
 
 def main() -> None:
