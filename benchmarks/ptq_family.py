@@ -4,7 +4,7 @@
 
 Clones HEAD, selects weight-only round-to-nearest PTQ (per row, asymmetric, 8/4/3 bits, on every
 Linear: the layers the others quantize, embeddings left float) beside gptq, awq, adaround (4 and 3
-bits), smoothquant (W8A8) and the mixed-precision search at its budgets, and runs the baseline's
+bits), smoothquant (W8A8 and W4A8) and the mixed-precision search at its budgets, and runs the baseline's
 stages (restored from the run-cache of --cache when it holds this baseline). Then it times each
 stage on its own, in order, computing it even where the run-cache holds it: `calibrate` and
 `sensitivity` (computed once, read by every cell of those methods) and every cell. The sweep's cost
@@ -15,6 +15,7 @@ the CPU's flags.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -32,6 +33,12 @@ FAMILY = ["ptq", "gptq", "awq", "adaround", "smoothquant", "mixed"]
 LINEARS = "att+ff+gen"   # every Linear of the model: what the calibrated methods' `full` group quantizes
 
 
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def sh(cmd: list[str], cwd: Path) -> tuple[float, str]:
     env = {"PYTHONPATH": str(cwd), "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(cwd.parent)}
     start = time.perf_counter()
@@ -41,12 +48,13 @@ def sh(cmd: list[str], cwd: Path) -> tuple[float, str]:
     return time.perf_counter() - start, proc.stdout
 
 
-def project(root: Path, data: str, cache: str | None) -> Path:
+def project(root: Path, data: str, cache: str | None, threads: int) -> Path:
     dest = root / "project"
     sh(["git", "clone", "-q", str(REPO), str(dest)], root)
     params = yaml.safe_load((dest / "params.yaml").read_text())
     params["data"] = data
     params["methods"], params["chains"] = FAMILY, []
+    params["runtime"]["threads"] = threads
     # RTN on the Linears the others quantize (their `full`: every Linear; embeddings stay float)
     params["ptq"].update(bits=[8, 4, 3], modes=["asym"], groups=[LINEARS], activations="none", per_channel=True)
     params["catalog"]["ptq"] = {**params["catalog"]["ptq"], "bits": [8, 4, 3],
@@ -62,10 +70,13 @@ def project(root: Path, data: str, cache: str | None) -> Path:
 @click.command()
 @click.option("--data", default="synthetic", show_default=True, type=click.Choice(["synthetic", "multi30k"]))
 @click.option("--cache", type=click.Path(file_okay=False), help="a DVC cache whose run-cache may hold the baseline")
+@click.option("--threads", default=0, show_default=True,
+              help="torch threads of every stage (runtime.threads; 0: torch's default, every core)")
 @click.option("--out", default=str(REPO / "benchmarks/results/ptq_family.json"), show_default=True)
-def main(data: str, cache: str | None, out: str) -> None:
+def main(data: str, cache: str | None, threads: int, out: str) -> None:
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
-        dest = project(Path(tmp), data, cache)
+        dest = project(Path(tmp), data, cache, threads)
         python = [sys.executable, "-m"]
         baseline_seconds, _ = sh([*python, "dvc", "repro", "evaluate", "teacher"], dest)
         # --force: computed here and timed, even where the run-cache holds them
@@ -87,8 +98,10 @@ def main(data: str, cache: str | None, out: str) -> None:
         by_method[c["method"]] = round(by_method.get(c["method"], 0.0) + c["seconds"], 1)
     family = ("gptq", "awq", "adaround", "smoothquant")
     sweep = seconds["calibrate"] + sum(by_method.get(m, 0.0) for m in family)
-    result = {"command": f"python benchmarks/ptq_family.py --data {data}" + (" --cache DIR" if cache else ""),
-              "commit": commit, "cpu": cpu(), "data": data, "baseline_greedy_bleu": baseline["greedy"]["bleu"],
+    result = {"command": f"python benchmarks/ptq_family.py --data {data}" + (" --cache DIR" if cache else "")
+              + (f" --threads {threads}" if threads else ""),
+              "commit": commit, "cpu": cpu(), "data": data, "threads": threads or torch_threads(),
+              "load_average": {"before": load_before, "after": os.getloadavg()}, "baseline_greedy_bleu": baseline["greedy"]["bleu"],
               "baseline_checkpoint_bytes": baseline.get("checkpoint_bytes"), "plan_seconds": round(baseline_seconds, 1),
               "stage_seconds": seconds, "seconds_by_method": by_method,
               "family_sweep_seconds": round(sweep, 1), "rtn_sweep_seconds": by_method.get("ptq"),
