@@ -425,7 +425,37 @@ def ctranslate2_section(repo: Path) -> str:
                   f"Command: `python {_command(d['command'])}`; {d.get('threads')} threads, CTranslate2 "
                   f"{d.get('ctranslate2')}, CPU flags {_flags(d.get('cpu_flags'))}{kernels}.", "",
                   _speed_table(d["rows"], "ours-fp32")]
-    return "\n".join(lines)
+    return "\n".join(lines + deploy_points(repo))
+
+
+def deploy_points(repo: Path) -> list[str]:
+    """The deployable points as the pipeline's own stages measured them (deploy_student.json)."""
+    d = _json(repo / "benchmarks/results/deploy_student.json")
+    if not d:
+        return []
+    base, speed = d["baseline"], d["baseline"]["sentences_per_second"]
+    shipped = d.get("baseline_deployed") or {}
+    rows = [["baseline, our fp32 PyTorch", f"{base['bleu']:.2f}", f"{speed:.0f}", "1.00×", f"{base['checkpoint_bytes']:,}"]]
+    if shipped:
+        rows.append(["baseline, CTranslate2 float32", f"{shipped['bleu_deployed']:.2f}",
+                     f"{shipped['sentences_per_second_deployed']:.0f}",
+                     f"{shipped['sentences_per_second_deployed'] / speed:.2f}×", f"{shipped['deployed_bytes']:,}"])
+    for cell, c in d["cells"].items():
+        rows.append([f"`{cell}`, our PyTorch", f"{c['bleu']:.2f}", f"{c['sentences_per_second']:.0f}",
+                     f"{c['sentences_per_second'] / speed:.2f}×", f"{c['file_bytes']:,}"])
+        rows.append([f"`{cell}`, CTranslate2 {c['deployed_compute_type']}", f"{c['bleu_deployed']:.2f}",
+                     f"{c['sentences_per_second_deployed']:.0f}", f"{c['sentences_per_second_deployed'] / speed:.2f}×",
+                     f"{c['deployed_bytes']:,}"])
+    student = next((c for cell, c in d["cells"].items() if cell.startswith("distill")), {})
+    return ["", "### The deployable points, from the pipeline's own stages", "",
+            f"Command: `python {_command(d['command'])}` (raw: `benchmarks/results/deploy_student.json`); the "
+            f"default synthetic corpus, `deploy.backend: ctranslate2`, {d['threads']} thread(s); CPU "
+            f"{d['cpu']['model']}, flags {_flags(d['cpu']['flags'])}. Each speed is one greedy pass over the test "
+            "split in its own stage (the evaluate stage for the baseline, the cell's stage for a cell); bytes are the "
+            f"checkpoint's, the artifact's or the export folder's. The student: word-level KD, trained "
+            f"{student.get('kept_epoch', '?')} epochs ({student.get('finetune_steps', '?')} steps, "
+            f"{student.get('precision', '?')}).", "",
+            _table(["system", "BLEU", "sentences/s", "× baseline fp32 PyTorch", "bytes"], rows)]
 
 
 def ptq_family_section(repo: Path) -> str:
