@@ -50,6 +50,11 @@ def baseline_row(baseline: dict, decoding: str) -> dict:
                if baseline.get("deployed_decoding") == decoding else {})}
 
 
+def translations_folder(cell: str, same_as) -> str:
+    """The cell folder holding a cell's translations: a shared control's are its twin's (``same_as``)."""
+    return same_as if isinstance(same_as, str) else cell
+
+
 def _significance(frame: pd.DataFrame, cell_dirs: Path, baseline_hyps: Path, references: list[str]) -> pd.DataFrame:
     """Paired bootstrap of every cell against the baseline decoded the same way, and of every
     trained cell against its method's control (tcompress.significance)."""
@@ -57,15 +62,15 @@ def _significance(frame: pd.DataFrame, cell_dirs: Path, baseline_hyps: Path, ref
 
     frame = frame.copy()
     cells = frame[frame["method"] != "baseline"]
-    folders = cells["same_as"].where(cells["same_as"].notna(), cells["cell"])   # a shared control: its twin's
+    folders = [translations_folder(c, same) for c, same in zip(cells["cell"], cells["same_as"])]
     hyps = {c: read_text_lines(cell_dirs / f / "hyps.txt") for c, f in zip(cells["cell"], folders)}
     for decoding in cells["decoding"].unique():
         base = read_text_lines(baseline_hyps / f"baseline.{'greedy' if decoding == 'greedy' else 'beam'}.txt")
         decoded = cells["decoding"] == decoding
         # By folder: the controls that share one set of translations are bootstrapped once.
-        by_folder = paired_bootstrap(base, {f: hyps[c] for c, f in zip(cells["cell"][decoded], folders[decoded])},
-                                     references)
-        for cell, folder in zip(cells["cell"][decoded], folders[decoded]):
+        pairs = [(c, f) for c, f, d in zip(cells["cell"], folders, decoded) if d]
+        by_folder = paired_bootstrap(base, {f: hyps[c] for c, f in pairs}, references)
+        for cell, folder in pairs:
             r = by_folder[folder]
             i = frame.index[frame["cell"] == cell][0]
             frame.loc[i, ["delta_ci_low", "delta_ci_high", "p_value"]] = [r["ci_low"], r["ci_high"], r["p_value"]]

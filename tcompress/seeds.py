@@ -37,9 +37,10 @@ def seed_dirs(seed: int, first: int, cell_dirs: Path, baseline_hyps: Path, seeds
 
 
 def _folder(frame: pd.DataFrame, cell: str) -> str:
-    """The folder holding a cell's translations: a shared control's twin's."""
-    row = frame.loc[cell]
-    return row["same_as"] if isinstance(row["same_as"], str) else cell
+    """The folder holding a cell's translations (``results.translations_folder``'s rule)."""
+    from tcompress.results import translations_folder
+
+    return translations_folder(cell, frame.loc[cell, "same_as"])
 
 
 def _reference_hyps(frame: pd.DataFrame, cell: str, cells_dir: Path, baseline_hyps: Path) -> list[str]:
