@@ -161,6 +161,9 @@ def test_the_answer_is_the_best_non_control_cell_at_each_file_ratio(fabricated):
     assert "| ≥ 4× | `ptq-b` | 32.00 ± 0.20 | 3 | +0.30 [+0.10, +0.50] | 200 | 5.00× | 50.0 |" in text
     assert "| ≥ 16× | `qat-d` |" in text
     assert "pending" in generate.answer_section({})
+    assert "So far" not in text
+    some = generate.answer_section(parts, ["ptq-a", "ptq-b", "qat-c", "qat-d", "ptq-z", "ptq-y"])
+    assert "So far 4 of the record's 6 cells and chains are measured" in some
 
 
 def test_each_claim_gets_the_verdict_its_rule_gives_and_rows_without_data_are_pending(fabricated):
