@@ -476,13 +476,21 @@ def ptq_family_section(repo: Path) -> str:
             for cell, c in sorted(d["cells"].items(), key=lambda kv: (kv[1]["method"], kv[0]))]
     family = [c for c in d["cells"].values() if c["method"] in ("gptq", "awq", "adaround", "smoothquant")]
     rtn = [c for c in d["cells"].values() if c["method"] == "ptq"]
-    per_cell = (sum(c["seconds"] for c in family) / len(family)) / (sum(c["seconds"] for c in rtn) / len(rtn))
+    rtn_cell = sum(c["seconds"] for c in rtn) / len(rtn)
+    per_cell = (sum(c["seconds"] for c in family) / len(family)) / rtn_cell
+    per_method = ", ".join(
+        f"{m} {sum(c['seconds'] for c in cs) / len(cs) / rtn_cell:.2f}×"
+        for m in ("gptq", "awq", "smoothquant", "adaround") if (cs := [c for c in family if c["method"] == m]))
     stages = d["stage_seconds"]
+    load = d.get("load_average")
+    machine = "" if load is None else (
+        f" {d['threads']} torch thread(s) per stage; load average {load['before'][0]:.2f} before and "
+        f"{load['after'][0]:.2f} after the run.")
     return "\n".join([
         "## Post-training methods side by side, and what a sweep costs", "",
         f"Command: `python {_command(d['command'])}` (raw: `benchmarks/results/ptq_family.json`); the {d['data']} "
         f"corpus's baseline (greedy BLEU {base:.2f}, checkpoint {d['baseline_checkpoint_bytes']:,} bytes); CPU "
-        f"{d['cpu']['model']}, {d['cpu']['cores']} cores, flags {_flags(d['cpu']['flags'])}. `ptq` is weight-only "
+        f"{d['cpu']['model']}, {d['cpu']['cores']} cores, flags {_flags(d['cpu']['flags'])}.{machine} `ptq` is weight-only "
         "round-to-nearest per row on the same Linears (the reference sweep). Δ against the baseline, one seed, "
         "no interval: a quick comparison, not the record. Seconds: the cell's whole stage (`dvc repro` of it: "
         "compressing, packing, decoding the test split) and its compression alone.", "",
@@ -491,8 +499,9 @@ def ptq_family_section(repo: Path) -> str:
         f"Computed once and read by every cell: `calibrate` {stages['calibrate']:.1f} s, `sensitivity` (the mixed "
         f"search's) {stages['sensitivity']:.1f} s. The sweep of the four methods' {len(family)} cells with their "
         f"calibration: **{d['family_sweep_seconds']:.1f} s**, against {d['rtn_sweep_seconds']:.1f} s for the "
-        f"{len(rtn)} round-to-nearest cells ({d['family_over_rtn']:.2f}×; a cell of the four methods costs "
-        f"{per_cell:.2f}× an RTN cell on average)."])
+        f"{len(rtn)} round-to-nearest cells ({d['family_over_rtn']:.2f}×). A cell of the four methods costs "
+        f"{per_cell:.2f}× an RTN cell on average ({per_method}): most of a post-training cell's stage is "
+        "decoding the test split, which every method pays alike."])
 
 
 def scale_out_section(repo: Path) -> str:
