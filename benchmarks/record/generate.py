@@ -457,7 +457,8 @@ def deploy_points(repo: Path) -> list[str]:
     return ["", "### The deployable points, from the pipeline's own stages", "",
             f"Command: `python {_command(d['command'])}` (raw: `benchmarks/results/deploy_student.json`); the "
             f"default synthetic corpus, `deploy.backend: ctranslate2`, {d['threads']} thread(s); CPU "
-            f"{d['cpu']['model']}, flags {_flags(d['cpu']['flags'])}. Each speed is one greedy pass over the test "
+            f"{d['cpu']['model']}, flags {_flags(d['cpu']['flags'])}; load average "
+            f"{d['load_average']['before'][0]:.2f} before and {d['load_average']['after'][0]:.2f} after. Each speed is one greedy pass over the test "
             "split in its own stage (the evaluate stage for the baseline, the cell's stage for a cell); bytes are the "
             f"checkpoint's, the artifact's or the export folder's. The student: word-level KD, trained "
             f"{student.get('kept_epoch', '?')} epochs ({student.get('finetune_steps', '?')} steps, "
