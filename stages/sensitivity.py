@@ -41,11 +41,13 @@ def main(config_file: str, baseline: str, tokenized: str, calibration: str, out:
     device = setup_torch(runtime())
     model, _ = load_model(baseline, device)
     batches = validation_batches(tokenized, config["sentences"], device)
-    result = measure(model, load_calibration(Path(calibration) / CALIBRATION_FILE), batches, widths, config["mode"])
+    result = measure(model, load_calibration(Path(calibration) / CALIBRATION_FILE), batches, widths, config["mode"],
+                     config["embeddings"])
     Path(out).mkdir(parents=True, exist_ok=True)
     save(result, Path(out) / SENSITIVITY_FILE, {"bits": list(widths), "mode": config["mode"],
                                                 "sentences": sum(len(b[0]) for b in batches)})
-    click.echo(f"sensitivity: {len(result['linears'])} Linears x {len(widths)} widths, float loss "
+    click.echo(f"sensitivity: {len(result['linears'])} Linears and {len(result['embeddings'])} embedding tables x "
+               f"{len(widths)} widths, float loss "
                f"{result['base_loss']:.4f}, {time.perf_counter() - start:.1f} s")
 
 

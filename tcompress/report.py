@@ -268,7 +268,7 @@ def search_section(searches: dict[str, dict]) -> str:
                                                       Point(max(xs), facts["valid_bleu_float"], "", "")],
                              colors[cell], line=True, marker=False, dashed=True))
     rows = [[_code(cell), i, f"{c['valid_bleu']:.2f}", _megabytes(c["file_bytes"]), f"{c['mean_bits']}",
-             " ".join(f"{b}:{n}" for b, n in c["linears_at"].items()) + (" (kept)" if i == f["chosen_candidate"] else "")]
+             " ".join(f"{b}:{n}" for b, n in c["modules_at"].items()) + (" (kept)" if i == f["chosen_candidate"] else "")]
             for cell, f in searches.items() for i, c in enumerate(f["search_candidates"])]
     return ('<h2 id="search">Mixed-precision search</h2><p class="note">Each candidate of each search: its '
             "artifact's bytes against its greedy BLEU on the validation sentences (not the test split: the cells "
@@ -276,8 +276,8 @@ def search_section(searches: dict[str, dict]) -> str:
             + xy_plot(series, x_title="file size on disk (MB; log scale)", y_title="validation BLEU", x_log=True,
                       label="search candidates")
             + "<details><summary>Every candidate</summary>"
-            + _table(["cell", "candidate", "valid BLEU", "file size", "mean bits", "Linears at each width"], rows,
-                     numeric={1, 2, 3, 4}) + "</details>")
+            + _table(["cell", "candidate", "valid BLEU", "file size", "mean bits",
+                      "modules at each width (bits:count)"], rows, numeric={1, 2, 3, 4}) + "</details>")
 
 
 # ------------------------------------------------------------------ 3b. decoded as shipped

@@ -15,7 +15,7 @@ import torch
 
 from tcompress.compress.calibration import collect
 from tcompress.compress.gptq import gptq_quantize
-from tcompress.compress.linear_quant import QuantSpec
+from tcompress.compress.linear_quant import QuantSpec, dequantize, quantize_tensor
 from tcompress.compress.packing import packed_bytes
 from tcompress.compress.quantized import QuantizedModule
 from tcompress.compress.walker import group_linears, replace_module
@@ -88,6 +88,28 @@ def test_each_sensitivity_is_the_loss_with_that_linear_alone_in_its_stored_form(
     assert set(result["linears"]) == set(group_linears(model, "full"))
     assert result["linears"]["generator.proj"]["delta"]["2"] > result["linears"]["generator.proj"]["delta"]["8"]
     assert torch.equal(model.get_submodule(names[0]).weight, tiny_model().get_submodule(names[0]).weight)  # restored
+    assert result["embeddings"] == {}   # tables only when asked
+
+
+def test_an_embedding_table_s_sensitivity_is_the_loss_with_it_alone_rounded_per_row():
+    """The shared source/target table, measured once: rounded to nearest with a step per row."""
+    model, pairs = tiny_model(), pairs_of(1)
+    stats = collect(model, [batched(pairs)[:2]])
+    result = measure(model, stats, [batched(pairs)], WIDTHS, "asym", embeddings=True)
+    assert list(result["embeddings"]) == ["src_embed.lut"] and model.tgt_embed is model.src_embed
+    base = loss_one_by_one(model, pairs)
+    for bits in (8, 2):
+        reference = copy.deepcopy(model)
+        table = reference.src_embed.lut
+        t = quantize_tensor(table.weight.detach(), QuantSpec(bits, "asym", per_channel=True))
+        assert t["scale"].shape == (table.weight.shape[0],)
+        with torch.no_grad():
+            table.weight.copy_(dequantize(t["q"], t["scale"], t["zero_point"]))
+        expected = loss_one_by_one(reference, pairs) - base
+        assert result["embeddings"]["src_embed.lut"]["delta"][str(bits)] == pytest.approx(expected, rel=1e-4, abs=1e-6)
+    assert result["embeddings"]["src_embed.lut"]["numel"] == model.src_embed.lut.weight.numel()
+    assert set(result["linears"]) == set(group_linears(model, "full"))
+    assert torch.equal(model.src_embed.lut.weight, tiny_model().src_embed.lut.weight)   # restored
 
 
 def random_sensitivities(seed: int, n: int = 7):
@@ -176,10 +198,10 @@ def test_the_mixed_cell_stores_each_linear_at_its_width_and_loads_through_the_on
     model = tiny_model(tok.src_vocab_size, seed=2)
     pairs = pairs_of(6, vocab=tok.src_vocab_size)
     stats = collect(model, [batched(pairs)[:2]])
-    sens = measure(model, stats, [batched(pairs)], WIDTHS, "asym")
+    sens = measure(model, stats, [batched(pairs)], WIDTHS, "asym", embeddings=True)
     ctx = SimpleNamespace(calibration=lambda: stats, device=torch.device("cpu"), tokenized=corpus / "tok",
                           valid_split=corpus / "valid.parquet", sensitivity=lambda: {
-                              "format": "tcompress.sensitivity/1", "bits": list(WIDTHS), "mode": "asym", **sens},
+                              "format": "tcompress.sensitivity/2", "bits": list(WIDTHS), "mode": "asym", **sens},
                           entry={"evaluate": {"length_penalty": 0.6, "batch_sentences": 8, "max_len_a": 1.5,
                                               "max_len_b": 5}})
     # A random model's BLEU is about 0 everywhere: keep a candidate from the middle of the path, so
@@ -187,9 +209,11 @@ def test_the_mixed_cell_stores_each_linear_at_its_width_and_loads_through_the_on
     monkeypatch.setattr(mixed_search, "choose", lambda candidates, reference, budget: len(candidates) // 2)
     facts = compress(model, Cell("mixed", (("budget", 0.5),)), MixedParams(candidates=5), ctx)
     chosen = facts["search_candidates"][facts["chosen_candidate"]]
-    assignment = facts["bits_per_linear"]
+    assignment = {**facts["bits_per_linear"], **facts["bits_per_embedding"]}
+    assert set(facts["bits_per_embedding"]) == {"src_embed.lut"} and facts["embedding_tables"] == 1
+    units = {**sens["linears"], **sens["embeddings"]}
     assert len(set(assignment.values())) > 1 and chosen["mean_bits"] == bits_summary(assignment, {
-        n: sens["linears"][n]["numel"] for n in assignment})["mean_bits"]
+        n: units[n]["numel"] for n in assignment})["mean_bits"]
     sizes = [c["file_bytes"] for c in facts["search_candidates"]]
     assert all(a > b for a, b in zip(sizes, sizes[1:]))
     path = tmp_path / "model.safetensors"
@@ -215,7 +239,7 @@ def test_the_report_draws_every_candidate_of_each_search(tmp_path):
     from tcompress.report import load_searches, search_section
 
     candidates = [{"step": s, "code_bytes": 0, "file_bytes": b, "valid_bleu": v, "mean_bits": m,
-                   "linears_at": {"8": 3, "4": 1}} for s, b, v, m in
+                   "modules_at": {"8": 3, "4": 1}} for s, b, v, m in
                   [(0, 900_000, 30.1, 8.0), (4, 600_000, 29.8, 5.5), (9, 300_000, 26.0, 2.0)]]
     for cell, kept in (("mixed-0.5", 1), ("mixed-1.0", 1)):
         (tmp_path / cell).mkdir()

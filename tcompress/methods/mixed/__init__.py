@@ -1,20 +1,21 @@
-"""Mixed precision against a BLEU budget: each Linear at its own width, the fewest file bytes whose
-greedy validation BLEU stays within ``budget`` of the float baseline's.
+"""Mixed precision against a BLEU budget: each Linear (and embedding table) at its own width, the
+fewest file bytes whose greedy validation BLEU stays within ``budget`` of the float baseline's.
 
-From the ``sensitivity`` stage's Δ loss per Linear and width (``sensitivity``), a greedy path lowers
-one Linear one width at a time, cheapest sensitivity per byte saved first (``search``). The
-``candidates`` steps of it at evenly spaced code bytes are built for real (each Linear rounded by
-GPTQ at its width from the ``calibrate`` stage's statistics, as the sensitivities were measured),
+From the ``sensitivity`` stage's Δ loss per module and width (``sensitivity``: every Linear, and the
+embedding tables with ``sensitivity.embeddings``), a greedy path lowers one module one width at a
+time, cheapest sensitivity per byte saved first (``search``). The ``candidates`` steps of it at
+evenly spaced code bytes are built for real (each Linear rounded by GPTQ at its width from the
+``calibrate`` stage's statistics, each table to nearest per row, as the sensitivities were measured),
 saved as artifacts for their file bytes and decoded greedily on the validation split (its first
 ``valid_sentences``); the cell keeps the candidate with the fewest file bytes whose BLEU is at most
 ``budget`` below the float model's on the same sentences, or, if none is, the path's start (every
 Linear at the widest width). The kept model is then scored on the test split like any cell.
 
-Stored form: ordinary per-row ``QuantizedModule`` codes, a width per Linear (bias float, embeddings
-and LayerNorms float), so packing, the loader, ``--int8`` decoding (its 8-bit Linears) and export
-take it as they take GPTQ's. The cell's facts (cell.json) keep every candidate's file bytes,
-validation BLEU and widths (``search_candidates``) and each Linear's width (``bits_per_linear``);
-the report draws the candidates.
+Stored form: ordinary per-row ``QuantizedModule`` codes, a width per Linear and table (bias and
+LayerNorms float), so packing, the loader, ``--int8`` decoding (its 8-bit Linears; tables stay
+codes) and export take it as they take GPTQ's and PTQ's. The cell's facts (cell.json) keep every
+candidate's file bytes, validation BLEU and widths (``search_candidates``) and each module's width
+(``bits_per_linear``, ``bits_per_embedding``); the report draws the candidates.
 
 Cells of different budgets walk the same path and decode the same candidates; each cell computes
 them again rather than sharing them (a cell reads its plan's inputs only).
@@ -59,25 +60,28 @@ def compress(model, cell, params: MixedParams, ctx) -> dict:
     from tcompress.decode import DecodeOptions, translate
     from tcompress.evaluation import score
     from tcompress.methods.mixed.search import bits_summary, candidate_steps, choose, code_bytes, greedy_path
-    from tcompress.methods.mixed.sensitivity import gptq_codes, parsed
+    from tcompress.methods.mixed.sensitivity import embedding_codes, embedding_tables, gptq_codes, parsed
     from tcompress.model import count_parameters
     from tcompress.tokenizer import Tokenizer
 
     stats, sens = ctx.calibration(), parsed(ctx.sensitivity())
     widths, mode = sens["bits"], sens["mode"]
     linears = group_linears(model, "full")
-    if set(linears) != set(sens["linears"]):
-        raise ValueError(f"cell {cell.id}: the sensitivity file's Linears are not this model's")
-    numels = {name: sens["linears"][name]["numel"] for name in linears}
+    tables = {name: t for name, t in embedding_tables(model).items() if name in sens["embeddings"]}
+    if set(linears) != set(sens["linears"]) or set(tables) != set(sens["embeddings"]):
+        raise ValueError(f"cell {cell.id}: the sensitivity file's Linears and tables are not this model's")
+    units = {**sens["linears"], **sens["embeddings"]}
+    numels = {name: units[name]["numel"] for name in units}
     spec = {bits: QuantSpec(bits, mode, per_channel=True) for bits in widths}
     codes = {(name, bits): gptq_codes(linear, stats[name], spec[bits]) for name, linear in linears.items()
              for bits in widths}
+    codes |= {(name, bits): embedding_codes(table, spec[bits]) for name, table in tables.items() for bits in widths}
     float_model = copy.deepcopy(model)
 
     def quantize(target, assignment):
         for name, bits in assignment.items():
-            linear = target.get_submodule(name)
-            replace_module(target, linear, QuantizedModule.from_codes(linear, spec[bits], *codes[name, bits]))
+            module = target.get_submodule(name)
+            replace_module(target, module, QuantizedModule.from_codes(module, spec[bits], *codes[name, bits]))
         return target
 
     sources, references = read_split(ctx.valid_split)
@@ -89,7 +93,7 @@ def compress(model, cell, params: MixedParams, ctx) -> dict:
     def valid_bleu(m) -> float:
         return score(translate(m, tok, sources, opts, ctx.device)[0], references)["bleu"]
 
-    path = greedy_path({name: sens["linears"][name]["delta"] for name in linears}, numels, widths)
+    path = greedy_path({name: units[name]["delta"] for name in units}, numels, widths)
     path_bytes = [code_bytes(a, numels) for a in path]
     candidates = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -104,16 +108,19 @@ def compress(model, cell, params: MixedParams, ctx) -> dict:
     n_model, coded = count_parameters(model), sum(numels.values())
     quantize(model, assignment)
     coded_bits = sum(numels[name] * bits for name, bits in assignment.items())
-    return {"n_model": n_model, "n_compressed": coded, "linears": len(linears), "widths": list(widths),
+    return {"n_model": n_model, "n_compressed": coded, "linears": len(linears), "embedding_tables": len(tables),
+            "widths": list(widths),
             "valid_sentences": len(sources), "valid_bleu_float": reference,
             "valid_bleu": candidates[chosen]["valid_bleu"], "chosen_candidate": chosen,
             "mean_bits": candidates[chosen]["mean_bits"], "path_steps": len(path) - 1,
-            "search_candidates": candidates, "bits_per_linear": assignment,
+            "search_candidates": candidates,
+            "bits_per_linear": {n: b for n, b in assignment.items() if n in linears},
+            "bits_per_embedding": {n: b for n, b in assignment.items() if n in tables},
             "compression_ratio": round(n_model * 32 / (32 * (n_model - coded) + coded_bits), 4)}
 
 
 METHOD = register(Method(
-    name="mixed", title="Mixed precision: a width per Linear, the fewest bytes within a BLEU budget",
+    name="mixed", title="Mixed precision: a width per Linear and table, the fewest bytes within a BLEU budget",
     params=MixedParams, axes=(BUDGET,), catalog={"budgets": (0.5, 1.0)}, compress=compress,
     row_axes=("budget",), row_label=lambda v: f"Mixed, ≤ {v['budget']} BLEU drop", series=lambda v: "mixed",
     order=95, calibrated=True, sensitivity=True, keeps_zeros=False,

@@ -67,10 +67,10 @@ def choose(candidates: list[dict], reference_bleu: float, budget: float) -> int:
 
 
 def bits_summary(assignment: Mapping[str, int], numels: Mapping[str, int]) -> dict:
-    """How many Linears at each width, and the mean width weighted by parameters."""
+    """How many modules (Linears and tables) at each width, and the mean width weighted by parameters."""
     counts: dict[str, int] = {}
     for bits in assignment.values():
         counts[str(bits)] = counts.get(str(bits), 0) + 1
     total = sum(numels[name] for name in assignment)
-    return {"linears_at": dict(sorted(counts.items(), key=lambda kv: -int(kv[0]))),
+    return {"modules_at": dict(sorted(counts.items(), key=lambda kv: -int(kv[0]))),
             "mean_bits": round(sum(numels[n] * b for n, b in assignment.items()) / total, 4)}

@@ -1,4 +1,5 @@
-"""Each Linear's sensitivity to its bit width, measured once per baseline by the ``sensitivity`` stage.
+"""Each Linear's (and embedding table's) sensitivity to its bit width, measured once per baseline by
+the ``sensitivity`` stage.
 
 For every Linear of the model and every width b of ``sensitivity.bits``, the Linear alone is
 rounded with GPTQ (``tcompress.compress.gptq``: one step and zero point per output row, its Hessian
@@ -6,6 +7,12 @@ from the ``calibrate`` stage's Gram matrix) while every other module stays float
 baseline's validation loss is taken again:
 
     Δ(l, b) = L(model with Linear l at b bits) − L(float model),
+
+and with ``sensitivity.embeddings`` the same for each embedding table (a shared source/target table
+once), rounded to nearest with one step and zero point per row (a looked-up row is not a product
+with calibrated inputs, so there is no Hessian to round against): the thesis's PTQ of the
+embedding group, whose table is a fifth of the Multi30k model and which a file ratio of 8× cannot
+leave float.
 
 L being the mean cross-entropy in nats per target token of the validation split (or its first
 ``sensitivity.sentences`` sentences), teacher-forced, without label smoothing, padding left out.
@@ -17,7 +24,7 @@ a mixed cell stores each Linear as GPTQ rounds it at its width, so the loss meas
 of the codes it would store.
 
 The result is one JSON file (``SENSITIVITY_FILE``): the settings, the float loss, and per Linear
-its weight's size and Δ per width.
+(``linears``) and per embedding table (``embeddings``) its weight's size and Δ per width.
 """
 
 from __future__ import annotations
@@ -30,12 +37,12 @@ from torch import nn
 
 from tcompress.batching import pad
 from tcompress.compress.gptq import gptq_quantize
-from tcompress.compress.linear_quant import QuantSpec, dequantize
-from tcompress.compress.walker import group_linears
+from tcompress.compress.linear_quant import QuantSpec, dequantize, quantize_tensor
+from tcompress.compress.walker import group_linears, group_modules
 from tcompress.data.corpora import read_ids
 from tcompress.model import PAD
 
-FORMAT = "tcompress.sensitivity/1"
+FORMAT = "tcompress.sensitivity/2"
 BATCH_SENTENCES = 64   # how the loss is batched; the sum does not depend on it beyond float rounding
 
 
@@ -71,22 +78,40 @@ def gptq_codes(linear: nn.Linear, stats, spec: QuantSpec):
     return gptq_quantize(linear.weight, 2 * stats.gram / stats.count, spec)
 
 
+def embedding_codes(embedding: nn.Embedding, spec: QuantSpec):
+    """Round-to-nearest (codes, scale, zero_point) of an embedding table, one step per row."""
+    t = quantize_tensor(embedding.weight.detach().float(), spec)
+    return t["q"], t["scale"], t["zero_point"]
+
+
+def embedding_tables(model: nn.Module) -> dict[str, nn.Embedding]:
+    """The model's embedding tables by name (layer group ``emb``; a shared table once)."""
+    return dict(group_modules(model, "emb"))
+
+
 @torch.no_grad()
-def measure(model: nn.Module, stats: dict, batches, widths: tuple[int, ...], mode: str) -> dict:
-    """Δ(l, b) for every Linear l of ``model`` and width b (see the module docstring), with the float
-    loss and each weight's size; the model is left as it was."""
+def measure(model: nn.Module, stats: dict, batches, widths: tuple[int, ...], mode: str,
+            embeddings: bool = False) -> dict:
+    """Δ(l, b) for every Linear l of ``model`` and width b (see the module docstring), and with
+    ``embeddings`` for every embedding table, with the float loss and each weight's size; the model
+    is left as it was."""
     base = validation_loss(model, batches)
-    linears = {}
-    for name, linear in group_linears(model, "full").items():
-        original = linear.weight.detach().clone()
+
+    def deltas_of(module: nn.Module, codes_at) -> dict:
+        original = module.weight.detach().clone()
         deltas = {}
         for bits in widths:
-            codes, scale, zero_point = gptq_codes(linear, stats[name], QuantSpec(bits, mode, per_channel=True))
-            linear.weight.copy_(dequantize(codes, scale, zero_point).reshape(original.shape))
+            codes, scale, zero_point = codes_at(QuantSpec(bits, mode, per_channel=True))
+            module.weight.copy_(dequantize(codes, scale, zero_point).reshape(original.shape))
             deltas[str(bits)] = validation_loss(model, batches) - base
-            linear.weight.copy_(original)
-        linears[name] = {"numel": original.numel(), "delta": deltas}
-    return {"base_loss": base, "linears": linears}
+            module.weight.copy_(original)
+        return {"numel": original.numel(), "delta": deltas}
+
+    linears = {name: deltas_of(linear, lambda spec, l=linear, n=name: gptq_codes(l, stats[n], spec))
+               for name, linear in group_linears(model, "full").items()}
+    tables = {name: deltas_of(table, lambda spec, t=table: embedding_codes(t, spec))
+              for name, table in (embedding_tables(model).items() if embeddings else ())}
+    return {"base_loss": base, "linears": linears, "embeddings": tables}
 
 
 def check_widths(widths: tuple[int, ...]) -> None:
@@ -105,11 +130,12 @@ def load(path: str | Path) -> dict:
 
 
 def parsed(data: dict, where: str = "sensitivities") -> dict:
-    """The JSON ``save`` wrote, as ``bits`` (widest first), ``mode``, ``base_loss`` and per Linear
-    ``numel`` and ``delta`` (width -> Δ loss, keyed by int)."""
+    """The JSON ``save`` wrote, as ``bits`` (widest first), ``mode``, ``base_loss`` and per Linear and
+    per embedding table ``numel`` and ``delta`` (width -> Δ loss, keyed by int)."""
     if data.get("format") != FORMAT:
-        raise ValueError(f"{where}: not a sensitivity file (format {data.get('format')!r})")
+        raise ValueError(f"{where}: not a sensitivity file of this version (format {data.get('format')!r}, "
+                         f"expected {FORMAT!r}): run `dvc repro` to measure it again")
     data["bits"] = tuple(data["bits"])
-    for entry in data["linears"].values():
+    for entry in [*data["linears"].values(), *data["embeddings"].values()]:
         entry["delta"] = {int(b): d for b, d in entry["delta"].items()}
     return data
