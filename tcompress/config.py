@@ -130,15 +130,12 @@ SENSITIVITY_FILE = "sensitivity.json"   # the sensitivity stage's per-Linear los
 
 @dataclass(frozen=True)
 class SensitivityConfig:
-    """Each Linear's (and embedding table's) sensitivity to its bit width: the baseline's validation
-    loss with that Linear alone rounded (GPTQ, from the calibration statistics; a table to nearest per
-    row) at each width, the rest float. Computed
+    """Each Linear's sensitivity to its bit width: the baseline's validation loss with that Linear
+    alone rounded (GPTQ, from the calibration statistics) at each width, the rest float. Computed
     once, by the ``sensitivity`` stage, only when a selected cell asks for it (``mixed``)."""
     bits: tuple[int, ...] = setting((8, 4, 3, 2), doc="the widths measured, widest first: a mixed cell's choices")
     mode: str = setting("asym", choices=("sym", "asym"), doc="codes' mode (one step and zero point per output row)")
     sentences: int = setting(0, lo=0, doc="validation sentences the loss is taken over; 0 = all of them")
-    embeddings: bool = setting(True, doc="the embedding tables too (rounded to nearest per row): a mixed cell "
-                                         "then chooses their widths as well")
 
 
 DEPLOY_BACKENDS = ("none", "ctranslate2")

@@ -24,6 +24,16 @@ from tcompress.schema import CORPORA, ConfigError, build, check_scalar, coerce, 
 
 
 @dataclass(frozen=True)
+class SensitivitySettings(SensitivityConfig):
+    """The ``sensitivity`` section: ``config.SensitivityConfig``'s settings, and the ones only the
+    sensitivity stage reads. Such a setting is defined here rather than in ``config.py``, whose bytes
+    every baseline's training hashes (the train stage imports it): one added there would retrain
+    every baseline, the record's included."""
+    embeddings: bool = setting(True, doc="the embedding tables too (rounded to nearest per row): a mixed cell "
+                                         "then chooses their widths as well")
+
+
+@dataclass(frozen=True)
 class Params:
     data: str = setting("synthetic", choices=CORPORA)
     seeds: tuple[int, ...] = setting((1234,), doc="training seeds: one baseline per seed, every selected cell per "
@@ -38,7 +48,7 @@ class Params:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
-    sensitivity: SensitivityConfig = field(default_factory=SensitivityConfig)
+    sensitivity: SensitivitySettings = field(default_factory=SensitivitySettings)
     deploy: DeployConfig = field(default_factory=DeployConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     methods: tuple[str, ...] = setting((), doc="the methods whose cells run")
