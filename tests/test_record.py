@@ -102,11 +102,21 @@ def test_the_runner_runs_and_collects_a_two_seed_record_of_the_tiny_grid(tmp_pat
     for seed in (1234, 5):
         assert "ptq-sym-8-att" in {p.stem for p in (out / f"att/seed{seed}/cells").glob("*.json")}
         assert not (out / f"att/seed{seed}/cells/ptq-sym-8-full.json").exists()
+    # each cell against its reference over both seeds: the baseline's greedy translations, or its control
+    deltas = {(d["a"], d["b"]): d for d in json.loads((main / "deltas.json").read_text())["deltas"]}
+    assert deltas[("baseline", "ptq-sym-8-full")]["n"] == 2 and deltas[("qat-control", "qat-sym-4-full")]["n"] == 2
+    assert not any(b == "qat-control" for _, b in deltas)
     # additive: a cell the project no longer holds stays in the record
     (project / "metrics/cells/imp-full.json").unlink()
     record_run.collect(project, out / "att", [])
     record_run.collect(project, main, [])
     assert (main / "seed1234/cells/imp-full.json").exists()
+    # metrics no up-to-date stage wrote (a clone's copies from git, an earlier baseline's) are not collected
+    # (the project is in the second part's state now: its one cell is up to date, the first part's are not)
+    stale = json.loads((project / "metrics/cells/ptq-sym-8-att.json").read_text())
+    (project / "metrics/cells/ptq-asym-8-att.json").write_text(json.dumps({**stale, "cell": "ptq-asym-8-att"}))
+    record_run.collect(project, tmp_path / "fresh", [])
+    assert {p.stem for p in (tmp_path / "fresh/seed1234/cells").glob("*.json")} == {"ptq-sym-8-att"}
 
 
 def fabricated_part(folder, cells: dict, pairs: list) -> None:
@@ -127,6 +137,27 @@ def fabricated_part(folder, cells: dict, pairs: list) -> None:
     (folder / "aggregate").mkdir()
     pd.DataFrame(rows).to_csv(folder / "aggregate/results.csv", index=False)
     (folder / "pairs.json").write_text(json.dumps({"pairs": pairs}))
+
+
+def test_a_cell_the_aggregate_has_not_reached_takes_the_runner_s_delta_against_its_reference(tmp_path):
+    """Without an aggregate row (a partial record), a cell's row is the runner's deltas.json entry:
+    Δ and interval as computed, BLEU mean and sd over the seeds that have it."""
+    folder = tmp_path / "benchmarks/results/record/main"
+    for seed, bleu in ((1234, 30.0), (2, 31.0)):
+        (folder / f"seed{seed}/cells").mkdir(parents=True)
+        (folder / f"seed{seed}/baseline.json").write_text(json.dumps({"checkpoint_bytes": 1000}))
+        (folder / f"seed{seed}/cells/gptq-x.json").write_text(json.dumps(
+            {"cell": "gptq-x", "method": "gptq", "control": False, "bleu": bleu, "file_bytes": 100}))
+    (folder / "deltas.json").write_text(json.dumps({"deltas": [
+        {"a": "baseline", "b": "gptq-x", "n": 2, "seeds": [1234, 2], "delta_mean": -0.4, "ci_low": -0.9,
+         "ci_high": 0.1}]}))
+    part = generate.load_parts(tmp_path)["main"]
+    row = part.row("gptq-x")
+    assert (row["n"], row["bleu"], row["delta"], row["low"], row["high"]) == (2, 30.5, -0.4, -0.9, 0.1)
+    assert row["sd"] == pytest.approx(0.7071, abs=1e-4) and part.row("absent") is None
+    assert generate.best_at({"main": part}, 8)["cell"] == "gptq-x"
+    claim = {"claim": "c", "paper": "p", "cell": "gptq-x", "bound": -1.0}
+    assert generate.measured({"main": part}, claim)["delta"] == -0.4
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import argparse
 import json
 import math
 import re
+import statistics
 import shutil
 import sys
 import tempfile
@@ -65,6 +66,13 @@ class Part:
         results = folder / "aggregate/results.csv"
         self.results = pd.read_csv(results).set_index("cell", drop=False) if results.exists() else None
         self.pairs = {(p["a"], p["b"]): p for p in _json(folder / "pairs.json").get("pairs", [])}
+        # each cell against its reference, as the runner computed it from the translations collected
+        self.deltas = {p["b"]: p for p in _json(folder / "deltas.json").get("deltas", [])}
+
+    def cells(self) -> list[str]:
+        """Every cell with a row: the aggregate's, and those the runner's deltas reach."""
+        have = [] if self.results is None else list(self.results.index.unique())
+        return have + [c for c in self.deltas if c not in have]
 
     def cell(self, seed: int, cell: str) -> dict:
         return _json(self.seeds[seed] / "cells" / f"{cell}.json")
@@ -76,9 +84,10 @@ class Part:
         return _json(self.seeds[seed] / "train.json")
 
     def row(self, cell: str) -> dict | None:
-        """The aggregate's row of a cell, with the seeds' statistics (one seed: its own Δ and interval)."""
+        """The aggregate's row of a cell, with the seeds' statistics (one seed: its own Δ and interval);
+        where the aggregate has not reached the cell yet, the runner's Δ against its reference."""
         if self.results is None or cell not in self.results.index:
-            return None
+            return self._delta_row(cell)
         r = self.results.loc[cell]
         r = r.iloc[0] if isinstance(r, pd.DataFrame) else r
         if "n_seeds" in r and pd.notna(r.get("n_seeds")):
@@ -91,6 +100,19 @@ class Part:
             delta, low, high = r["delta_ref"], r[f"{against}_ci_low"], r[f"{against}_ci_high"]
         return {"cell": cell, "method": r["method"], "control": bool(r.get("control", False)), "n": n,
                 "bleu": float(bleu), "sd": _float(sd), "delta": _float(delta), "low": _float(low), "high": _float(high)}
+
+    def _delta_row(self, cell: str) -> dict | None:
+        d = self.deltas.get(cell)
+        if d is None:
+            return None
+        metrics = [m for m in (self.cell(s, cell) for s in d["seeds"] if s in self.seeds) if m]
+        if not metrics:
+            return None
+        bleus = [m["bleu"] for m in metrics]
+        sd = statistics.stdev(bleus) if len(bleus) > 1 else float("nan")
+        return {"cell": cell, "method": metrics[0].get("method"), "control": bool(metrics[0].get("control")),
+                "n": d["n"], "bleu": sum(bleus) / len(bleus), "sd": sd, "delta": d["delta_mean"],
+                "low": d["ci_low"], "high": d["ci_high"]}
 
     def files(self, cell: str) -> dict | None:
         """Mean file bytes, file ratio (the seed's baseline checkpoint over the cell's file) and greedy
@@ -127,9 +149,7 @@ def best_at(parts: dict[str, Part], threshold: float) -> dict | None:
     (controls and baselines left out), over every part."""
     best = None
     for name, part in parts.items():
-        if part.results is None:
-            continue
-        for cell in part.results.index.unique():
+        for cell in part.cells():
             row = part.row(cell)
             if row is None or row["control"] or row["method"] == "baseline":
                 continue

@@ -152,9 +152,30 @@ def _read_hashes(path: Path) -> dict[str, str]:
     return {name: digest for digest, name in (line.split("  ", 1) for line in path.read_text().splitlines() if line)}
 
 
+def current_outputs(project: Path) -> set[str]:
+    """The outputs (paths relative to ``project``) of the stages that are up to date there: stages that
+    dvc.lock records and `dvc status` does not list. A metrics file that a clone holds from git, or
+    that a stage wrote for an earlier baseline or setting, is not one of them."""
+    lock = yaml.safe_load((project / "dvc.lock").read_text()) if (project / "dvc.lock").exists() else {}
+    done = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=project, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(project)})
+    if done.returncode != 0:
+        raise SystemExit(f"dvc status failed in {project}: {done.stderr.strip()[-500:]}")
+    changed = set(json.loads(done.stdout or "{}"))
+    return {o["path"] for name, stage in (lock or {}).get("stages", {}).items() if name not in changed
+            for o in stage.get("outs", [])}
+
+
 def collect(project: Path, out: Path, pairs: list[tuple[str, str]] = ()) -> dict:
-    """Copy one part's raw outputs from ``project`` into ``out``, adding to what is there."""
+    """Copy one part's raw outputs from ``project`` into ``out``, adding to what is there: the outputs
+    of the stages that are up to date in ``project`` (``current_outputs``), and for each cell its Δ
+    against its reference with the seeds-and-sentences interval (``deltas.json``, for the cells the
+    aggregate has not reached yet)."""
     params = yaml.safe_load((project / "params.yaml").read_text())
+    current = current_outputs(project)
+
+    def up_to_date(path: Path) -> bool:
+        return str(path.relative_to(project)) in current
     seeds = params["seeds"] if isinstance(params["seeds"], list) else [params["seeds"]]
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy(project / "params.yaml", out / "params.yaml")
@@ -164,15 +185,15 @@ def collect(project: Path, out: Path, pairs: list[tuple[str, str]] = ()) -> dict
         dest = out / f"seed{seed}"
         (dest / "cells").mkdir(parents=True, exist_ok=True)
         for name in ("baseline.json", "train.json"):
-            if _json(src["metrics"] / name):
+            if _json(src["metrics"] / name) and up_to_date(src["metrics"] / name):
                 shutil.copy(src["metrics"] / name, dest / name)
         hashes = _read_hashes(dest / "hyps.sha256")
         for decoding in ("greedy", "beam"):
             hyps = src["eval"] / f"baseline.{decoding}.txt"
-            if hyps.exists():
+            if hyps.exists() and up_to_date(src["eval"]):
                 hashes[f"baseline.{decoding}"] = _sha256(hyps)
         for metrics in sorted((src["metrics"] / "cells").glob("*.json")):
-            if not _json(metrics):      # an 'off' cell: empty metrics
+            if not _json(metrics) or not up_to_date(metrics):      # an 'off' cell (empty metrics), or stale
                 continue
             shutil.copy(metrics, dest / "cells" / metrics.name)
             hyps = src["cells"] / metrics.stem / "hyps.txt"
@@ -183,19 +204,43 @@ def collect(project: Path, out: Path, pairs: list[tuple[str, str]] = ()) -> dict
     aggregate = out / "aggregate"
     aggregate.mkdir(exist_ok=True)
     for name in ("results.csv", "significance.json", "summary.json"):
-        if (project / "metrics" / name).exists():
+        if (project / "metrics" / name).exists() and up_to_date(project / "metrics" / name):
             shutil.copy(project / "metrics" / name, aggregate / name)
     if pairs:
         measured = compare_pairs(project, seeds, pairs)
         known = _json(out / "pairs.json").get("pairs", [])
         merged = {(p["a"], p["b"]): p for p in [*known, *measured]}
         (out / "pairs.json").write_text(json.dumps({"pairs": list(merged.values())}, indent=1) + "\n")
+    references = reference_pairs(out, seeds)
+    if references:
+        known = _json(out / "deltas.json").get("deltas", [])
+        merged = {(p["a"], p["b"]): p for p in [*known, *compare_pairs(project, seeds, references, out)]}
+        (out / "deltas.json").write_text(json.dumps({"deltas": list(merged.values())}, indent=1) + "\n")
     return counts
 
 
-def compare_pairs(project: Path, seeds: list[int], pairs: list[tuple[str, str]]) -> list[dict]:
+def reference_pairs(out: Path, seeds: list[int]) -> list[tuple[str, str]]:
+    """(reference, cell) for every cell collected in ``out``: the method's control (``<method>-control``)
+    where the record has one for that method, else the baseline's greedy translations (``baseline``),
+    the aggregate's rule."""
+    cells: dict[str, dict] = {}
+    for seed in seeds:
+        for f in sorted((out / f"seed{seed}" / "cells").glob("*.json")):
+            cells.setdefault(f.stem, _json(f))
+    pairs = []
+    for cell, metrics in cells.items():
+        if metrics.get("control"):
+            continue
+        control = f"{metrics.get('method')}-control"
+        pairs.append((control if control in cells else "baseline", cell))
+    return pairs
+
+
+def compare_pairs(project: Path, seeds: list[int], pairs: list[tuple[str, str]], collected: Path | None = None
+                  ) -> list[dict]:
     """Δ = BLEU(b) − BLEU(a) per seed and its seeds-and-sentences bootstrap interval, for each pair
-    whose two cells have translations in every seed that has either."""
+    whose two cells have translations in a seed (with ``collected``: only translations whose hash
+    that folder's ``hyps.sha256`` holds, i.e. of the stages collected as up to date)."""
     import pandas as pd
     from sacrebleu.metrics import BLEU
 
@@ -212,6 +257,10 @@ def compare_pairs(project: Path, seeds: list[int], pairs: list[tuple[str, str]])
         per_seed = []
         for seed in seeds:
             files = [_translations(sources[seed], cell) for cell in (a, b)]
+            if collected is not None:
+                hashes = _read_hashes(collected / f"seed{seed}" / "hyps.sha256")
+                files = [f if f is not None and hashes.get("baseline.greedy" if c == "baseline" else c) == _sha256(f)
+                         else None for f, c in zip(files, (a, b))]
             if all(f is not None for f in files):
                 per_seed.append((seed, *[read_text_lines(f) for f in files]))
         if not per_seed:
