@@ -440,14 +440,18 @@ def ctranslate2_section(repo: Path) -> str:
     lines = ["## CTranslate2: the float model and the exported cells", "",
              "Models exported to CTranslate2 and decoded by it, against our fp32 decoder in the same run. The "
              "anchor files are the Multi30k float baseline (`ct2-int8`: CTranslate2's own int8 of it); the "
-             "deploy_speed files the default synthetic model and its `ptq-sym-8-full` cell exported with its "
-             "own codes (`ct2-int8-cell`), beside torch's dynamic int8."]
+             "deploy_speed files a model and its `ptq-sym-8-full` cell exported with its own codes "
+             "(`ct2-int8-cell`), beside torch's dynamic int8: the default synthetic model, and (`_multi30k`) the "
+             "record's seed-1234 Multi30k baseline and cell, copied out of the record's clone."]
     for name in ("ctranslate2_anchor_multi30k.json", "ctranslate2_anchor_multi30k_amx.json", "deploy_speed.json",
-                 "deploy_speed_avx2.json"):
+                 "deploy_speed_avx2.json", "deploy_speed_multi30k.json", "deploy_speed_multi30k_avx2.json"):
         d = _json(repo / "benchmarks/results" / name)
         if not d:
             continue
         kernels = "; AVX2 kernels only (`--avx2`)" if d.get("avx2_kernels_only") else ""
+        load = d.get("load_average_1_5_15min")
+        if load:
+            kernels += f"; load average {load['before'][0]:.2f} before and {load['after'][0]:.2f} after"
         lines += ["", f"### {name}", "",
                   f"Command: `python {_command(d['command'])}`; {d.get('threads')} threads, CTranslate2 "
                   f"{d.get('ctranslate2')}, CPU flags {_flags(d.get('cpu_flags'))}{kernels}.", "",
