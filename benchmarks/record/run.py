@@ -118,9 +118,11 @@ def machine(project: Path) -> dict:
     git = ["git", "-C", str(project)]
     head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True)
     info["commit"] = head.stdout.strip() or None
-    # params.yaml and the stage list are the record's own changes; anything else modified is not the commit
+    # params.yaml, the stage list, the lock, the metrics and the .gitignore files DVC keeps are the record's
+    # own changes; anything else modified is not the commit
     dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no", "--", ".", ":!params.yaml",
-                            ":!stages/cells.yaml", ":!dvc.lock", ":!metrics"], capture_output=True, text=True)
+                            ":!stages/cells.yaml", ":!dvc.lock", ":!metrics", ":(exclude,glob)**/.gitignore"],
+                           capture_output=True, text=True)
     info["clean"] = head.returncode == 0 and not dirty.stdout.strip()
     return info
 
