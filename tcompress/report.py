@@ -268,7 +268,8 @@ def search_section(searches: dict[str, dict]) -> str:
                                                       Point(max(xs), facts["valid_bleu_float"], "", "")],
                              colors[cell], line=True, marker=False, dashed=True))
     rows = [[_code(cell), i, f"{c['valid_bleu']:.2f}", _megabytes(c["file_bytes"]), f"{c['mean_bits']}",
-             " ".join(f"{b}:{n}" for b, n in c["modules_at"].items()) + (" (kept)" if i == f["chosen_candidate"] else "")]
+             " ".join(f"{b}:{n}" for b, n in c["modules_at"].items())
+             + (" (kept)" if i == f["chosen_candidate"] else "")]
             for cell, f in searches.items() for i, c in enumerate(f["search_candidates"])]
     return ('<h2 id="search">Mixed-precision search</h2><p class="note">Each candidate of each search: its '
             "artifact's bytes against its greedy BLEU on the validation sentences (not the test split: the cells "

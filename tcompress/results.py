@@ -386,8 +386,10 @@ def best_deployed(frame: pd.DataFrame) -> dict | None:
 
 
 def _size(p: dict, base: dict) -> str:
-    return (f"{p['deployed_bytes'] / 1e6:.2f} MB against the baseline checkpoint's {base['baseline_bytes'] / 1e6:.2f} MB "
-            f"({p['bytes_ratio']:.2f}× smaller)" if "baseline_bytes" in base else f"{p['deployed_bytes'] / 1e6:.2f} MB")
+    if "baseline_bytes" not in base:
+        return f"{p['deployed_bytes'] / 1e6:.2f} MB"
+    return (f"{p['deployed_bytes'] / 1e6:.2f} MB against the baseline checkpoint's {base['baseline_bytes'] / 1e6:.2f} "
+            f"MB ({p['bytes_ratio']:.2f}× smaller)")
 
 
 def best_deployed_text(b: dict) -> str:
@@ -401,8 +403,9 @@ def best_deployed_text(b: dict) -> str:
     return (f"The best deployable point: `{b['cell']}` as its CTranslate2 export, BLEU {b['bleu_deployed']:.2f} "
             f"against the baseline's fp32 PyTorch {b['baseline_bleu']:.2f} ({b['baseline_decoding']}), "
             f"{b['sentences_per_second_deployed']:.0f} sentences/s, {b['speedup']:.2f}× the baseline's fp32 PyTorch "
-            f"{b['baseline_sentences_per_second']:.0f}, {_size(b, b)}. Rule: among the exported cells, the highest BLEU whose "
-            f"export decodes more sentences/s than the baseline's fp32 PyTorch {b['baseline_decoding']} decoding."
+            f"{b['baseline_sentences_per_second']:.0f}, {_size(b, b)}. Rule: among the exported cells, the highest "
+            f"BLEU whose export decodes more sentences/s than the baseline's fp32 PyTorch {b['baseline_decoding']} "
+            f"decoding."
             f"{fallback}{fastest} Each speed is one pass of its own stage: the ratio holds where the evaluate and cell "
             f"stages ran on one machine.{seeds}")
 

@@ -38,7 +38,8 @@ INPUT_BITS = 8   # the smoothed inputs' width, whatever the weights'
 
 @dataclass(frozen=True)
 class SmoothQuantParams:
-    bits: Optional[tuple[int, ...]] = setting((8, 4), doc="grid key (the weights'; inputs are 8-bit); null: the top-level bits")
+    bits: Optional[tuple[int, ...]] = setting((8, 4), doc="grid key (the weights'; inputs are 8-bit); "
+                                                          "null: the top-level bits")
     groups: Optional[tuple[str, ...]] = setting(("full",), doc="grid key; null: the top-level groups")
     alpha: float = setting(0.5, lo=0.0, hi=1.0, doc="migration strength: 0 leaves the inputs, 1 flattens them fully")
 
@@ -83,7 +84,8 @@ def compress(model, cell, params: SmoothQuantParams, ctx) -> dict:
 
 
 METHOD = register(Method(
-    name="smoothquant", title="SmoothQuant: outliers migrated into the weights, then W8A8 or W4A8", params=SmoothQuantParams,
+    name="smoothquant", title="SmoothQuant: outliers migrated into the weights, then W8A8 or W4A8",
+    params=SmoothQuantParams,
     axes=(BITS, LINEAR_GROUP), catalog={"bits": (8, 4), "groups": ("full",)},
     compress=compress, row_axes=("bits",), row_label=lambda v: f"W{v['bits']}A{INPUT_BITS} SmoothQuant",
     order=92, calibrated=True,
