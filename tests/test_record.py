@@ -105,6 +105,7 @@ def test_the_runner_runs_and_collects_a_two_seed_record_of_the_tiny_grid(tmp_pat
     # each cell against its reference over both seeds: the baseline's greedy translations, or its control
     deltas = {(d["a"], d["b"]): d for d in json.loads((main / "deltas.json").read_text())["deltas"]}
     assert deltas[("baseline", "ptq-sym-8-full")]["n"] == 2 and deltas[("qat-control", "qat-sym-4-full")]["n"] == 2
+    assert deltas[("agp-control", "agp-10-70-1-full")]["n"] == 2   # a shared control: its twin's translations
     assert not any(b == "qat-control" for _, b in deltas)
     # additive: a cell the project no longer holds stays in the record
     (project / "metrics/cells/imp-full.json").unlink()

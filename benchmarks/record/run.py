@@ -8,8 +8,8 @@ existing project is reused as it is), each part of the record in turn: its catal
 applied to params.yaml (the overrides with DVC's own code, as `dvc exp run -S` applies them),
 `tcompress catalog`, then `dvc repro` (with ``--shard I/N``: `dvc repro plan`, then
 `dvc repro $(tcompress shard --of N --index I)`; with ``--target``, `dvc repro --glob` of those stages
-only), then `collect`. ``--collect-only`` collects what
-the clone already holds. Collecting is additive: a cell already in the record and absent from the
+only), then `collect`. ``--collect-only --part P`` collects what
+the clone already holds as part P (the part it last ran). Collecting is additive: a cell already in the record and absent from the
 clone stays, so shards and interrupted runs add up; a row nobody has computed stays pending.
 
 What `collect` writes under ``--out`` (default benchmarks/results/record/), per part:
@@ -259,10 +259,10 @@ def compare_pairs(project: Path, seeds: list[int], pairs: list[tuple[str, str]],
         per_seed = []
         for seed in seeds:
             files = [_translations(sources[seed], cell) for cell in (a, b)]
-            if collected is not None:
+            if collected is not None:   # the translations' folder names their hash (a shared control: its twin)
                 hashes = _read_hashes(collected / f"seed{seed}" / "hyps.sha256")
-                files = [f if f is not None and hashes.get("baseline.greedy" if c == "baseline" else c) == _sha256(f)
-                         else None for f, c in zip(files, (a, b))]
+                files = [f if f is not None and hashes.get("baseline.greedy" if c == "baseline" else f.parent.name)
+                         == _sha256(f) else None for f, c in zip(files, (a, b))]
             if all(f is not None for f in files):
                 per_seed.append((seed, *[read_text_lines(f) for f in files]))
         if not per_seed:
@@ -283,9 +283,13 @@ def _translations(source: dict[str, Path], cell: str) -> Path | None:
     if cell == "baseline":
         path = source["eval"] / "baseline.greedy.txt"
         return path if path.exists() else None
-    if not _json(source["metrics"] / "cells" / f"{cell}.json"):
+    from tcompress.results import translations_folder
+
+    metrics = _json(source["metrics"] / "cells" / f"{cell}.json")
+    if not metrics:
         return None
-    path = source["cells"] / cell / "hyps.txt"
+    # a shared control's translations are its twin's
+    path = source["cells"] / translations_folder(cell, metrics.get("same_as")) / "hyps.txt"
     return path if path.exists() else None
 
 
@@ -318,6 +322,11 @@ def main() -> None:
 
     record = load_record(args.record)
     parts = args.part or part_names(record)
+    if args.collect_only and not args.part and len(parts) > 1:
+        # a clone holds one part's state at a time (the last one run): collecting it as every part would
+        # file one part's cells under the others
+        parser.error("--collect-only collects the part the clone last ran: name it with --part "
+                     f"(one of {', '.join(parts)})")
     project = args.clone.resolve()
     if not project.exists():
         run(["git", "clone", "-q", str(REPO), str(project)], REPO.parent)
