@@ -8,8 +8,8 @@ existing project is reused as it is), each part of the record in turn: its catal
 applied to params.yaml (the overrides with DVC's own code, as `dvc exp run -S` applies them),
 `tcompress catalog`, then `dvc repro` (with ``--shard I/N``: `dvc repro plan`, then
 `dvc repro $(tcompress shard --of N --index I)`; with ``--target``, `dvc repro --glob` of those stages
-only), then `collect`. ``--collect-only --part P`` collects what
-the clone already holds as part P (the part it last ran). Collecting is additive: a cell already in the record and absent from the
+only), then `collect`. ``--collect-only --part P`` collects what the clone already holds as part P
+(the part it last ran). Collecting is additive: a cell already in the record and absent from the
 clone stays, so shards and interrupted runs add up; a row nobody has computed stays pending.
 
 What `collect` writes under ``--out`` (default benchmarks/results/record/), per part:
@@ -178,6 +178,7 @@ def collect(project: Path, out: Path, pairs: list[tuple[str, str]] = ()) -> dict
 
     def up_to_date(path: Path) -> bool:
         return str(path.relative_to(project)) in current
+
     seeds = params["seeds"] if isinstance(params["seeds"], list) else [params["seeds"]]
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy(project / "params.yaml", out / "params.yaml")
@@ -209,7 +210,7 @@ def collect(project: Path, out: Path, pairs: list[tuple[str, str]] = ()) -> dict
         if (project / "metrics" / name).exists() and up_to_date(project / "metrics" / name):
             shutil.copy(project / "metrics" / name, aggregate / name)
     if pairs:
-        measured = compare_pairs(project, seeds, pairs)
+        measured = compare_pairs(project, seeds, pairs, out)
         known = _json(out / "pairs.json").get("pairs", [])
         merged = {(p["a"], p["b"]): p for p in [*known, *measured]}
         (out / "pairs.json").write_text(json.dumps({"pairs": list(merged.values())}, indent=1) + "\n")
