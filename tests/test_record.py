@@ -120,6 +120,53 @@ def test_the_runner_runs_and_collects_a_two_seed_record_of_the_tiny_grid(tmp_pat
     assert {p.stem for p in (tmp_path / "fresh/seed1234/cells").glob("*.json")} == {"ptq-sym-8-att"}
 
 
+
+def test_a_comparison_is_reused_while_its_translations_are_unchanged_and_never_narrowed(tmp_path):
+    """A collect recomputes a cell's Δ only when one of its translation files changed, and a clone
+    holding fewer seeds (a worker that ran one) does not replace a comparison over more."""
+    project, collected = tmp_path / "project", tmp_path / "record"
+    references = ["a small dog runs on the grass", "two men ride their bikes down the street",
+                  "a woman is reading a book in the park", "children play football at the beach"]
+    (project / "data/prepared").mkdir(parents=True)
+    pd.DataFrame({"source": references, "target": references}).to_parquet(project / "data/prepared/test.parquet")
+    sources = record_run.seed_sources(project, [1234, 2])
+
+    def write(seed, cell_hyps):
+        src = sources[seed]
+        for path, text in ((src["eval"] / "baseline.greedy.txt", references),
+                           (src["cells"] / "ptq-sym-4-full/hyps.txt", cell_hyps)):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("".join(line + "\n" for line in text))
+        (src["metrics"] / "cells").mkdir(parents=True, exist_ok=True)
+        (src["metrics"] / "cells/ptq-sym-4-full.json").write_text(json.dumps({"cell": "ptq-sym-4-full", "method": "ptq"}))
+        (collected / f"seed{seed}").mkdir(parents=True, exist_ok=True)
+        (collected / f"seed{seed}/hyps.sha256").write_text("".join(
+            f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {name}\n" for name, p in
+            (("baseline.greedy", src["eval"] / "baseline.greedy.txt"),
+             ("ptq-sym-4-full", src["cells"] / "ptq-sym-4-full/hyps.txt"))))
+
+    worse = ["a dog runs on grass", *references[1:]]
+    write(1234, worse)
+    write(2, worse)
+    pair = [("baseline", "ptq-sym-4-full")]
+    (first,) = record_run.compare_pairs(project, [1234, 2], pair, collected)
+    assert first["n"] == 2 and first["delta_mean"] < 0
+    stored = {("baseline", "ptq-sym-4-full"): {**first, "delta_mean": 123.0}}
+    assert record_run.compare_pairs(project, [1234, 2], pair, collected, stored)[0]["delta_mean"] == 123.0
+    write(2, references)                 # seed 2's cell decoded again, differently: recomputed
+    (again,) = record_run.compare_pairs(project, [1234, 2], pair, collected, stored)
+    assert again["delta_mean"] != 123.0 and again["inputs"]["1234"] == first["inputs"]["1234"]
+    assert again["inputs"]["2"] != first["inputs"]["2"]
+    # a clone with seed 2 alone does not narrow the two-seed entry; one with both seeds replaces it
+    (sources[1234]["cells"] / "ptq-sym-4-full/hyps.txt").unlink()
+    (one,) = record_run.compare_pairs(project, [1234, 2], pair, collected)
+    assert one["seeds"] == [2]
+    key = ("baseline", "ptq-sym-4-full")
+    assert record_run.merge_comparisons({key: first}, [one])[key] is first
+    assert record_run.merge_comparisons({key: first}, [again])[key] is again
+    assert record_run.merge_comparisons({}, [one])[key] is one
+
+
 def fabricated_part(folder, cells: dict, pairs: list) -> None:
     """A collected part of three seeds: ``cells`` maps a cell to (method, control, file bytes, BLEU,
     Δ, interval low, interval high); the baseline checkpoint is 1,000 bytes."""

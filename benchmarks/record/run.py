@@ -209,17 +209,26 @@ def collect(project: Path, out: Path, pairs: list[tuple[str, str]] = ()) -> dict
     for name in ("results.csv", "significance.json", "summary.json"):
         if (project / "metrics" / name).exists() and up_to_date(project / "metrics" / name):
             shutil.copy(project / "metrics" / name, aggregate / name)
-    if pairs:
-        measured = compare_pairs(project, seeds, pairs, out)
-        known = _json(out / "pairs.json").get("pairs", [])
-        merged = {(p["a"], p["b"]): p for p in [*known, *measured]}
-        (out / "pairs.json").write_text(json.dumps({"pairs": list(merged.values())}, indent=1) + "\n")
-    references = reference_pairs(out, seeds)
-    if references:
-        known = _json(out / "deltas.json").get("deltas", [])
-        merged = {(p["a"], p["b"]): p for p in [*known, *compare_pairs(project, seeds, references, out)]}
-        (out / "deltas.json").write_text(json.dumps({"deltas": list(merged.values())}, indent=1) + "\n")
+    comparisons = (("pairs.json", "pairs", list(pairs)), ("deltas.json", "deltas", reference_pairs(out, seeds)))
+    for name, key, wanted in comparisons:
+        if wanted:
+            known = {(p["a"], p["b"]): p for p in _json(out / name).get(key, [])}
+            measured = compare_pairs(project, seeds, wanted, out, known)
+            merged = merge_comparisons(known, measured)
+            (out / name).write_text(json.dumps({key: list(merged.values())}, indent=1) + "\n")
     return counts
+
+
+def merge_comparisons(known: dict[tuple[str, str], dict], measured: list[dict]) -> dict[tuple[str, str], dict]:
+    """The record's comparisons after a collect: a new measurement replaces the known one when it
+    covers every seed the known one did (a rerun cell, or more seeds); a clone that holds fewer of the
+    seeds (a worker that ran one seed) does not replace a wider one with its own."""
+    merged = dict(known)
+    for entry in measured:
+        old = merged.get((entry["a"], entry["b"]))
+        if old is None or set(entry["seeds"]) >= set(old.get("seeds", [])):
+            merged[(entry["a"], entry["b"])] = entry
+    return merged
 
 
 def reference_pairs(out: Path, seeds: list[int]) -> list[tuple[str, str]]:
@@ -239,11 +248,13 @@ def reference_pairs(out: Path, seeds: list[int]) -> list[tuple[str, str]]:
     return pairs
 
 
-def compare_pairs(project: Path, seeds: list[int], pairs: list[tuple[str, str]], collected: Path | None = None
-                  ) -> list[dict]:
+def compare_pairs(project: Path, seeds: list[int], pairs: list[tuple[str, str]], collected: Path | None = None,
+                  known: dict[tuple[str, str], dict] | None = None) -> list[dict]:
     """Δ = BLEU(b) − BLEU(a) per seed and its seeds-and-sentences bootstrap interval, for each pair
     whose two cells have translations in a seed (with ``collected``: only translations whose hash
-    that folder's ``hyps.sha256`` holds, i.e. of the stages collected as up to date)."""
+    that folder's ``hyps.sha256`` holds, i.e. of the stages collected as up to date). Each entry names
+    the translations it was computed from (``inputs``: per seed, the two files' SHA-256); a ``known``
+    entry with the same inputs is returned as it is, not recomputed."""
     import pandas as pd
     from sacrebleu.metrics import BLEU
 
@@ -256,25 +267,32 @@ def compare_pairs(project: Path, seeds: list[int], pairs: list[tuple[str, str]],
     references = [str(t) for t in pd.read_parquet(test)["target"]]
     sources = seed_sources(project, seeds)
     out = []
+    known = known or {}
     for a, b in pairs:
-        per_seed = []
+        found = []
         for seed in seeds:
             files = [_translations(sources[seed], cell) for cell in (a, b)]
+            digests = [_sha256(f) if f is not None else None for f in files]
             if collected is not None:   # the translations' folder names their hash (a shared control: its twin)
                 hashes = _read_hashes(collected / f"seed{seed}" / "hyps.sha256")
-                files = [f if f is not None and hashes.get("baseline.greedy" if c == "baseline" else f.parent.name)
-                         == _sha256(f) else None for f, c in zip(files, (a, b))]
-            if all(f is not None for f in files):
-                per_seed.append((seed, *[read_text_lines(f) for f in files]))
-        if not per_seed:
+                digests = [d if d is not None and hashes.get("baseline.greedy" if c == "baseline" else f.parent.name)
+                           == d else None for f, d, c in zip(files, digests, (a, b))]
+            if all(d is not None for d in digests):
+                found.append((seed, files, digests))
+        if not found:
             continue
+        inputs = {str(seed): digests for seed, _, digests in found}
+        if known.get((a, b), {}).get("inputs") == inputs:
+            out.append(known[(a, b)])
+            continue
+        per_seed = [(seed, *[read_text_lines(f) for f in files]) for seed, files, _ in found]
         bleu = BLEU()
         deltas = [bleu.corpus_score(hb, [references]).score - bleu.corpus_score(ha, [references]).score
                   for _, ha, hb in per_seed]
         interval = seed_bootstrap([(ha, hb) for _, ha, hb in per_seed], references)
         out.append({"a": a, "b": b, "n": len(per_seed), "seeds": [s for s, _, _ in per_seed],
                     "delta_mean": round(sum(deltas) / len(deltas), 4), "ci_low": interval["ci_low"],
-                    "ci_high": interval["ci_high"]})
+                    "ci_high": interval["ci_high"], "inputs": inputs})
     return out
 
 
