@@ -24,7 +24,7 @@ def main(config_file: str, baseline: str, tokenized: str, out: str) -> None:
         click.echo("calibrate: no selected cell reads calibration statistics; nothing to compute")
         return
     from tcompress.compress.calibration import calibration_batches, collect, save
-    from tcompress.config import CALIBRATION_FILE
+    from tcompress.post_config import CALIBRATION_FILE
     from tcompress.loader import load_model
     from tcompress.stage import runtime, setup_torch
 

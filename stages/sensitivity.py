@@ -20,7 +20,7 @@ from tcompress.stage import guarded, read_config, write_json
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @guarded
 def main(config_file: str, baseline: str, tokenized: str, calibration: str, out: str) -> None:
-    from tcompress.config import SENSITIVITY_FILE
+    from tcompress.post_config import SENSITIVITY_FILE
 
     config = read_config(config_file)
     if not config["enabled"]:   # before importing torch: costs DVC's bookkeeping only
@@ -30,7 +30,7 @@ def main(config_file: str, baseline: str, tokenized: str, calibration: str, out:
     import time
 
     from tcompress.compress.calibration import load as load_calibration
-    from tcompress.config import CALIBRATION_FILE
+    from tcompress.post_config import CALIBRATION_FILE
     from tcompress.loader import load_model
     from tcompress.methods.mixed.sensitivity import check_widths, measure, save, validation_batches
     from tcompress.stage import runtime, setup_torch

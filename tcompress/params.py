@@ -14,23 +14,12 @@ from typing import Any, Mapping
 
 import yaml
 
-from tcompress.config import (CalibrationConfig, CleaningConfig, EvaluateConfig, FilesConfig, ModelConfig,
-                              Multi30kConfig, RuntimeConfig, SensitivityConfig, SyntheticConfig, TeacherConfig,
-                              TokenizerConfig, TrainConfig)
-from tcompress.config import DeployConfig
+from tcompress.config import (CleaningConfig, FilesConfig, ModelConfig, Multi30kConfig, RuntimeConfig,
+                              SyntheticConfig, TokenizerConfig, TrainConfig)
+from tcompress.post_config import CalibrationConfig, DeployConfig, EvaluateConfig, SensitivityConfig, TeacherConfig
 from tcompress import methods as registry
 from tcompress.grid import selected_cells
 from tcompress.schema import CORPORA, ConfigError, build, check_scalar, coerce, field_meta, setting
-
-
-@dataclass(frozen=True)
-class SensitivitySettings(SensitivityConfig):
-    """The ``sensitivity`` section: ``config.SensitivityConfig``'s settings, and the ones only the
-    sensitivity stage reads. Such a setting is defined here rather than in ``config.py``, whose bytes
-    every baseline's training hashes (the train stage imports it): one added there would retrain
-    every baseline, the record's included."""
-    embeddings: bool = setting(True, doc="the embedding tables too (rounded to nearest per row): a mixed cell "
-                                         "then chooses their widths as well")
 
 
 @dataclass(frozen=True)
@@ -48,7 +37,7 @@ class Params:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
-    sensitivity: SensitivitySettings = field(default_factory=SensitivitySettings)
+    sensitivity: SensitivityConfig = field(default_factory=SensitivityConfig)
     deploy: DeployConfig = field(default_factory=DeployConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     methods: tuple[str, ...] = setting((), doc="the methods whose cells run")

@@ -27,7 +27,7 @@ from typing import Any
 
 from tcompress.chains import parse_chain
 from tcompress.closure import closure, digest_files, file_digest
-from tcompress.config import CALIBRATION_FILE, SENSITIVITY_FILE
+from tcompress.post_config import CALIBRATION_FILE, SENSITIVITY_FILE
 from tcompress.deploy import DEPLOY_CODE, deploys
 from tcompress.deploy import section as deploy_section
 from tcompress.grid import catalog_cells, catalog_chains, selected_cells, selected_chains, table_layout
