@@ -333,12 +333,15 @@ def costs_section(parts: dict[str, Part]) -> str:
                 c = _json(path)
                 by_method.setdefault(c.get("method", "?"), []).append(c)
             for method, cells in sorted(by_method.items()):
-                seconds = [c.get("compress_seconds") or 0.0 for c in cells]
-                precision = sorted({c.get("precision", "") for c in cells})
-                rows.append([seed, method, len(cells), f"{sum(seconds):,.1f} ({sum(seconds) / len(cells):,.1f} a cell)",
+                ran = [c for c in cells if not c.get("same_as")]   # a shared control's training is its twin's
+                if not ran:
+                    continue
+                seconds = [c.get("compress_seconds") or 0.0 for c in ran]
+                precision = sorted({c["precision"] for c in ran if c.get("precision")})
+                rows.append([seed, method, len(ran), f"{sum(seconds):,.1f} ({sum(seconds) / len(ran):,.1f} a cell)",
                              "/".join(precision)])
-        lines += [_table(["seed", "method", "cells", "seconds compressing (fine-tuning included, the test decode "
-                                                    "not)", "precision"], rows), ""]
+        lines += [_table(["seed", "method", "cells run (a control shared with another method counted once)",
+                          "seconds compressing (fine-tuning included, the test decode not)", "precision"], rows), ""]
     return "\n".join(lines).rstrip()
 
 
