@@ -381,9 +381,17 @@ def run_stages_cmd(overrides: tuple[str, ...], dry_run: bool, stages: tuple[str,
 @click.option("--int8", "int8", is_flag=True,
               help="int8 weights, the cell's own codes where they fit, run as int8_float32 (default: float32)")
 @click.option("--force", is_flag=True, help="replace OUT_DIR if it exists")
+@click.option("--vmap", is_flag=True, help="add a vocabulary shortlist built from the training pairs in --tokenizer "
+              "(its train.ids.parquet): each step scores only the candidates of the batch's source pieces; faster "
+              "at small batches, and the output can differ")
+@click.option("--vmap-per-source", default=100, show_default=True, type=click.IntRange(min=0),
+              help="candidates per source piece (the target pieces that co-occur with it most)")
+@click.option("--vmap-frequent", default=1000, show_default=True, type=click.IntRange(min=0),
+              help="the most frequent target pieces, always candidates")
 @click.argument("model_file", type=click.Path(dir_okay=False))
 @click.argument("out_dir", type=click.Path(file_okay=False))
-def export_cmd(fmt: str, tokenizer_dir: str, int8: bool, force: bool, model_file: str, out_dir: str) -> None:
+def export_cmd(fmt: str, tokenizer_dir: str, int8: bool, force: bool, vmap: bool, vmap_per_source: int,
+               vmap_frequent: int, model_file: str, out_dir: str) -> None:
     """Write MODEL_FILE (a baseline checkpoint or a cell's artifact) as a CTranslate2 model in OUT_DIR,
     with its tokenizer and a manifest.json that says what differs from MODEL_FILE (also summed up in
     one line on stderr). `tcompress translate --backend ctranslate2 --model OUT_DIR` decodes it."""
@@ -392,7 +400,8 @@ def export_cmd(fmt: str, tokenizer_dir: str, int8: bool, force: bool, model_file
     try:
         if not Path(tokenizer_dir).is_dir():
             raise UserError(f"{tokenizer_dir}: no such folder (--tokenizer)")
-        manifest = export(model_file, tokenizer_dir, out_dir, int8=int8, force=force)
+        manifest = export(model_file, tokenizer_dir, out_dir, int8=int8, force=force,
+                          shortlist=(vmap_per_source, vmap_frequent) if vmap else None)
     except UserError as err:   # CheckpointError included
         raise click.ClickException(str(err)) from None
     click.echo(summary(manifest, out_dir), err=True)

@@ -6,7 +6,8 @@ cell's folder) and decodes the test split with that export as ``translate --back
 does; the evaluate stage does the same with the float32 baseline, for the comparison. The cell's
 metrics then hold what a user who ships the export gets: ``bleu_deployed``,
 ``sentences_per_second_deployed``, ``deployed_bytes`` (every file of the export folder), what the
-export changed (the manifest's ``exact`` and ``differences``) and how it ran on this CPU
+export changed (the manifest's ``exact`` and ``differences``; with ``deploy.vmap`` every export holds a
+vocabulary shortlist, ``tcompress.vocabulary_map``) and how it ran on this CPU
 (``tcompress.translate_ct2.cpu_settings``: compute type, GEMM backend, threads, CPU flags).
 
 Which cells: those whose method has the integer codes' ``bits`` axis (``methods.base.BITS``) at 8
@@ -38,7 +39,8 @@ def section(params) -> dict[str, Any] | None:
     if d.backend == "none":
         return None
     return {"backend": d.backend, "compute_type": d.compute_type, "threads": d.threads,
-            "beam_size": d.beam_size if d.beam_size is not None else params.evaluate.cell_beam_size}
+            "beam_size": d.beam_size if d.beam_size is not None else params.evaluate.cell_beam_size,
+            **({"vmap": [d.vmap_per_source, d.vmap_frequent]} if d.vmap else {})}
 
 
 def deploys(method, axes: dict[str, Any], control: bool) -> bool:
@@ -78,7 +80,8 @@ def deploy(model_file: str | Path, tokenized: str | Path, out_dir: str | Path, c
     from tcompress.translate_ct2 import open_export, translate
 
     folder = Path(out_dir) / DEPLOY_DIR
-    manifest = export(model_file, tokenized, folder, int8=int8, force=True)
+    shortlist = tuple(config["vmap"]) if config.get("vmap") else None
+    manifest = export(model_file, tokenized, folder, int8=int8, force=True, shortlist=shortlist)
     exported = open_export(folder, "cpu", config["compute_type"] if int8 else "auto", config["threads"])
     hyps, speed = translate(exported, sources, replace(opts, beam_size=config["beam_size"]))
     (Path(out_dir) / HYPS_FILE).write_text("\n".join(hyps) + "\n")

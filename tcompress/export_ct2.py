@@ -23,7 +23,9 @@ Two ways to write the weights:
 
 What cannot be carried over (activation ranges, wrappers that compute more than their weights, int8
 rows that are not the cell's codes, sparsity) is listed module by module in the export's
-``manifest.json``; ``summary`` says it in one line.
+``manifest.json``; ``summary`` says it in one line. On request an export also holds a vocabulary
+shortlist (``tcompress.vocabulary_map``), which its decoding then uses: faster at small batches, and
+listed among the differences, since it can change the output.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tcompress import safetensors_file
+from tcompress import safetensors_file, vocabulary_map
 from tcompress.compress.artifact import StoredForm
 from tcompress.compress.linear_quant import dequantize
 from tcompress.compress.quantized import InputScaledModule, QuantizedModule
@@ -84,6 +86,9 @@ FINDINGS: dict[str, tuple[bool, str, str]] = {
                         "CTranslate2 runs the plain module on its weights"),
     "int8_inputs": (True, "int8 inputs per row", "every Linear's input is quantized to int8 per row at run time by "
                     "CTranslate2 (scale 127 / max|row|), where the source multiplies float inputs"),
+    "vocabulary_map": (True, "vocabulary shortlist", "each decoding step scores only the candidates of the batch's "
+                       "source pieces and the most frequent target pieces (vmap.txt, tcompress.vocabulary_map): "
+                       "a piece outside them is never output"),
 }
 
 
@@ -321,8 +326,10 @@ def sparse_modules(path: Path) -> list[str]:
 
 
 def export(model_file: str | Path, tokenizer_dir: str | Path, out_dir: str | Path, int8: bool = False,
-           force: bool = False) -> dict[str, Any]:
-    """Write ``model_file`` as a CTranslate2 model in ``out_dir`` (whole or not at all); returns the manifest."""
+           force: bool = False, shortlist: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Write ``model_file`` as a CTranslate2 model in ``out_dir`` (whole or not at all); returns the
+    manifest. ``shortlist`` = (per source piece, always): a vocabulary map built from the training
+    pairs in ``tokenizer_dir`` (``tcompress.vocabulary_map``), which the export then decodes with."""
     ctranslate2 = require_ctranslate2()
     model_file, tokenizer_dir, out_dir = Path(model_file), Path(tokenizer_dir), Path(out_dir)
     if out_dir.exists() and not force:
@@ -342,11 +349,21 @@ def export(model_file: str | Path, tokenizer_dir: str | Path, out_dir: str | Pat
     with torch.no_grad():
         spec = build_spec(model, tok, int8, findings)
     model_wide_findings(model, model_file, int8, findings)
+    vmap = None
+    if shortlist is not None:
+        pairs = tokenizer_dir / vocabulary_map.PAIRS_FILE
+        if not pairs.is_file():
+            raise UserError(f"{pairs}: no such file; a vocabulary shortlist is built from the training pairs "
+                            f"that the tokenize stage writes there")
+        vmap = vocabulary_map.from_tokenized(tokenizer_dir, *sizes, *shortlist)
+        findings.add("vocabulary_map", "generator")
     spec.optimize(quantization=None)   # aliases equal variables; None keeps our codes as they are
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         spec.save(str(tmp))
+        if vmap is not None:
+            vocabulary_map.write(vmap, tmp / vocabulary_map.FILE, tok.src.id_to_piece, tok.tgt.id_to_piece)
         (tmp / TOKENIZER_DIR).mkdir()
         for name in tokenizer_files:
             shutil.copy(tokenizer_dir / name, tmp / TOKENIZER_DIR / name)
@@ -364,6 +381,10 @@ def export(model_file: str | Path, tokenizer_dir: str | Path, out_dir: str | Pat
                       "src_vocab": model.vocab.src_size, "tgt_vocab": model.vocab.tgt_size},
             "special_tokens": {name: {"id": i, "piece": tok.tgt.id_to_piece(i)}
                                for name, i in (("pad", PAD), ("unk", UNK), ("bos", BOS), ("eos", EOS))},
+            **({} if vmap is None else {"vocabulary_map": {
+                "file": vocabulary_map.FILE, "per_source": shortlist[0], "frequent": shortlist[1],
+                "source_pieces": len(vmap.per_source), "always": len(vmap.frequent),
+                "pairs_sha256": hashlib.sha256((tokenizer_dir / vocabulary_map.PAIRS_FILE).read_bytes()).hexdigest()}}),
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         if out_dir.exists():

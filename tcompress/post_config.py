@@ -78,3 +78,7 @@ class DeployConfig:
                                 "per CPU at load (tcompress.translate_ct2.cpu_settings); the baseline runs float32")
     threads: int = setting(0, lo=0, doc="CTranslate2's intra_threads; 0 = the CPUs this process may use")
     beam_size: Optional[int] = setting(None, lo=1, doc="null: the cells' decoding (evaluate.cell_beam_size)")
+    vmap: bool = setting(False, doc="a vocabulary shortlist in every export (`tcompress export --vmap`): faster "
+                         "at small batches, and the output can differ")
+    vmap_per_source: int = setting(100, lo=0, doc="the shortlist's candidates per source piece")
+    vmap_frequent: int = setting(1000, lo=0, doc="the shortlist's most frequent target pieces, always candidates")

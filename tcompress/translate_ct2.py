@@ -228,7 +228,7 @@ def translate_ids(export: Export, src_ids: list[list[int]], opts: DecodeOptions)
             pieces, max_batch_size=opts.batch_sentences, beam_size=opts.beam_size,
             length_penalty=opts.length_penalty if opts.beam_size > 1 else 0.0,
             max_decoding_length=max(limit(src_ids[i], opts) for i in chunk),
-            min_decoding_length=0, max_input_length=0)
+            min_decoding_length=0, max_input_length=0, use_vmap="vocabulary_map" in export.manifest)
         for i, result in zip(chunk, results):
             out[i] = [target_id[p] for p in result.hypotheses[0]][: limit(src_ids[i], opts)]
     return out

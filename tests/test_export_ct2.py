@@ -34,7 +34,7 @@ from tcompress.loader import load_model, load_payload
 from tcompress.methods.fullyqt.modules import FullyQTSpec, freeze, fully_quantize
 from tcompress.methods.nodeprune.nodes import NodePrunedFeedForward
 from tcompress.methods.ptq.post_training import PTQConfig, post_training_quantize
-from tcompress.model import EOS, Vocab, make_model
+from tcompress.model import BOS, EOS, UNK, Vocab, make_model
 from tcompress.tokenizer import Tokenizer, build_tokenizer
 
 needs_ct2 = pytest.mark.skipif(importlib.util.find_spec("ctranslate2") is None,
@@ -356,6 +356,57 @@ def test_translate_backend_keeps_the_translate_contract(corpus, tmp_path):
                                            "--out", str(tmp_path / "no.txt")])
         assert result.exit_code in (1, 2) and message in result.stderr.strip().splitlines()[-1], result.stderr
         assert not (tmp_path / "no.txt").exists()
+
+
+
+def test_vocabulary_shortlist_ranks_by_dice_and_always_lists_the_frequent_pieces():
+    """Counts per sentence pair: c(4)=2, c(5)=2, c(9)=1 on the source side, c(6)=c(7)=c(8)=2 on the
+    target side; Dice(4,6)=1, Dice(4,7)=1/2, Dice(5,7)=1, Dice(5,6)=Dice(5,8)=1/2 (the tie goes to the
+    lower id), Dice(9,8)=2/3. Special ids (BOS, EOS) count for nothing."""
+    from tcompress.vocabulary_map import build
+
+    src = [np.array([4, 5, EOS]), np.array([4, EOS]), np.array([5, EOS]), np.array([9, EOS])]
+    tgt = [np.array([BOS, 6, 7, EOS]), np.array([BOS, 6, EOS]), np.array([BOS, 7, 8, EOS]), np.array([BOS, 8, EOS])]
+    short = build(src, tgt, 10, 10, per_source=2, frequent=2)
+    assert short.per_source == {4: (6, 7), 5: (7, 6), 9: (8,)}
+    assert short.frequent == (6, 7)                  # equal counts: by id; 8 is not among the first two
+    assert short.candidates([9]) == {6, 7, 8} and short.candidates([]) == {6, 7}
+    assert build(src, tgt, 10, 10, per_source=0, frequent=5) == type(short)((6, 7, 8), {})
+
+
+@needs_ct2
+def test_an_export_with_a_shortlist_outputs_only_the_candidates_of_its_sources(corpus, tmp_path):
+    """The shortlist is written into the export, named in its manifest as a difference, and used by
+    every decoding of it: at batch 1 each output piece is a candidate of its own source."""
+    import shutil
+
+    import pandas as pd
+
+    from tcompress.export_ct2 import export
+    from tcompress.vocabulary_map import FILE, PAIRS_FILE, build
+
+    tok = corpus["tok"][True]
+    pairs = corpus["test"]
+    src_ids, tgt_ids = tok.encode_src([p[0] for p in pairs]), tok.encode_tgt([p[1] for p in pairs])
+    tokenized = tmp_path / "tokenized"
+    shutil.copytree(corpus["dirs"][True], tokenized)
+    model = random_model(tok)
+    torch.save(model_payload(model), tmp_path / "model.pt")
+    result = CliRunner().invoke(main, ["export", "--format", "ctranslate2", "--tokenizer", str(tokenized), "--vmap",
+                                       str(tmp_path / "model.pt"), str(tmp_path / "none")])
+    assert result.exit_code == 1 and PAIRS_FILE in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "none").exists()
+    pd.DataFrame({"src_ids": src_ids, "tgt_ids": tgt_ids}).to_parquet(tokenized / PAIRS_FILE)
+    manifest = export(tmp_path / "model.pt", tokenized, tmp_path / "ct2", shortlist=(2, 5))
+    assert (tmp_path / "ct2" / FILE).is_file() and not manifest["exact"]
+    assert [d["finding"] for d in manifest["differences"]] == ["vocabulary_map"]
+    assert manifest["vocabulary_map"]["per_source"] == 2 and manifest["vocabulary_map"]["always"] == 5
+    export(tmp_path / "model.pt", tokenized, tmp_path / "plain")
+    short = build(src_ids, tgt_ids, tok.src_vocab_size, tok.tgt_vocab_size, 2, 5)
+    ids = src_ids[:20]
+    restricted, plain = ct2_ids(tmp_path / "ct2", ids, 1), ct2_ids(tmp_path / "plain", ids, 1)
+    assert all(set(out) <= short.candidates(s) | {UNK} for s, out in zip(ids, restricted))
+    assert restricted != plain   # the random model's own choices leave the candidates: the map is what kept them in
 
 
 @needs_ct2

@@ -406,7 +406,10 @@ def packed_section(repo: Path) -> str:
 SETTINGS = [("greedy", 128), ("greedy", 1), ("beam4", 128), ("beam4", 1)]
 
 
-def _speed_table(rows: list[dict], reference: str) -> str:
+def _speed_table(rows: list[dict], reference: str, batch1: dict | None = None) -> str:
+    """Sentences/s and × ``reference`` per setting, the BLEU at batch 128 and, with ``batch1`` (a
+    system's greedy batch-1 decoding of the whole test split), that BLEU and the share of sentences
+    identical to the reference's."""
     by = {(r["system"], r["decoding"], r["batch"]): r for r in rows}
     systems = list(dict.fromkeys(r["system"] for r in rows))
     out = []
@@ -417,8 +420,10 @@ def _speed_table(rows: list[dict], reference: str) -> str:
             cells.append("" if r is None else f"{r['sentences_per_second']:.1f} ({r['sentences_per_second'] / ref['sentences_per_second']:.2f}×)"
                          if ref else f"{r['sentences_per_second']:.1f}")
         bleu = next((f"{by[s, d, b]['bleu']:.2f}" for d, b in SETTINGS if (s, d, b) in by and "bleu" in by[s, d, b]), "")
-        out.append([f"`{s}`", *cells, bleu])
-    return _table(["system"] + [f"{d}, batch {b}" for d, b in SETTINGS] + ["BLEU"], out)
+        extra = [] if batch1 is None else [f"{batch1[s]['bleu']:.2f}", f"{batch1[s]['identical_to_ours']:.1%}"]
+        out.append([f"`{s}`", *cells, bleu, *extra])
+    extra = [] if batch1 is None else ["BLEU, greedy batch 1", f"identical to `{reference}`, greedy batch 1"]
+    return _table(["system"] + [f"{d}, batch {b}" for d, b in SETTINGS] + ["BLEU", *extra], out)
 
 
 def int8_section(repo: Path) -> str:
@@ -445,8 +450,11 @@ def ctranslate2_section(repo: Path) -> str:
              "Models exported to CTranslate2 and decoded by it, against our fp32 decoder in the same run. The "
              "anchor files are the Multi30k float baseline (`ct2-int8`: CTranslate2's own int8 of it); the "
              "deploy_speed files a model and its `ptq-sym-8-full` cell exported with its own codes "
-             "(`ct2-int8-cell`), beside torch's dynamic int8: the default synthetic model, and (`_multi30k`) the "
-             "record's seed-1234 Multi30k baseline and cell, copied out of the record's clone."]
+             "(`ct2-int8-cell`; `-vmap`: with the vocabulary shortlist of `tcompress export --vmap`, whose "
+             "output can differ), beside torch's dynamic int8: the default synthetic model, and (`_multi30k`) the "
+             "record's seed-1234 Multi30k baseline and cell, copied out of the record's clone. Where a file has "
+             "them, the last two columns are each system's greedy decoding of the whole test split one "
+             "sentence at a time (untimed)."]
     for name in ("ctranslate2_anchor_multi30k.json", "ctranslate2_anchor_multi30k_amx.json", "deploy_speed.json",
                  "deploy_speed_avx2.json", "deploy_speed_multi30k.json", "deploy_speed_multi30k_avx2.json"):
         d = _json(repo / "benchmarks/results" / name)
@@ -459,7 +467,7 @@ def ctranslate2_section(repo: Path) -> str:
         lines += ["", f"### {name}", "",
                   f"Command: `python {_command(d['command'])}`; {d.get('threads')} threads, CTranslate2 "
                   f"{d.get('ctranslate2')}, CPU flags {_flags(d.get('cpu_flags'))}{kernels}.", "",
-                  _speed_table(d["rows"], "ours-fp32")]
+                  _speed_table(d["rows"], "ours-fp32", d.get("greedy_batch1_whole_test"))]
     return "\n".join(lines + deploy_points(repo))
 
 
