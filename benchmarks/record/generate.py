@@ -468,7 +468,27 @@ def ctranslate2_section(repo: Path) -> str:
                   f"Command: `python {_command(d['command'])}`; {d.get('threads')} threads, CTranslate2 "
                   f"{d.get('ctranslate2')}, CPU flags {_flags(d.get('cpu_flags'))}{kernels}.", "",
                   _speed_table(d["rows"], "ours-fp32", d.get("greedy_batch1_whole_test"))]
-    return "\n".join(lines + deploy_points(repo))
+    return "\n".join(lines + shortlist_sizes(repo) + deploy_points(repo))
+
+
+def shortlist_sizes(repo: Path) -> list[str]:
+    """The vocabulary shortlist's sizes against BLEU and batch-1 speed (vmap_sizes_multi30k.json)."""
+    d = _json(repo / "benchmarks/results/vmap_sizes_multi30k.json")
+    if not d:
+        return []
+    load = d["load_average_1_5_15min"]
+    rows = [[f"{r['per_source']:,}", f"{r['frequent']:,}", f"{r['bleu']:.2f}", _signed(r['bleu'] - r['bleu_without']),
+             f"{r['identical_to_without']:.1%}", f"{r['sentences_per_second']:.1f}", f"{r['speedup']:.2f}×"]
+            for r in d["rows"]]
+    return ["", "### The vocabulary shortlist's size", "",
+            f"Command: `python {_command(d['command'])}` (raw: `benchmarks/results/vmap_sizes_multi30k.json`); the "
+            f"record's seed-1234 Multi30k `ptq-sym-8-full` cell exported with `--int8`, greedy, one sentence at a "
+            f"time, the {d['split'].removesuffix('.parquet')} split ({d['sentences']:,} sentences), where a size is "
+            f"chosen; {d['threads']} thread(s), CTranslate2 {d['ctranslate2']}, CPU flags {_flags(d['cpu_flags'])}; "
+            f"load average {load['before'][0]:.2f} before and {load['after'][0]:.2f} after. Against the same export "
+            f"without a shortlist ({d['rows'][0]['bleu_without']:.2f} BLEU), each speed ratio measured beside it.",
+            "", _table(["per source piece", "most frequent", "BLEU", "Δ", "identical translations",
+                        "sentences/s", "× without"], rows)]
 
 
 def deploy_points(repo: Path) -> list[str]:
