@@ -445,6 +445,48 @@ def _command(command: str) -> str:
     return command.removeprefix("python ")
 
 
+def record_deploy_section(parts: dict[str, Part]) -> list[str]:
+    """The record's ``deploy`` part: a weight-only symmetric per-row 8-bit cell, decoded by our float
+    model, our exact int8 path and its CTranslate2 int8 export, each in the pipeline's own stages."""
+    part = parts.get("deploy")
+    if part is None or not part.seeds:
+        return []
+    m = part.machine
+    rows = []
+    for seed in part.seeds:
+        base = part.baseline(seed)
+        cells = sorted((part.seeds[seed] / "cells").glob("*.json"))
+        if not base or not cells:
+            continue
+        greedy = base["greedy"]
+        rows.append([seed, "baseline, our fp32 PyTorch", f"{greedy['bleu']:.2f}", f"{greedy['sentences_per_second']:.0f}",
+                     f"{base['checkpoint_bytes']:,}"])
+        if "bleu_deployed" in base:
+            rows.append([seed, "baseline, CTranslate2 float32 export", f"{base['bleu_deployed']:.2f}",
+                         f"{base['sentences_per_second_deployed']:.0f}", f"{base['deployed_bytes']:,}"])
+        for path in cells:
+            c = _json(path)
+            rows.append([seed, f"`{c['cell']}`, our PyTorch (codes × steps in float)", f"{c['bleu']:.2f}",
+                         f"{c['sentences_per_second']:.0f}", f"{c['file_bytes']:,}"])
+            if "bleu_int8" in c:
+                rows.append([seed, f"`{c['cell']}`, our exact int8 path (`translate --int8`)", f"{c['bleu_int8']:.2f}",
+                             f"{c['sentences_per_second_int8']:.0f}", f"{c['file_bytes']:,}"])
+            if "bleu_deployed" in c:
+                rows.append([seed, f"`{c['cell']}`, CTranslate2 {c['deployed_compute_type']} export "
+                             f"({c['deployed_differences']})", f"{c['bleu_deployed']:.2f}",
+                             f"{c['sentences_per_second_deployed']:.0f}", f"{c['deployed_bytes']:,}"])
+    if not rows:
+        return []
+    return ["", "### The record's deploy part: a weight-only 8-bit cell shipped by the pipeline", "",
+            "`python benchmarks/record/run.py --clone ../record --data ../shared/data/multi30k --part deploy` (raw: "
+            "`benchmarks/results/record/deploy/`): the record's baseline and `ptq` with `bits=[8]`, `modes=[sym]`, "
+            "`groups=[full]`, `per_channel: true`, `activations: none`, `deploy.backend: ctranslate2`. Each figure "
+            f"is one greedy pass over the test split in its own stage; CPU {m.get('cpu')}, flags "
+            f"{_flags(m.get('cpu_flags'))}, one thread per stage beside the record's other jobs, so the speeds "
+            "are not a timing (the tables above are).", "",
+            _table(["seed", "system", "BLEU", "sentences/s", "bytes"], rows)]
+
+
 def ctranslate2_section(repo: Path) -> str:
     lines = ["## CTranslate2: the float model and the exported cells", "",
              "Models exported to CTranslate2 and decoded by it, against our fp32 decoder in the same run. The "
@@ -468,7 +510,7 @@ def ctranslate2_section(repo: Path) -> str:
                   f"Command: `python {_command(d['command'])}`; {d.get('threads')} threads, CTranslate2 "
                   f"{d.get('ctranslate2')}, CPU flags {_flags(d.get('cpu_flags'))}{kernels}.", "",
                   _speed_table(d["rows"], "ours-fp32", d.get("greedy_batch1_whole_test"))]
-    return "\n".join(lines + shortlist_sizes(repo) + deploy_points(repo))
+    return "\n".join(lines + shortlist_sizes(repo) + record_deploy_section(load_parts(repo)) + deploy_points(repo))
 
 
 def shortlist_sizes(repo: Path) -> list[str]:
