@@ -302,15 +302,31 @@ def claims_section(repo: Path, parts: dict[str, Part]) -> str:
             bound = ("≤ " if row.get("below") else "≥ ") + _signed(float(row["bound"]))
             against = row.get("against", "reference")
             cell = f"`{row['cell']}`" + (f" ({row['part']})" if row.get("part") else "")
+            part = parts.get(row.get("part", "main"))
+            files = part.files(row["cell"]) if part is not None else None
+            done = "" if files is None else f"{files['ratio']:.2f}×" + cell_facts(part, row)
             if m is None:
-                rows.append([row["claim"], row["paper"], cell, f"`{against}`", bound, "pending", "", "pending"])
+                rows.append([row["claim"], row["paper"], cell, done, f"`{against}`", bound, "pending", "", "pending"])
                 continue
-            rows.append([row["claim"], row["paper"], cell, f"`{against}`", bound,
+            rows.append([row["claim"], row["paper"], cell, done, f"`{against}`", bound,
                          f"{_signed(m['delta'])} {_interval(m['low'], m['high'])}", m["n"],
                          verdict(m["delta"], m["low"], m["high"], float(row["bound"]), bool(row.get("below")))])
         lines += ["", f"### {paper['id']}: {paper['title']}", "",
-                  _table(["claim", "paper", "cell", "against", "bound", "Δ, 95 % interval", "n", "verdict"], rows)]
+                  _table(["claim", "paper", "cell", "its file ratio", "against", "bound", "Δ, 95 % interval", "n",
+                          "verdict"], rows)]
     return "\n".join(lines)
+
+
+def cell_facts(part: Part, row: dict) -> str:
+    """A claims row's ``facts`` (label: the cell's metrics key), each the mean over the seeds that have
+    the cell: what the compression did, beside its file ratio."""
+    found = []
+    for label, key in (row.get("facts") or {}).items():
+        values = [part.cell(seed, row["cell"]).get(key) for seed in part.seeds]
+        values = [v for v in values if isinstance(v, (int, float))]
+        if values:
+            found.append(f"{label} {sum(values) / len(values):g}")
+    return f"; {', '.join(found)}" if found else ""
 
 
 def costs_section(parts: dict[str, Part]) -> str:
