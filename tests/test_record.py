@@ -221,7 +221,8 @@ def fabricated(tmp_path):
     rows = [{"claim": "near", "paper": "p1", "cell": "ptq-a", "bound": -0.5},
             {"claim": "better", "paper": "p2", "cell": "ptq-b", "bound": 0},
             {"claim": "no loss", "paper": "p3", "cell": "qat-c", "bound": 0},
-            {"claim": "b beats a", "paper": "p4", "cell": "ptq-b", "against": "ptq-a", "bound": 0},
+            {"claim": "b beats a", "paper": "p4", "cell": "ptq-b", "against": "ptq-a", "bound": 0,
+             "facts": {"seconds": "compress_seconds"}},
             {"claim": "large loss", "paper": "p5", "cell": "qat-d", "bound": -5, "below": True},
             {"claim": "not run", "paper": "p6", "cell": "ptq-z", "bound": 0}]
     (tmp_path / "benchmarks/record").mkdir(parents=True)
@@ -251,7 +252,9 @@ def test_each_claim_gets_the_verdict_its_rule_gives_and_rows_without_data_are_pe
                 for line in text.splitlines() if line.startswith("| ") and " | p" in line and not line.startswith("| claim ")}
     assert verdicts == {"near": "trend", "better": "reproduced", "no loss": "contradicted", "b beats a": "inconclusive",
                         "large loss": "reproduced", "not run": "pending"}
-    assert "| b beats a | p4 | `ptq-b` | `ptq-a` | ≥ +0.00 | −0.30 [−0.80, +0.20] | 3 | inconclusive |" in text
+    # the cell's file ratio (the baseline's 1,000 bytes over its 200) and its facts, the mean over the seeds
+    assert ("| b beats a | p4 | `ptq-b` | 5.00×; seconds 2 | `ptq-a` | ≥ +0.00 | −0.30 [−0.80, +0.20] | 3 "
+            "| inconclusive |") in text
 
 
 @pytest.mark.parametrize("delta, low, high, bound, below, expected", [
