@@ -258,6 +258,8 @@ def compare_pairs(project: Path, seeds: list[int], pairs: list[tuple[str, str]],
     import pandas as pd
     from sacrebleu.metrics import BLEU
 
+    from tqdm.auto import tqdm
+
     from tcompress.data.corpora import read_text_lines
     from tcompress.significance import seed_bootstrap
 
@@ -268,7 +270,7 @@ def compare_pairs(project: Path, seeds: list[int], pairs: list[tuple[str, str]],
     sources = seed_sources(project, seeds)
     out = []
     known = known or {}
-    for a, b in pairs:
+    for a, b in tqdm(pairs, desc="comparisons", unit="pair", leave=False, disable=None):
         found = []
         for seed in seeds:
             files = [_translations(sources[seed], cell) for cell in (a, b)]
