@@ -8,6 +8,7 @@ checks build a small raw record by hand in tmp_path, so each expected answer is 
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -28,6 +29,8 @@ def test_benchmarks_md_is_generated_from_the_committed_raw_outputs():
     """A hand edit of BENCHMARKS.md, or a raw file changed without regenerating, fails here."""
     assert (REPO / "BENCHMARKS.md").read_text() == generate.render(REPO), \
         "BENCHMARKS.md is stale: run `python benchmarks/record/generate.py`"
+    assert generate.FRONT.read_text() == generate.front_svg(generate.load_parts(REPO)), \
+        f"{generate.FRONT.name} is stale: run `python benchmarks/record/generate.py`"
 
 
 def test_the_record_plans_every_cell_its_claims_name(tmp_path):
@@ -244,6 +247,16 @@ def test_the_answer_is_the_best_non_control_cell_at_each_file_ratio(fabricated):
     assert "So far" not in text
     some = generate.answer_section(parts, ["ptq-a", "ptq-b", "qat-c", "qat-d", "ptq-z", "ptq-y"])
     assert "So far 4 of the record's 6 cells and chains are measured" in some
+
+
+def test_the_front_draws_every_cell_above_the_floor_and_rings_the_answer(fabricated):
+    svg = generate.front_svg(generate.load_parts(fabricated))
+    drawn = set(re.findall(r'class="mark" data-cell="([^"]+)"', svg))
+    assert drawn == {"ptq-a", "ptq-b", "qat-c"}          # no control; qat-d (Δ −20) is below the floor
+    assert "1 cells below −5 BLEU not drawn" in svg
+    assert svg.count('class="ring"') == 2                # ptq-b (≥ 4×) and qat-c (≥ 8×); qat-d is off the chart
+    assert svg.startswith('<svg xmlns="http://www.w3.org/2000/svg"') and "http" not in svg.replace(
+        'xmlns="http://www.w3.org/2000/svg"', "")      # a file that opens offline
 
 
 def test_each_claim_gets_the_verdict_its_rule_gives_and_rows_without_data_are_pending(fabricated):

@@ -282,7 +282,61 @@ def answer_section(parts: dict[str, Part], expected: list[str] | None = None) ->
                      f"{b['ratio']:.2f}×", speed])
     lines.append(_table(["file ratio", "cell", "BLEU, mean ± sd", "n", "Δ, 95 % interval", "file bytes",
                          "file ratio", "greedy sentences/s"], rows))
+    if have is not None and have.cells():
+        lines += ["", f"![Δ BLEU against file ratio, every measured cell of the record]({FRONT.relative_to(REPO)})", "",
+                  f"`{FRONT.relative_to(REPO)}`: every measured cell of the record's main part (controls left out), "
+                  f"its Δ against its reference over its file ratio, coloured by kind of method; the answer's "
+                  f"cells ringed; cells that lose more than {-FRONT_FLOOR:g} BLEU are left off the chart and "
+                  "counted in its title. Hover a point for its name and numbers."]
     return "\n".join(lines)
+
+
+FRONT = HERE / "front.svg"       # written beside this script by ``render``'s caller, checked like the page
+FRONT_FLOOR = -5.0               # Δ below this is off the chart
+FAMILIES = {                     # kind of method -> its methods, in the legend's order
+    "post-training quantization": ("ptq", "gptq", "awq", "smoothquant", "adaround", "mixed", "kmeans_ptq",
+                                   "fullyqt_ptq"),
+    "quantization-aware training": ("qat", "q8bert", "fullyqt", "quant_noise", "qsgd", "binary", "bsflex", "kmeans"),
+    "pruning": ("agp", "imp", "lottery", "nodeprune"),
+    "distillation": ("distill",),
+}
+
+
+def front_svg(parts: dict[str, Part]) -> str:
+    """The record's main part as a standalone SVG: Δ against file ratio per cell (``answer_section``'s note)."""
+    from tcompress.svgplot import PALETTE, Point, Series, xy_plot
+
+    part = parts.get("main")
+    answer = {b["cell"] for t in THRESHOLDS if (b := best_at(parts, t)) is not None and b["part"] == "main"}
+    series = {name: Series(name, color=PALETTE[i]) for i, name in enumerate([*FAMILIES, "chains (prune, then quantize)"])}
+    rings = Series("the answer at 4×, 8×, 16×", color="#222222", marker=False, ring=True)
+    off = 0
+    for cell in (part.cells() if part is not None else []):
+        row, files = part.row(cell), part.files(cell)
+        if row is None or files is None or row["control"] or math.isnan(row["delta"]):
+            continue
+        if row["delta"] < FRONT_FLOOR:
+            off += 1
+            continue
+        family = next((f for f, methods in FAMILIES.items() if row["method"] in methods),
+                      "chains (prune, then quantize)")
+        point = Point(files["ratio"], row["delta"], cell=cell,
+                      tip=f"{cell}: Δ {_signed(row['delta'])} {_interval(row['low'], row['high'])}, "
+                          f"{files['ratio']:.2f}× file, n = {row['n']}")
+        series[family].points.append(point)
+        if cell in answer:
+            rings.points.append(point)
+    floor = f"{FRONT_FLOOR:g}".replace("-", "−")
+    chart = xy_plot([*series.values(), rings], x_title="file ratio (baseline checkpoint bytes / cell file bytes)",
+                    y_title="Δ BLEU against the reference", x_log=True,
+                    label=f"The record: Δ BLEU against file ratio ({off} cells below {floor} not drawn)")
+    width, height = (int(re.search(f'{k}="(\\d+)"', chart).group(1)) for k in ("width", "height"))
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 28}" '
+            f'viewBox="0 0 {width} {height + 28}">'
+            "<style>text{font:12px sans-serif;fill:#222}.axis-title{font-weight:bold}.grid{stroke:#e5e5e5}</style>"
+            f'<text x="64" y="18" class="axis-title">The record, main part: Δ BLEU over file ratio ({off} cells '
+            f'below {floor} BLEU not drawn)</text>' + chart.replace('<svg class="chart"', '<svg y="28" class="chart"', 1)
+            + "</svg>\n")
 
 
 def claims_section(repo: Path, parts: dict[str, Part]) -> str:
@@ -681,10 +735,12 @@ def main() -> None:
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args()
     text, page = render(REPO), REPO / "BENCHMARKS.md"
+    front = front_svg(load_parts(REPO))
     if args.check:
-        sys.exit(0 if page.read_text() == text else 1)
+        sys.exit(0 if page.read_text() == text and FRONT.exists() and FRONT.read_text() == front else 1)
     page.write_text(text)
-    print(f"{page}: {len(text.splitlines())} lines")
+    FRONT.write_text(front)
+    print(f"{page}: {len(text.splitlines())} lines; {FRONT.relative_to(REPO)}")
 
 
 if __name__ == "__main__":
