@@ -25,6 +25,7 @@ What `collect` writes under ``--out`` (default benchmarks/results/record/), per 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import os
@@ -173,6 +174,13 @@ def collect(project: Path, out: Path, pairs: list[tuple[str, str]] = ()) -> dict
     of the stages that are up to date in ``project`` (``current_outputs``), and for each cell its Δ
     against its reference with the seeds-and-sentences interval (``deltas.json``, for the cells the
     aggregate has not reached yet)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".collect.lock", "w") as lock:   # clones collecting into one folder take turns
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _collect(project, out, pairs)
+
+
+def _collect(project: Path, out: Path, pairs: list[tuple[str, str]]) -> dict:
     params = yaml.safe_load((project / "params.yaml").read_text())
     current = current_outputs(project)
 
