@@ -4,9 +4,9 @@ tokenizer, model, train), and ``runtime``, as strict dataclasses (``tcompress.sc
 The whole file (these sections, those of ``tcompress.post_config``, the grid keys and one section
 per registered method) is assembled and cross-checked by ``tcompress.params``. The train stage's
 dependencies are this module's bytes: a setting of a later stage belongs in ``post_config``, so that
-adding one never retrains a baseline. Each default
-is the committed params.yaml's value, its ``synthetic`` entry where it is given per corpus
-(tests/test_defaults.py), so leaving a key out of params.yaml changes nothing for the default run.
+adding one never retrains a baseline. Each default is the committed params.yaml's value, its
+``synthetic`` entry where it is given per corpus (tests/test_defaults.py), so leaving a key out of
+params.yaml changes nothing for the default run.
 
 ``runtime`` holds the settings that do not change results (device, threads, checkpoint frequency);
 stages read it with ``load_section`` and no stage depends on it, so changing it reruns nothing.

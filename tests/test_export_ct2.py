@@ -407,6 +407,22 @@ def test_an_export_with_a_shortlist_outputs_only_the_candidates_of_its_sources(c
     restricted, plain = ct2_ids(tmp_path / "ct2", ids, 1), ct2_ids(tmp_path / "plain", ids, 1)
     assert all(set(out) <= short.candidates(s) | {UNK} for s, out in zip(ids, restricted))
     assert restricted != plain   # the random model's own choices leave the candidates: the map is what kept them in
+    # params.yaml's deploy.vmap puts the shortlist into the section the stages read, and their exports hold it
+    from types import SimpleNamespace
+
+    from tcompress.deploy import deploy, section
+    from tcompress.post_config import DeployConfig, EvaluateConfig
+
+    def params(**deploy_settings):
+        return SimpleNamespace(deploy=DeployConfig(backend="ctranslate2", **deploy_settings), evaluate=EvaluateConfig())
+
+    on = section(params(vmap=True, vmap_per_source=2, vmap_frequent=5))
+    assert on["vmap"] == [2, 5] and "vmap" not in section(params())   # off: the section is what it was
+    sources, references = [p[0] for p in pairs[:10]], [p[1] for p in pairs[:10]]
+    metrics = deploy(tmp_path / "model.pt", tokenized, tmp_path / "stage", on, sources, references,
+                     DecodeOptions(beam_size=1, batch_sentences=1), int8=False)
+    assert metrics["deployed_differences"] == "vocabulary shortlist" and not metrics["deployed_exact"]
+    assert (tmp_path / "stage/ct2" / FILE).is_file()
 
 
 @needs_ct2

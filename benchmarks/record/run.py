@@ -265,7 +265,6 @@ def compare_pairs(project: Path, seeds: list[int], pairs: list[tuple[str, str]],
     entry with the same inputs is returned as it is, not recomputed."""
     import pandas as pd
     from sacrebleu.metrics import BLEU
-
     from tqdm.auto import tqdm
 
     from tcompress.data.corpora import read_text_lines
