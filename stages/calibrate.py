@@ -23,13 +23,13 @@ def main(config_file: str, baseline: str, tokenized: str, out: str) -> None:
         write_json(Path(out) / "calibration.json", {"enabled": False})
         click.echo("calibrate: no selected cell reads calibration statistics; nothing to compute")
         return
+    from tcompress.baseline import load_baseline
     from tcompress.compress.calibration import calibration_batches, collect, save
     from tcompress.post_config import CALIBRATION_FILE
-    from tcompress.loader import load_model
     from tcompress.stage import runtime, setup_torch
 
     device = setup_torch(runtime())
-    model, _ = load_model(baseline, device)
+    model, _ = load_baseline(baseline, device)
     batches = calibration_batches(tokenized, config["batches"], config["batch_tokens"], config["seed"], device)
     stats = collect(model, batches)
     settings = {k: config[k] for k in ("batches", "batch_tokens", "seed")}

@@ -24,12 +24,12 @@ def main(config_file: str, baseline: str, tokenized: str, resume: str, out: str)
         write_json(Path(out) / "teacher.json", {"enabled": False})
         click.echo("teacher: no selected cell trains on the baseline's translations; nothing to decode")
         return
-    from tcompress.loader import load_model
-    from tcompress.methods.distill.teacher import run
+    from tcompress.baseline import load_baseline
     from tcompress.stage import runtime, setup_torch
+    from tcompress.teacher import run
 
     device = setup_torch(runtime())
-    model, _ = load_model(baseline, device)
+    model, _ = load_baseline(baseline, device)
     facts = run(config, model, Path(baseline), Path(tokenized), Path(resume), Path(out), device)
     write_json(Path(out) / "teacher.json", facts)
     click.echo(f"teacher: {facts['sentences']:,} training sources translated (beam {facts['beam_size']})")

@@ -25,13 +25,12 @@ import torch
 import tcompress.compress
 import tcompress.methods
 from tcompress import safetensors_file
+from tcompress.baseline import float_model
 from tcompress.checkpoint import CheckpointError, load_safe
 from tcompress.compress.artifact import FORMAT, STORED_FORMS, StoredForm
 from tcompress.compress.packing import decode_state
 from tcompress.compress.walker import replace_module
-from tcompress.config import ModelConfig
-from tcompress.model import EncoderDecoder, Vocab, make_model
-from tcompress.schema import build
+from tcompress.model import EncoderDecoder
 
 TORCH_ZIP_MAGIC = b"PK\x03\x04"
 
@@ -77,10 +76,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[En
     """Rebuild a baseline or a compressed cell's model from its file alone; returns it (eval mode)
     and the raw payload. The one loader for every model file the project writes."""
     payload = load_payload(path)
-    if "model" not in payload or "model_config" not in payload:
-        raise CheckpointError(f"{path}: not a model checkpoint (no weights and model config in it)")
-    cfg = build(ModelConfig, payload["model_config"], "model_config")
-    model = make_model(cfg, Vocab(**payload["vocab"]))
+    model = float_model(payload, path)
     if payload.get("compression"):
         rebuild_wrappers(model, payload["compression"])
     model.load_state_dict(payload["model"])

@@ -11,7 +11,7 @@ import tcompress.decode as decode
 from tcompress.config import ModelConfig, TrainConfig
 from tcompress.decode import DecodeOptions
 from tcompress.methods.distill import DistillParams, TeacherTopK, _teacher_top_k, _word_kd_hook, check, student_model
-from tcompress.methods.distill import teacher as teacher_module
+from tcompress import teacher as teacher_module
 from tcompress.model import BOS, EOS, PAD, Vocab, count_parameters, make_model
 from tcompress.params import load_params
 from tcompress.plan import resolve

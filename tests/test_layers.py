@@ -42,12 +42,14 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # counts, packing, linear quantization, codebooks, pruners, the module walker.
     ("shared compression mechanisms", ("tcompress.compress", "tcompress.compress.*")),
     # The float model and everything about it that knows nothing of compression (decoding an
-    # exported model with CTranslate2 included: it needs the tokenizer, not the model's forms).
+    # exported model with CTranslate2 included: it needs the tokenizer, not the model's forms; the
+    # float baseline's own loader and the teacher stage's decoding, which read no stored form).
     ("model, data, config and base", (
         "tcompress", "tcompress.schema", "tcompress.config", "tcompress.model", "tcompress.layer_groups",
         "tcompress.batching", "tcompress.tokenizer", "tcompress.data", "tcompress.data.*", "tcompress.decode",
         "tcompress.evaluation", "tcompress.precision", "tcompress.checkpoint", "tcompress.safetensors_file",
-        "tcompress.training", "tcompress.closure", "tcompress.translate_ct2")),
+        "tcompress.training", "tcompress.closure", "tcompress.translate_ct2", "tcompress.post_config",
+        "tcompress.vocabulary_map", "tcompress.baseline", "tcompress.teacher")),
 ]
 
 
