@@ -83,8 +83,16 @@ def from_tokenized(tokenized: str | Path, src_vocab: int, tgt_vocab: int, per_so
 def write(shortlist: Shortlist, path: str | Path, src_piece: Callable[[int], str],
           tgt_piece: Callable[[int], str]) -> None:
     """CTranslate2's format: ``<source piece>\\t<candidate> <candidate> ...`` per line, and the
-    always-included pieces on the line whose source is empty."""
-    lines = ["\t" + " ".join(tgt_piece(t) for t in shortlist.frequent)]
-    lines += [src_piece(s) + "\t" + " ".join(tgt_piece(t) for t in targets)
-              for s, targets in sorted(shortlist.per_source.items())]
+    always-included pieces on the line whose source is empty. A piece holding whitespace cannot be
+    written in it: as a source it gets no line (its batch's other pieces and the frequent ones still
+    apply), as a candidate it is left out."""
+    def plain(piece: str) -> bool:
+        return not any(c.isspace() for c in piece)
+
+    def candidates(ids) -> str:
+        return " ".join(piece for piece in map(tgt_piece, ids) if plain(piece))
+
+    lines = ["\t" + candidates(shortlist.frequent)]
+    lines += [src_piece(s) + "\t" + candidates(targets) for s, targets in sorted(shortlist.per_source.items())
+              if plain(src_piece(s))]
     Path(path).write_text("\n".join(lines) + "\n")

@@ -374,6 +374,15 @@ def test_vocabulary_shortlist_ranks_by_dice_and_always_lists_the_frequent_pieces
     assert build(src, tgt, 10, 10, per_source=0, frequent=5) == type(short)((6, 7, 8), {})
 
 
+def test_the_vocabulary_map_file_is_ctranslate2_s_format_without_pieces_it_cannot_hold(tmp_path):
+    from tcompress.vocabulary_map import Shortlist, write
+
+    pieces = {4: "▁a", 5: "b\tc", 6: "▁x", 7: "y z", 8: "▁w"}     # 5 and 7 hold whitespace
+    write(Shortlist((6, 7), {4: (6, 8), 5: (6,), 9: (7, 8)}), tmp_path / "vmap.txt",
+          lambda i: pieces.get(i, f"p{i}"), lambda i: pieces.get(i, f"p{i}"))
+    assert (tmp_path / "vmap.txt").read_text().splitlines() == ["\t▁x", "▁a\t▁x ▁w", "p9\t▁w"]
+
+
 @needs_ct2
 def test_an_export_with_a_shortlist_outputs_only_the_candidates_of_its_sources(corpus, tmp_path):
     """The shortlist is written into the export, named in its manifest as a difference, and used by
