@@ -335,6 +335,26 @@ def test_qsgd_row_buckets_max_norm_and_nearest_rounding(norm):
         assert q.abs().max() == s
 
 
+
+def test_qsgd_eval_mode_computes_the_kind_of_codes_its_export_stores():
+    """Training draws afresh at every call; eval mode holds one fixed draw with ``export: stochastic``
+    (the default) and rounds to nearest with ``export: nearest``; at s = 1 on a 256-wide row nearest
+    rounding sends most entries to 0, which is why a draw is the default."""
+    from tcompress.methods.qsgd import QSGDParams, _quantizer
+
+    w = torch.randn(4, 256, generator=gen(3))
+    drawn = _quantizer(1, QSGDParams(bucket="row"))
+    assert QSGDParams().export == "stochastic"
+    drawn.train()
+    assert not torch.equal(drawn(w), drawn(w))
+    drawn.eval()
+    assert torch.equal(drawn(w), drawn(w))
+    nearest = _quantizer(1, QSGDParams(bucket="row", export="nearest")).eval()
+    q, _ = qsgd_levels(w, 1, bucket="row", stochastic=False)
+    assert torch.equal(nearest(w), (q * w.norm(dim=1, keepdim=True)).to(w.dtype))
+    assert (nearest(w) == 0).float().mean() > 0.9 and (drawn(w) != 0).float().mean() > 0.03
+
+
 # 9. Config validation.
 
 def repo_params(**patch):

@@ -11,9 +11,13 @@ Euclidean norm as in the seed (``norm: l2``) or the largest |v_i| (``norm: max``
 
 Levels from the bits: s = 2^(b−1) − 1, so a code sign·l ∈ [−s, s] fits b-bit two's complement
 (8 bits: s = 127; 4: 7; 2: 1). b = 1 also gets s = 1: codes −1, 0, 1 (ternary), which need 2 bits,
-and the file and the formula ratio count 2. At export the rounding is deterministic (``export:
-nearest``, the default) or one seeded stochastic draw (``export: stochastic``); the model is stored
-as integer codes with step ‖v‖/s per bucket (``QuantizedModule``, weights only; biases stay float).
+and the file and the formula ratio count 2. At export the codes are one seeded draw of Q_s
+(``export: stochastic``, the default: the distribution the model was trained under) or nearest
+rounding (``export: nearest``). Nearest rounding is biased towards zero where s is small: with the
+Euclidean norm a typical entry of a 256-wide row has |v_i|/‖v‖ near 1/16, so at s = 7 (4 bits) or
+s = 1 (2 and 1 bits) most entries round to level 0 and the row all but vanishes; a draw keeps
+E[Q_s(v)] = v. The model is stored as integer codes with step ‖v‖/s per bucket (``QuantizedModule``,
+weights only; biases stay float).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from tcompress.methods.base import GROUP, FinetuneParams, Method, low_bits_axis,
 from tcompress.schema import setting
 
 BUCKETS = ("row", "tensor")
+EVAL_SEED = 0   # eval mode's fixed draw
 NORMS = ("l2", "max")
 EXPORTS = ("nearest", "stochastic")
 
@@ -37,7 +42,8 @@ class QSGDParams(FinetuneParams):
     groups: Optional[tuple[str, ...]] = setting(("att",), doc="grid key; null: the top-level groups")
     bucket: str = setting("row", choices=BUCKETS, doc="the vector v whose norm scales its entries")
     norm: str = setting("l2", choices=NORMS, doc="‖v‖: Euclidean (the seed) or max |v_i|")
-    export: str = setting("nearest", choices=EXPORTS, doc="rounding of the stored codes")
+    export: str = setting("stochastic", choices=EXPORTS, doc="the stored codes: one seeded draw of Q_s, or "
+                          "nearest rounding")
 
 
 def levels(bits: int) -> int:
@@ -80,15 +86,22 @@ def qsgd(v, s: int, bucket: str = "tensor", norm: str = "l2", generator=None):
 
 
 def _quantizer(s: int, params: QSGDParams):
-    """Q_s draws with the straight-through gradient in training; nearest rounding in eval mode
-    (the loop's validation decodes), as the exported model computes."""
+    """Q_s draws with the straight-through gradient in training; in eval mode (the loop's validation
+    decodes) the kind of codes the export stores: one fixed draw (the same generator seed at every
+    call, so one model throughout a decode), or nearest rounding."""
+    import torch
     from torch import nn
 
     from tcompress.compress.codebook import straight_through
 
     class QSGD(nn.Module):
         def forward(self, w):
-            q, step = qsgd_levels(w, s, params.bucket, params.norm, stochastic=self.training)
+            if self.training:
+                q, step = qsgd_levels(w, s, params.bucket, params.norm, stochastic=True)
+            else:
+                draw = params.export == "stochastic"
+                generator = torch.Generator(device=w.device).manual_seed(EVAL_SEED) if draw else None
+                q, step = qsgd_levels(w, s, params.bucket, params.norm, stochastic=draw, generator=generator)
             return straight_through(w, (q * step).to(w.dtype))
 
         def extra_repr(self) -> str:
