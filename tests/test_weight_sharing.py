@@ -337,14 +337,14 @@ def test_qsgd_row_buckets_max_norm_and_nearest_rounding(norm):
 
 
 def test_qsgd_eval_mode_computes_the_kind_of_codes_its_export_stores():
-    """Training draws afresh at every call; eval mode holds one fixed draw with ``export: stochastic``
-    (the default) and rounds to nearest with ``export: nearest``; at s = 1 on a 256-wide row nearest
-    rounding sends most entries to 0, which is why a draw is the default."""
+    """Training draws afresh at every call; eval mode rounds to nearest with ``export: nearest`` (the
+    default) and holds one fixed draw with ``export: stochastic``; at s = 1 on a 256-wide row nearest
+    rounding sends most entries to 0, and a draw keeps a few."""
     from tcompress.methods.qsgd import QSGDParams, _quantizer
 
     w = torch.randn(4, 256, generator=gen(3))
-    drawn = _quantizer(1, QSGDParams(bucket="row"))
-    assert QSGDParams().export == "stochastic"
+    drawn = _quantizer(1, QSGDParams(bucket="row", export="stochastic"))
+    assert QSGDParams().export == "nearest"
     drawn.train()
     assert not torch.equal(drawn(w), drawn(w))
     drawn.eval()

@@ -11,13 +11,13 @@ Euclidean norm as in the seed (``norm: l2``) or the largest |v_i| (``norm: max``
 
 Levels from the bits: s = 2^(b−1) − 1, so a code sign·l ∈ [−s, s] fits b-bit two's complement
 (8 bits: s = 127; 4: 7; 2: 1). b = 1 also gets s = 1: codes −1, 0, 1 (ternary), which need 2 bits,
-and the file and the formula ratio count 2. At export the codes are one seeded draw of Q_s
-(``export: stochastic``, the default: the distribution the model was trained under) or nearest
-rounding (``export: nearest``). Nearest rounding is biased towards zero where s is small: with the
-Euclidean norm a typical entry of a 256-wide row has |v_i|/‖v‖ near 1/16, so at s = 7 (4 bits) or
-s = 1 (2 and 1 bits) most entries round to level 0 and the row all but vanishes; a draw keeps
-E[Q_s(v)] = v. The model is stored as integer codes with step ‖v‖/s per bucket (``QuantizedModule``,
-weights only; biases stay float).
+and the file and the formula ratio count 2. At export the codes are nearest rounding (``export:
+nearest``, the default) or one seeded draw of Q_s (``export: stochastic``), stored as integer codes with
+step ‖v‖/s per bucket (``QuantizedModule``, weights only; biases stay float). With the seed's Euclidean
+norm few levels reach few entries: a typical entry of a 256-wide row has |v_i|/‖v‖ near 1/16, so at
+s = 7 (4 bits) and s = 1 (2 and 1 bits) nearest rounding sends most entries to level 0, and a draw
+keeps E[Q_s(v)] = v but puts each entry at 0 or at one of a few large levels; ``norm: max`` spreads
+the levels over the row's largest entry instead.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ class QSGDParams(FinetuneParams):
     groups: Optional[tuple[str, ...]] = setting(("att",), doc="grid key; null: the top-level groups")
     bucket: str = setting("row", choices=BUCKETS, doc="the vector v whose norm scales its entries")
     norm: str = setting("l2", choices=NORMS, doc="‖v‖: Euclidean (the seed) or max |v_i|")
-    export: str = setting("stochastic", choices=EXPORTS, doc="the stored codes: one seeded draw of Q_s, or "
-                          "nearest rounding")
+    export: str = setting("nearest", choices=EXPORTS, doc="the stored codes: nearest rounding, or one seeded "
+                          "draw of Q_s")
 
 
 def levels(bits: int) -> int:
