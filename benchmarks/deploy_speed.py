@@ -88,6 +88,11 @@ def systems(checkpoint: Path, cell: Path, tokenized: Path, workdir: Path, thread
     return found, facts
 
 
+def identical(outputs: list, reference: list) -> float:
+    """The share of sentences whose output ids equal the reference system's."""
+    return round(sum(a == b for a, b in zip(outputs, reference)) / max(len(reference), 1), 4)
+
+
 @click.command()
 @click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False), help="the float baseline")
 @click.option("--cell", required=True, type=click.Path(exists=True, dir_okay=False),
@@ -130,8 +135,7 @@ def main(checkpoint, cell, tokenized, test_split, threads, rounds, batch1_senten
                 row = {"system": name, "decoding": setting, "batch": batch, "sentences": len(subset),
                        "sentences_per_second": round(len(subset) / best[name], 1),
                        "x_ours_fp32": round(best["ours-fp32"] / best[name], 2),
-                       "identical_to_ours": round(sum(a == b for a, b in zip(outputs[name], outputs["ours-fp32"]))
-                                                  / max(len(subset), 1), 4)}
+                       "identical_to_ours": identical(outputs[name], outputs["ours-fp32"])}
                 if batch > 1:
                     row["bleu"] = score(tok.decode_tgt(outputs[name]), refs)["bleu"]
                 rows.append(row)
@@ -139,8 +143,7 @@ def main(checkpoint, cell, tokenized, test_split, threads, rounds, batch1_senten
         one_at_a_time = DecodeOptions(beam_size=1, batch_sentences=1)
         batch1 = {name: fn(ids, one_at_a_time) for name, fn in found.items()}
         whole_batch1 = {name: {"bleu": score(tok.decode_tgt(out_ids), refs)["bleu"],
-                               "identical_to_ours": round(sum(a == b for a, b in zip(out_ids, batch1["ours-fp32"]))
-                                                          / len(ids), 4)}
+                               "identical_to_ours": identical(out_ids, batch1["ours-fp32"])}
                         for name, out_ids in batch1.items()}
     ctranslate2 = require_ctranslate2()
     result = {"command": "python benchmarks/deploy_speed.py " + " ".join(sys.argv[1:]),

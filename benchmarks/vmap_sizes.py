@@ -33,6 +33,7 @@ from tcompress.tokenizer import Tokenizer
 from tcompress.translate_ct2 import open_export, require_ctranslate2, translate_ids
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from deploy_speed import identical  # noqa: E402
 from int8_speed import cpu_flags  # noqa: E402
 
 SIZES = "20,100 50,100 50,300 100,300 100,1000 200,1000 300,2000"
@@ -72,7 +73,7 @@ def main(cell, tokenized, split_file, threads, sizes, out):
             out_ids, speed = run(folder)
             row = {"per_source": per_source, "frequent": frequent,
                    "bleu": score(tok.decode_tgt(out_ids), refs)["bleu"], "bleu_without": exact_bleu,
-                   "identical_to_without": round(sum(a == b for a, b in zip(out_ids, exact)) / len(ids), 4),
+                   "identical_to_without": identical(out_ids, exact),
                    "sentences_per_second": round(speed, 1), "sentences_per_second_without": round(exact_speed, 1),
                    "speedup": round(speed / exact_speed, 2)}
             rows.append(row)

@@ -26,7 +26,8 @@ import numpy as np
 from tcompress.model import BOS, EOS, PAD, UNK
 
 FILE = "vmap.txt"                  # CTranslate2 reads this name from the model folder
-PAIRS_FILE = "train.ids.parquet"   # the tokenize stage's training pairs, in the tokenized folder
+SPLIT = "train"
+PAIRS_FILE = f"{SPLIT}.ids.parquet"   # the tokenize stage's training pairs (corpora.read_ids), in its folder
 SPECIAL = np.array(sorted({PAD, UNK, BOS, EOS}))
 
 
@@ -73,11 +74,9 @@ def build(src_ids: Sequence[np.ndarray], tgt_ids: Sequence[np.ndarray], src_voca
 def from_tokenized(tokenized: str | Path, src_vocab: int, tgt_vocab: int, per_source: int,
                    frequent: int) -> Shortlist:
     """The shortlist of a tokenized folder's training pairs."""
-    import pyarrow.parquet as pq
+    from tcompress.data.corpora import read_ids
 
-    table = pq.read_table(Path(tokenized) / PAIRS_FILE, columns=["src_ids", "tgt_ids"])
-    return build(table.column("src_ids").to_numpy(zero_copy_only=False),
-                 table.column("tgt_ids").to_numpy(zero_copy_only=False), src_vocab, tgt_vocab, per_source, frequent)
+    return build(*read_ids(tokenized, SPLIT), src_vocab, tgt_vocab, per_source, frequent)
 
 
 def write(shortlist: Shortlist, path: str | Path, src_piece: Callable[[int], str],

@@ -327,10 +327,10 @@ def front_svg(parts: dict[str, Part]) -> str:
         if cell in answer:
             rings.points.append(point)
     floor = f"{FRONT_FLOOR:g}".replace("-", "−")
+    width, height = 1000, 360
     chart = xy_plot([*series.values(), rings], x_title="file ratio (baseline checkpoint bytes / cell file bytes)",
-                    y_title="Δ BLEU against the reference", x_log=True,
+                    y_title="Δ BLEU against the reference", x_log=True, width=width, height=height,
                     label=f"The record: Δ BLEU against file ratio ({off} cells below {floor} not drawn)")
-    width, height = (int(re.search(f'{k}="(\\d+)"', chart).group(1)) for k in ("width", "height"))
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 28}" '
             f'viewBox="0 0 {width} {height + 28}">'
             "<style>text{font:12px sans-serif;fill:#222}.axis-title{font-weight:bold}.grid{stroke:#e5e5e5}</style>"
@@ -516,8 +516,9 @@ def _command(command: str) -> str:
 
 
 def record_deploy_section(parts: dict[str, Part]) -> list[str]:
-    """The record's ``deploy`` part: a weight-only symmetric per-row 8-bit cell, decoded by our float
-    model, our exact int8 path and its CTranslate2 int8 export, each in the pipeline's own stages."""
+    """The record's ``deploy`` part: a weight-only symmetric per-row 8-bit cell and the distilled
+    students, decoded by our PyTorch decoder (and the cell by our exact int8 path) and by their
+    CTranslate2 int8 exports, each in the pipeline's own stages."""
     part = parts.get("deploy")
     if part is None or not part.seeds:
         return []
@@ -536,7 +537,8 @@ def record_deploy_section(parts: dict[str, Part]) -> list[str]:
                          f"{base['sentences_per_second_deployed']:.0f}", f"{base['deployed_bytes']:,}"])
         for path in cells:
             c = _json(path)
-            rows.append([seed, f"`{c['cell']}`, our PyTorch (codes × steps in float)", f"{c['bleu']:.2f}",
+            how = "our PyTorch (codes × steps in float)" if "bits" in c else "our fp32 PyTorch"
+            rows.append([seed, f"`{c['cell']}`, {how}", f"{c['bleu']:.2f}",
                          f"{c['sentences_per_second']:.0f}", f"{c['file_bytes']:,}"])
             if "bleu_int8" in c:
                 rows.append([seed, f"`{c['cell']}`, our exact int8 path (`translate --int8`)", f"{c['bleu_int8']:.2f}",
@@ -547,17 +549,18 @@ def record_deploy_section(parts: dict[str, Part]) -> list[str]:
                              f"{c['sentences_per_second_deployed']:.0f}", f"{c['deployed_bytes']:,}"])
     if not rows:
         return []
-    return ["", "### The record's deploy part: a weight-only 8-bit cell shipped by the pipeline", "",
+    return ["", "### The record's deploy part: cells shipped by the pipeline", "",
             "`python benchmarks/record/run.py --clone ../record --data ../shared/data/multi30k --part deploy` (raw: "
-            "`benchmarks/results/record/deploy/`): the record's baseline and `ptq` with `bits=[8]`, `modes=[sym]`, "
-            "`groups=[full]`, `per_channel: true`, `activations: none`, `deploy.backend: ctranslate2`. Each figure "
+            "`benchmarks/results/record/deploy/`): the record's baseline, `ptq` with `bits=[8]`, `modes=[sym]`, "
+            "`groups=[full]`, `per_channel: true`, `activations: none`, and the distilled students, with "
+            "`deploy.backend: ctranslate2`. Each figure "
             f"is one greedy pass over the test split in its own stage; CPU {m.get('cpu')}, flags "
             f"{_flags(m.get('cpu_flags'))}, one thread per stage beside the record's other jobs, so the speeds "
             "are not a timing (the tables above are).", "",
             _table(["seed", "system", "BLEU", "sentences/s", "bytes"], rows)]
 
 
-def ctranslate2_section(repo: Path) -> str:
+def ctranslate2_section(repo: Path, parts: dict[str, Part]) -> str:
     lines = ["## CTranslate2: the float model and the exported cells", "",
              "Models exported to CTranslate2 and decoded by it, against our fp32 decoder in the same run. The "
              "anchor files are the Multi30k float baseline (`ct2-int8`: CTranslate2's own int8 of it); the "
@@ -580,7 +583,7 @@ def ctranslate2_section(repo: Path) -> str:
                   f"Command: `python {_command(d['command'])}`; {d.get('threads')} threads, CTranslate2 "
                   f"{d.get('ctranslate2')}, CPU flags {_flags(d.get('cpu_flags'))}{kernels}.", "",
                   _speed_table(d["rows"], "ours-fp32", d.get("greedy_batch1_whole_test"))]
-    return "\n".join(lines + shortlist_sizes(repo) + record_deploy_section(load_parts(repo)) + deploy_points(repo))
+    return "\n".join(lines + shortlist_sizes(repo) + record_deploy_section(parts) + deploy_points(repo))
 
 
 def shortlist_sizes(repo: Path) -> list[str]:
@@ -719,12 +722,12 @@ def test_durations_section(repo: Path) -> str:
         "The ten slowest files:", "", _table(["file", "tests", "seconds"], per_file[:10])])
 
 
-def render(repo: Path = REPO) -> str:
-    parts = load_parts(repo)
+def render(repo: Path = REPO, parts: dict[str, Part] | None = None) -> str:
+    parts = load_parts(repo) if parts is None else parts
     sections = [HEADER, answer_section(parts, expected_cells(repo)["main"]), record_section(repo, parts),
                 claims_section(repo, parts),
                 costs_section(parts), training_cost_section(repo), default_run_section(repo), packed_section(repo),
-                int8_section(repo), ctranslate2_section(repo), ptq_family_section(repo), thread_section(repo),
+                int8_section(repo), ctranslate2_section(repo, parts), ptq_family_section(repo), thread_section(repo),
                 scale_out_section(repo),
                 test_durations_section(repo)]
     return "\n\n".join(s for s in sections if s) + "\n"
@@ -734,8 +737,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args()
-    text, page = render(REPO), REPO / "BENCHMARKS.md"
-    front = front_svg(load_parts(REPO))
+    parts = load_parts(REPO)
+    text, page, front = render(REPO, parts), REPO / "BENCHMARKS.md", front_svg(parts)
     if args.check:
         sys.exit(0 if page.read_text() == text and FRONT.exists() and FRONT.read_text() == front else 1)
     page.write_text(text)

@@ -188,7 +188,6 @@ def _collect(project: Path, out: Path, pairs: list[tuple[str, str]]) -> dict:
         return str(path.relative_to(project)) in current
 
     seeds = params["seeds"] if isinstance(params["seeds"], list) else [params["seeds"]]
-    out.mkdir(parents=True, exist_ok=True)
     shutil.copy(project / "params.yaml", out / "params.yaml")
     (out / "machine.json").write_text(json.dumps(machine(project), indent=1) + "\n")
     counts = {}
