@@ -14,9 +14,9 @@ inputs plus a regularizer that drives every h(V) to 0 or 1:
 β annealed linearly from ``beta_start`` to ``beta_end`` after the first ``warmup`` fraction of
 ``iterations`` (Adam, learning rate ``lr``), during which the regularizer is off. V starts where
 h(V) equals the fractional part of W/s. The output error is computed exactly over every calibration
-token from the ``calibrate`` stage's Gram matrix XᵀX, so an iteration costs d_out·d_in² whatever
-the number of tokens. The final codes are ⌊W/s⌋ + z + [V ≥ 0], clamped: each within one step of
-round-to-nearest's (its floor or its ceiling).
+token from the ``calibrate`` stage's Gram matrix XᵀX, so an iteration costs one d_out·d_in² product
+(the error's gradient, 2ΔG, reuses it) whatever the number of tokens. The final codes are
+⌊W/s⌋ + z + [V ≥ 0], clamped: each within one step of round-to-nearest's (its floor or its ceiling).
 
 The result is an ordinary ``QuantizedModule`` (per-row codes, bias float), so packing, the loader,
 ``--int8`` decoding and export take it as PTQ's. Each Linear is optimized alone on the baseline's
@@ -67,14 +67,16 @@ def adaround(weight, stats, spec, params: AdaRoundParams):
     floor = torch.floor(w / s)
     rest = (w / s - floor).clamp(1e-4, 1 - 1e-4)
     v = (-torch.log((ZETA - GAMMA) / (rest - GAMMA) - 1)).requires_grad_()   # h(v) = rest
-    gram = stats.gram.float() / (stats.count * w.shape[0])                    # the error per token and row
+    g = stats.gram
+    gram = ((g + g.T) / 2).float() / (stats.count * w.shape[0])   # the error per token and row; exactly symmetric
     optimizer = torch.optim.Adam([v], lr=params.lr)
     warm = int(params.warmup * params.iterations)
     with torch.enable_grad():
         for step in range(params.iterations):
             h = rectified_sigmoid(v)
             delta = s * (torch.clamp(floor + h + z, spec.qmin, spec.qmax) - z) - w
-            loss = ((delta @ gram) * delta).sum()
+            # d/dΔ of the error Σ(ΔG)∘Δ is 2ΔG (G symmetric): one product per step, not autograd's two
+            loss = (delta * (2 * (delta.detach() @ gram))).sum()
             if step >= warm:
                 progress = (step - warm) / max(params.iterations - warm, 1)
                 beta = params.beta_end + (params.beta_start - params.beta_end) * (1 - progress)
