@@ -3,8 +3,9 @@
     python benchmarks/ptq_family.py [--data synthetic] [--cache DIR] [--out benchmarks/results/ptq_family.json]
 
 Clones HEAD, selects weight-only round-to-nearest PTQ (per row, asymmetric, 8/4/3 bits, on every
-Linear: the layers the others quantize, embeddings left float) beside gptq, awq, adaround (4 and 3
-bits), smoothquant (W8A8 and W4A8) and the mixed-precision search at its budgets, and runs the baseline's
+Linear: the layers the others quantize, embeddings left float) beside gptq, awq, adaround and
+smoothquant at the same three widths (smoothquant's inputs 8-bit) and the mixed-precision search at
+its budgets, and runs the baseline's
 stages (restored from the run-cache of --cache when it holds this baseline). Then it times each
 stage on its own, in order, computing it even where the run-cache holds it: `calibrate` and
 `sensitivity` (computed once, read by every cell of those methods) and every cell. The sweep's cost
@@ -31,6 +32,8 @@ from default_run import cpu  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 FAMILY = ["ptq", "gptq", "awq", "adaround", "smoothquant", "mixed"]
 LINEARS = "att+ff+gen"   # every Linear of the model: what the calibrated methods' `full` group quantizes
+SWEEP = ("gptq", "awq", "adaround", "smoothquant")
+WIDTHS = (8, 4, 3)
 
 
 def torch_threads() -> int:
@@ -59,6 +62,8 @@ def project(root: Path, data: str, cache: str | None, threads: int) -> Path:
     params["ptq"].update(bits=[8, 4, 3], modes=["asym"], groups=[LINEARS], activations="none", per_channel=True)
     params["catalog"]["ptq"] = {**params["catalog"]["ptq"], "bits": [8, 4, 3],
                                 "groups": [*params["catalog"]["ptq"]["groups"], LINEARS]}
+    for method in SWEEP:   # the four methods at RTN's three widths (smoothquant's 8/4/3: W8A8, W4A8, W3A8)
+        params[method]["bits"] = params["catalog"][method]["bits"] = list(WIDTHS)
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh([sys.executable, "-m", "tcompress.cli", "catalog"], dest)
     sh(["git", "-c", "user.email=b@example.com", "-c", "user.name=bench", "commit", "-qam", "ptq family"], dest)
@@ -96,8 +101,7 @@ def main(data: str, cache: str | None, threads: int, out: str) -> None:
     by_method: dict[str, float] = {}
     for c in cells.values():
         by_method[c["method"]] = round(by_method.get(c["method"], 0.0) + c["seconds"], 1)
-    family = ("gptq", "awq", "adaround", "smoothquant")
-    sweep = seconds["calibrate"] + sum(by_method.get(m, 0.0) for m in family)
+    sweep = seconds["calibrate"] + sum(by_method.get(m, 0.0) for m in SWEEP)
     result = {"command": f"python benchmarks/ptq_family.py --data {data}" + (" --cache DIR" if cache else "")
               + (f" --threads {threads}" if threads else ""),
               "commit": commit, "cpu": cpu(), "data": data, "threads": threads or torch_threads(),
