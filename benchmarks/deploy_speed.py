@@ -53,6 +53,7 @@ from tcompress.data.corpora import read_split
 from tcompress.decode import DecodeOptions, translate_ids
 from tcompress.evaluation import score
 from tcompress.export_ct2 import export
+from tcompress.loader import load_model
 from tcompress.tokenizer import Tokenizer
 from tcompress.translate_ct2 import open_export, require_ctranslate2
 from tcompress.translate_ct2 import translate_ids as ct2_translate_ids
@@ -80,7 +81,7 @@ def systems(checkpoint: Path, cell: Path, tokenized: Path, workdir: Path, thread
     if (tokenized / PAIRS_FILE).is_file():
         exports.append(("ct2-int8-cell-vmap", cell, True, vmap))
     for name, source, int8, shortlist in exports:
-        manifest = export(source, tokenized, workdir / name, int8=int8, shortlist=shortlist)
+        manifest = export(load_model(source), source, tokenized, workdir / name, int8=int8, shortlist=shortlist)
         exported = open_export(workdir / name, threads=threads, quiet=True)
         facts[name] = {"source": str(source), "settings": exported.settings,
                        "differences": [d["label"] for d in manifest["differences"]]}

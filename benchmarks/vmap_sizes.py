@@ -29,6 +29,7 @@ from tcompress.data.corpora import read_split
 from tcompress.decode import DecodeOptions
 from tcompress.evaluation import score
 from tcompress.export_ct2 import export
+from tcompress.loader import load_model
 from tcompress.tokenizer import Tokenizer
 from tcompress.translate_ct2 import open_export, require_ctranslate2, translate_ids
 
@@ -61,14 +62,15 @@ def main(cell, tokenized, split_file, threads, sizes, out):
         return out_ids, len(ids) / (time.perf_counter() - start)
 
     rows = []
+    loaded = load_model(cell)
     with tempfile.TemporaryDirectory(prefix="vmap_sizes_") as work:
-        export(cell, tokenized, Path(work) / "exact", int8=True)
+        export(loaded, cell, tokenized, Path(work) / "exact", int8=True)
         exact, _ = run(Path(work) / "exact")
         exact_bleu = score(tok.decode_tgt(exact), refs)["bleu"]
         for size in sizes.split():
             per_source, frequent = (int(v) for v in size.split(","))
             folder = Path(work) / f"vmap-{per_source}-{frequent}"
-            export(cell, tokenized, folder, int8=True, shortlist=(per_source, frequent))
+            export(loaded, cell, tokenized, folder, int8=True, shortlist=(per_source, frequent))
             _, exact_speed = run(Path(work) / "exact")
             out_ids, speed = run(folder)
             row = {"per_source": per_source, "frequent": frequent,

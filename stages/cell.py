@@ -45,6 +45,7 @@ def main(plan_file: str, baseline: str, tokenized: str, valid_split: str, test_s
         click.echo(f"{entry['cell']}: the same training as {entry['same_as']}, whose stage runs it")
         return
     from tcompress.deploy import check_installed, deploy_cell
+    from tcompress.loader import load_model
     from tcompress.plan import verify_inputs
     from tcompress.runner import ARTIFACT, CellContext, compress_cell, evaluate_cell
     from tcompress.stage import runtime, setup_torch
@@ -69,8 +70,9 @@ def main(plan_file: str, baseline: str, tokenized: str, valid_split: str, test_s
     facts = compress_cell(entry, baseline, out, ctx, start_from)
     write_json(Path(out) / "cell.json", facts)
     result = evaluate_cell(entry, Path(out), facts, tokenized, test_split, device)
-    if entry.get("deploy"):   # a deploying cell (tcompress.deploy.deploys) with the section on: its export, decoded
-        result |= deploy_cell(entry, Path(out) / ARTIFACT, tokenized, test_split)
+    if entry.get("deploy"):   # a deploying cell (tcompress.plan.deploys) with the section on: its export, decoded
+        artifact = Path(out) / ARTIFACT
+        result |= deploy_cell(entry, load_model(artifact), artifact, tokenized, test_split)
     write_json(metrics, result)
     click.echo(f"{facts['cell']}: BLEU {result['bleu']:.2f} at {facts['compression_ratio']:.3f}x "
                f"({facts['compress_seconds']:.1f} s to compress)")

@@ -26,24 +26,25 @@ def main(config_file: str, checkpoint: str, tokenized: str, test_split: str, met
         write_json(metrics, {})
         click.echo("evaluate: this seed is not selected (params.yaml's seeds); nothing to translate")
         return
+    from tcompress.baseline import load_baseline
     from tcompress.data.corpora import read_split
     from tcompress.deploy import check_installed, deploy
     from tcompress.decode import DecodeOptions
     from tcompress.evaluation import evaluate_model, model_facts
-    from tcompress.loader import load_model
     from tcompress.stage import runtime, setup_torch
     from tcompress.tokenizer import Tokenizer
 
     check_installed(e.get("deploy"))   # before any work: one line saying how to install CTranslate2
     device = setup_torch(runtime())
-    model, payload = load_model(checkpoint, device)
+    model, payload = load_baseline(checkpoint, device)
     sources, references = read_split(test_split)
     opts = DecodeOptions(e["beam_size"], e["length_penalty"], e["batch_sentences"], e["max_len_a"], e["max_len_b"])
     result = evaluate_model(model, Tokenizer.load(tokenized), sources, references, opts, device,
                             hypotheses_dir=hypotheses, name="baseline")
     deployed = {}
     if e.get("deploy"):   # the float32 export, beside the cells' int8 ones: decoded as the cells are
-        deployed = deploy(checkpoint, tokenized, hypotheses, e["deploy"], sources, references, opts, int8=False)
+        deployed = deploy((model, payload), checkpoint, tokenized, hypotheses, e["deploy"], sources, references,
+                          opts, int8=False)
     write_json(metrics, {"sentences": len(sources), **result, "precision": "fp32",
                          **model_facts(model, checkpoint), **deployed})
     click.echo(f"test BLEU {result['bleu']:.2f} (greedy {result['greedy']['bleu']:.2f}), chrF {result['chrf']:.2f}")

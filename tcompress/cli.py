@@ -396,11 +396,16 @@ def export_cmd(fmt: str, tokenizer_dir: str, int8: bool, force: bool, vmap: bool
     with its tokenizer and a manifest.json that says what differs from MODEL_FILE (also summed up in
     one line on stderr). `tcompress translate --backend ctranslate2 --model OUT_DIR` decodes it."""
     from tcompress.export_ct2 import export, summary
+    from tcompress.loader import load_model
+    from tcompress.translate_ct2 import require_ctranslate2
 
     try:
+        require_ctranslate2()   # before loading the model: one line saying how to install it
         if not Path(tokenizer_dir).is_dir():
             raise UserError(f"{tokenizer_dir}: no such folder (--tokenizer)")
-        manifest = export(model_file, tokenizer_dir, out_dir, int8=int8, force=force,
+        if Path(out_dir).exists() and not force:   # before loading the model
+            raise UserError(f"{out_dir} exists; pass --force to replace it")
+        manifest = export(load_model(model_file), model_file, tokenizer_dir, out_dir, int8=int8, force=force,
                           shortlist=(vmap_per_source, vmap_frequent) if vmap else None)
     except UserError as err:   # CheckpointError included
         raise click.ClickException(str(err)) from None

@@ -10,15 +10,17 @@ export changed (the manifest's ``exact`` and ``differences``; with ``deploy.vmap
 vocabulary shortlist, ``tcompress.vocabulary_map``) and how it ran on this CPU
 (``tcompress.translate_ct2.cpu_settings``: compute type, GEMM backend, threads, CPU flags).
 
-Which cells: those whose method has the integer codes' ``bits`` axis (``methods.base.BITS``) at 8
-or fewer, and those whose method ships a float model that CTranslate2 quantizes to int8 at export
+Which cells (``tcompress.plan.deploys``): those whose method has the integer codes' ``bits`` axis at
+8 or fewer, and those whose method ships a float model that CTranslate2 quantizes to int8 at export
 (``Method.deploy_int8``: distilled students; the manifest names their weights "float weights
 quantized"); controls left out. ``tcompress.plan`` writes the resolved section into exactly those
 cells' plan files (and the evaluate stage's config), so turning it on reruns them and the baseline's
 evaluation, and with it off every file is what it was without the section.
 
-The rule and the section are torch-free (``resolve`` reads them); the export imports torch and
-CTranslate2 only when it runs.
+The section is torch-free (``resolve`` reads it); the export imports torch and CTranslate2 only when
+it runs. Nothing here loads a model file: the caller passes the model it loaded (the evaluate stage
+the float baseline, a cell stage its artifact), so the baseline's evaluation does not depend on any
+method's code.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from typing import Any
 
 DEPLOY_DIR = "ct2"                      # the export folder, in the cell's (or the baseline's) output folder
 HYPS_FILE = "hyps_deployed.txt"         # the export's translations, beside it
-MAX_BITS = 8
 # Code only a deploying cell runs: the plan hashes it into those cells' plans alone (tcompress.plan).
 DEPLOY_CODE = ("tcompress/deploy.py", "tcompress/export_ct2.py", "tcompress/translate_ct2.py")
 
@@ -41,18 +42,6 @@ def section(params) -> dict[str, Any] | None:
     return {"backend": d.backend, "compute_type": d.compute_type, "threads": d.threads,
             "beam_size": d.beam_size if d.beam_size is not None else params.evaluate.cell_beam_size,
             **({"vmap": [d.vmap_per_source, d.vmap_frequent]} if d.vmap else {})}
-
-
-def deploys(method, axes: dict[str, Any], control: bool) -> bool:
-    """Whether the section exports this cell: integer codes (the ``bits`` axis) of 8 bits or fewer, or a
-    float model its method ships as CTranslate2's int8 (``deploy_int8``); never a control."""
-    from tcompress.methods.base import BITS
-
-    if control:
-        return False
-    if method.deploy_int8:
-        return True
-    return any(a is BITS for a in method.axes) and int(axes.get("bits", MAX_BITS + 1)) <= MAX_BITS
 
 
 def check_installed(config: dict[str, Any] | None) -> None:
@@ -69,10 +58,11 @@ def directory_bytes(directory: str | Path) -> int:
     return sum(p.stat().st_size for p in Path(directory).rglob("*") if p.is_file())
 
 
-def deploy(model_file: str | Path, tokenized: str | Path, out_dir: str | Path, config: dict[str, Any],
+def deploy(loaded, model_file: str | Path, tokenized: str | Path, out_dir: str | Path, config: dict[str, Any],
            sources: list[str], references: list[str], opts, int8: bool) -> dict[str, Any]:
-    """Export ``model_file`` into ``out_dir/ct2`` (int8 codes, or float32 for the baseline), decode
-    ``sources`` with it under ``opts`` (beam size: the section's) and return the flat metrics."""
+    """Export the model ``loaded`` from ``model_file`` (the loader's (model, payload)) into
+    ``out_dir/ct2`` (int8 codes, or float32 for the baseline), decode ``sources`` with it under
+    ``opts`` (beam size: the section's) and return the flat metrics."""
     from dataclasses import replace
 
     from tcompress.evaluation import score
@@ -81,7 +71,7 @@ def deploy(model_file: str | Path, tokenized: str | Path, out_dir: str | Path, c
 
     folder = Path(out_dir) / DEPLOY_DIR
     shortlist = tuple(config["vmap"]) if config.get("vmap") else None
-    manifest = export(model_file, tokenized, folder, int8=int8, force=True, shortlist=shortlist)
+    manifest = export(loaded, model_file, tokenized, folder, int8=int8, force=True, shortlist=shortlist)
     exported = open_export(folder, "cpu", config["compute_type"] if int8 else "auto", config["threads"])
     hyps, speed = translate(exported, sources, replace(opts, beam_size=config["beam_size"]))
     (Path(out_dir) / HYPS_FILE).write_text("\n".join(hyps) + "\n")
@@ -95,8 +85,9 @@ def deploy(model_file: str | Path, tokenized: str | Path, out_dir: str | Path, c
             **{f"deployed_{k}": v for k, v in exported.settings.items()}}
 
 
-def deploy_cell(entry: dict[str, Any], artifact: Path, tokenized: str | Path, test_split: str | Path) -> dict[str, Any]:
-    """A cell's ``artifact`` exported as int8 (its codes, or a float model's weights by CTranslate2's
+def deploy_cell(entry: dict[str, Any], loaded, artifact: Path, tokenized: str | Path,
+                test_split: str | Path) -> dict[str, Any]:
+    """A cell's ``artifact`` (``loaded``: the loader's pair) exported as int8 (its codes, or a float model's weights by CTranslate2's
     rule) into its folder and decoded as the cell was evaluated (the section's beam size): the metrics
     the cell stage adds."""
     from tcompress.data.corpora import read_split
@@ -105,4 +96,5 @@ def deploy_cell(entry: dict[str, Any], artifact: Path, tokenized: str | Path, te
     e = entry["evaluate"]
     sources, references = read_split(test_split)
     opts = DecodeOptions(e["beam_size"], e["length_penalty"], e["batch_sentences"], e["max_len_a"], e["max_len_b"])
-    return deploy(artifact, tokenized, Path(artifact).parent, entry["deploy"], sources, references, opts, int8=True)
+    return deploy(loaded, artifact, tokenized, Path(artifact).parent, entry["deploy"], sources, references, opts,
+                  int8=True)

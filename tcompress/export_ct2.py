@@ -42,11 +42,11 @@ import torch
 from torch import nn
 
 from tcompress import safetensors_file, vocabulary_map
+from tcompress.checkpoint import TORCH_ZIP_MAGIC
 from tcompress.compress.artifact import StoredForm
 from tcompress.compress.linear_quant import dequantize
 from tcompress.compress.quantized import InputScaledModule, QuantizedModule
 from tcompress.compress.walker import unwrapped
-from tcompress.loader import TORCH_ZIP_MAGIC, load_model
 from tcompress.model import BOS, EOS, PAD, UNK, EncoderDecoder, MultiHeadedAttention, PositionalEncoding
 from tcompress.schema import UserError
 from tcompress.tokenizer import MANIFEST as TOKENIZER_MANIFEST
@@ -325,16 +325,19 @@ def sparse_modules(path: Path) -> list[str]:
                    if layout.get("kind") == "masked" and key.rpartition(".")[2] in weights})
 
 
-def export(model_file: str | Path, tokenizer_dir: str | Path, out_dir: str | Path, int8: bool = False,
-           force: bool = False, shortlist: tuple[int, int] | None = None) -> dict[str, Any]:
-    """Write ``model_file`` as a CTranslate2 model in ``out_dir`` (whole or not at all); returns the
-    manifest. ``shortlist`` = (per source piece, always): a vocabulary map built from the training
-    pairs in ``tokenizer_dir`` (``tcompress.vocabulary_map``), which the export then decodes with."""
+def export(loaded: tuple[EncoderDecoder, dict[str, Any]], model_file: str | Path, tokenizer_dir: str | Path,
+           out_dir: str | Path, int8: bool = False, force: bool = False,
+           shortlist: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Write the model ``loaded`` from ``model_file`` (``tcompress.loader.load_model``'s pair, or
+    ``tcompress.baseline.load_baseline``'s) as a CTranslate2 model in ``out_dir`` (whole or not at
+    all); returns the manifest. The caller loads, so that the baseline's export does not depend on
+    the methods' code. ``shortlist`` = (per source piece, always): a vocabulary map built from the
+    training pairs in ``tokenizer_dir`` (``tcompress.vocabulary_map``), which the export then decodes with."""
     ctranslate2 = require_ctranslate2()
     model_file, tokenizer_dir, out_dir = Path(model_file), Path(tokenizer_dir), Path(out_dir)
     if out_dir.exists() and not force:
         raise UserError(f"{out_dir} exists; pass --force to replace it")
-    model, payload = load_model(model_file)
+    model, payload = loaded
     try:
         tok = Tokenizer.load(tokenizer_dir)
         names = json.loads((tokenizer_dir / TOKENIZER_MANIFEST).read_text())

@@ -28,17 +28,30 @@ from typing import Any
 from tcompress.chains import parse_chain
 from tcompress.closure import closure, digest_files, file_digest
 from tcompress.post_config import CALIBRATION_FILE, SENSITIVITY_FILE
-from tcompress.deploy import DEPLOY_CODE, deploys
+from tcompress.deploy import DEPLOY_CODE
 from tcompress.deploy import section as deploy_section
 from tcompress.grid import catalog_cells, catalog_chains, selected_cells, selected_chains, table_layout
 from tcompress.methods import Budget, get, registered
+from tcompress.methods.base import BITS
 from tcompress.schema import ConfigError, plain
 
 REPO = Path(__file__).resolve().parents[1]
+DEPLOY_MAX_BITS = 8
 CELL_SCRIPT = Path("stages/cell.py")
 
 
 # ------------------------------------------------------------------------------------- resolve
+
+def deploys(method, axes: dict[str, Any], control: bool) -> bool:
+    """Whether the deploy section (``tcompress.deploy``) exports this cell: integer codes (the ``bits``
+    axis) of 8 bits or fewer, or a float model its method ships as CTranslate2's int8
+    (``deploy_int8``); never a control."""
+    if control:
+        return False
+    if method.deploy_int8:
+        return True
+    return any(a is BITS for a in method.axes) and int(axes.get("bits", DEPLOY_MAX_BITS + 1)) <= DEPLOY_MAX_BITS
+
 
 def _cell_entry(params, cell) -> dict:
     method = get(cell.method)

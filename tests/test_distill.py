@@ -197,7 +197,7 @@ def test_with_the_deploy_section_on_every_student_is_exported_and_no_other_float
     section on, every student's plan holds it, the references-only one included (distillation has no
     control cell: that student is its comparison). Controls, and float methods without the flag, are
     not exported, whatever bits their axes say."""
-    from tcompress.deploy import deploys
+    from tcompress.plan import deploys
     from tcompress.methods import registered
     from tcompress.methods.base import BITS
     from tcompress.methods.distill import METHOD

@@ -105,6 +105,13 @@ def end_some_early(model, ids) -> None:
     raise AssertionError("no EOS bias gives both kinds of ending")
 
 
+def export(model_file, *args, **kwargs):
+    """``tcompress.export_ct2.export`` of the model file as the loader reads it (what `tcompress export` does)."""
+    from tcompress.export_ct2 import export as write
+
+    return write(load_model(model_file), model_file, *args, **kwargs)
+
+
 def log_probs(model, tok, pairs) -> np.ndarray:
     """Our log-probability of each reference token (EOS included), teacher-forced."""
     out = []
@@ -138,7 +145,6 @@ def ct2_ids(export_dir, ids, batch):
 @needs_ct2
 @pytest.mark.parametrize("joint", [True, False])
 def test_float32_export_decodes_token_for_token_like_ours(corpus, tmp_path, joint):
-    from tcompress.export_ct2 import export
 
     tok = corpus["tok"][joint]
     model = random_model(tok, share=joint)
@@ -158,7 +164,6 @@ def test_float32_export_decodes_token_for_token_like_ours(corpus, tmp_path, join
 def test_int8_export_holds_the_cells_codes_and_multiplies_them(corpus, tmp_path):
     """Symmetric 4-bit per-row codes (QAT's default form) go in verbatim; CTranslate2's int8 then
     computes what our per-row int8 path computes, which its own re-quantization of the floats does not."""
-    from tcompress.export_ct2 import export
 
     tok, pairs = corpus["tok"][True], corpus["test"]
     model = random_model(tok)
@@ -209,7 +214,7 @@ def assert_codes_verbatim(artifact: Path, export_dir: Path, layers: int) -> None
 
 @needs_ct2
 def test_asymmetric_codes_go_in_shifted_or_are_named_where_they_do_not_fit(corpus, tmp_path):
-    from tcompress.export_ct2 import ct2_int8, export
+    from tcompress.export_ct2 import ct2_int8
 
     tok = corpus["tok"][True]
     for bits in (4, 8):
@@ -278,7 +283,6 @@ def test_what_cannot_be_carried_over_is_named_module_by_module(corpus, tmp_path)
 
 @needs_ct2
 def test_node_pruned_layers_export_at_their_own_widths(corpus, tmp_path):
-    from tcompress.export_ct2 import export
 
     tok = corpus["tok"][True]
     model = random_model(tok)
@@ -300,7 +304,6 @@ def test_a_distilled_student_exports_at_its_own_shapes(corpus, tmp_path):
     the export's spec, variables and manifest are its shapes, and it decodes as ours does."""
     from types import SimpleNamespace
 
-    from tcompress.export_ct2 import export
     from tcompress.methods.distill import student_model
 
     tok = corpus["tok"][True]
@@ -327,7 +330,6 @@ def test_a_distilled_student_exports_at_its_own_shapes(corpus, tmp_path):
 @needs_ct2
 def test_translate_backend_keeps_the_translate_contract(corpus, tmp_path):
     """Plain or .gz files, empty lines kept, --out written whole, the JSON on stderr, one-line refusals."""
-    from tcompress.export_ct2 import export
 
     tok, pairs = corpus["tok"][True], corpus["test"][:6]
     torch.save(model_payload(random_model(tok)), tmp_path / "model.pt")
@@ -391,7 +393,6 @@ def test_an_export_with_a_shortlist_outputs_only_the_candidates_of_its_sources(c
 
     import pandas as pd
 
-    from tcompress.export_ct2 import export
     from tcompress.vocabulary_map import FILE, PAIRS_FILE, build
 
     tok = corpus["tok"][True]
@@ -428,8 +429,8 @@ def test_an_export_with_a_shortlist_outputs_only_the_candidates_of_its_sources(c
     on = section(params(vmap=True, vmap_per_source=2, vmap_frequent=5))
     assert on["vmap"] == [2, 5] and "vmap" not in section(params())   # off: the section is what it was
     sources, references = [p[0] for p in pairs[:10]], [p[1] for p in pairs[:10]]
-    metrics = deploy(tmp_path / "model.pt", tokenized, tmp_path / "stage", on, sources, references,
-                     DecodeOptions(beam_size=1, batch_sentences=1), int8=False)
+    metrics = deploy(load_model(tmp_path / "model.pt"), tmp_path / "model.pt", tokenized, tmp_path / "stage", on,
+                     sources, references, DecodeOptions(beam_size=1, batch_sentences=1), int8=False)
     assert metrics["deployed_differences"] == "vocabulary shortlist" and not metrics["deployed_exact"]
     assert (tmp_path / "stage/ct2" / FILE).is_file()
 
@@ -508,7 +509,6 @@ def test_input_scaled_linears_export_with_one_over_s_folded_into_their_columns(c
     does, token for token; the manifest names the fold, and an int8 export quantizes the folded floats."""
     from tcompress.compress.linear_quant import QuantSpec, quantize_tensor
     from tcompress.compress.quantized import InputScaledModule
-    from tcompress.export_ct2 import export
 
     tok = corpus["tok"][True]
     model = random_model(tok, layers=1)

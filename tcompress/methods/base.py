@@ -40,7 +40,7 @@ method:
   comparison (distillation's references-only student).
 - ``deploy_int8``: its artifact is a float model that ships quantized by CTranslate2 at export
   (int8 by CTranslate2's own rule, 127 / max|row|): with params.yaml's ``deploy`` section on, its
-  cells are exported and decoded as the integer cells of ≤ 8 bits are (``tcompress.deploy.deploys``;
+  cells are exported and decoded as the integer cells of ≤ 8 bits are (``tcompress.plan.deploys``;
   distillation's students, smaller float models of their own shapes).
 - ``control_start(model, params, ctx) -> model``: where the control's budget starts, when that is not
   the baseline (lottery tickets: the baseline's initial weights, so the control is the dense run of
