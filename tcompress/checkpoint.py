@@ -20,9 +20,6 @@ from tcompress.model import EncoderDecoder
 from tcompress.schema import UserError, plain
 
 
-TORCH_ZIP_MAGIC = b"PK\x03\x04"   # what a torch checkpoint (a zip file) starts with
-
-
 def save_atomic(obj: dict, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -34,6 +34,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,6 @@ import torch
 from torch import nn
 
 from tcompress import safetensors_file, vocabulary_map
-from tcompress.checkpoint import TORCH_ZIP_MAGIC
 from tcompress.compress.artifact import StoredForm
 from tcompress.compress.linear_quant import dequantize
 from tcompress.compress.quantized import InputScaledModule, QuantizedModule
@@ -315,9 +315,8 @@ def plain_name(name: str) -> str:
 def sparse_modules(path: Path) -> list[str]:
     """Modules whose weight the packed artifact stores as bitmask + nonzeros (a pruned weight; none
     in a torch checkpoint). Biases are left out: an all-zero bias is stored that way too."""
-    with open(path, "rb") as f:
-        if f.read(4) == TORCH_ZIP_MAGIC:
-            return []
+    if zipfile.is_zipfile(path):   # a torch checkpoint
+        return []
     header, _ = safetensors_file.read_header(path)
     layouts = json.loads(header.get("__metadata__", {}).get("layout", "{}"))
     weights = ("weight", "weight_q", "weight_codes")

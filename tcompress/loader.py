@@ -26,12 +26,13 @@ import tcompress.compress
 import tcompress.methods
 from tcompress import safetensors_file
 from tcompress.baseline import float_model
-from tcompress.checkpoint import TORCH_ZIP_MAGIC, CheckpointError, load_safe
+from tcompress.checkpoint import CheckpointError, load_safe
 from tcompress.compress.artifact import FORMAT, STORED_FORMS, StoredForm
 from tcompress.compress.packing import decode_state
 from tcompress.compress.walker import replace_module
 from tcompress.model import EncoderDecoder
 
+TORCH_ZIP_MAGIC = b"PK\x03\x04"
 
 
 def stored_forms() -> dict[str, type[StoredForm]]:
