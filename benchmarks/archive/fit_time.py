@@ -1,7 +1,7 @@
 """Fitting time of weight sharing on a trained model: k-means (k-means++ init, Lloyd) against BS-Flex's
 two-centroid fit, per layer group (seed 004 reports BS-Flex more than 10x faster than k-means).
 
-    python benchmarks/fit_time.py --checkpoint data/model/model.pt --out benchmarks/results/fit_time.json
+    python benchmarks/archive/fit_time.py --checkpoint data/model/model.pt --out benchmarks/archive/results/fit_time.json
 
 Each fit clusters every weight matrix of the group, as the cells do (``share_weights`` for k-means,
 ``two_means`` for BS-Flex's starting centroids); best of ``--rounds`` runs, with 2 torch threads.
