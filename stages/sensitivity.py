@@ -1,5 +1,5 @@
 """sensitivity: each Linear's validation-loss increase per bit width when it alone is rounded
-(tcompress.methods.mixed.sensitivity), or an 'off' marker when no selected cell reads it."""
+(tcompress.compress.sensitivity), or an 'off' marker when no selected cell reads it."""
 
 import sys
 from pathlib import Path
@@ -31,15 +31,15 @@ def main(config_file: str, baseline: str, tokenized: str, calibration: str, out:
 
     from tcompress.compress.calibration import load as load_calibration
     from tcompress.post_config import CALIBRATION_FILE
-    from tcompress.loader import load_model
-    from tcompress.methods.mixed.sensitivity import check_widths, measure, save, validation_batches
+    from tcompress.baseline import load_baseline
+    from tcompress.compress.sensitivity import check_widths, measure, save, validation_batches
     from tcompress.stage import runtime, setup_torch
 
     widths = tuple(config["bits"])
     check_widths(widths)
     start = time.perf_counter()
     device = setup_torch(runtime())
-    model, _ = load_model(baseline, device)
+    model, _ = load_baseline(baseline, device)
     batches = validation_batches(tokenized, config["sentences"], device)
     result = measure(model, load_calibration(Path(calibration) / CALIBRATION_FILE), batches, widths, config["mode"],
                      config["embeddings"])

@@ -28,8 +28,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # and the generated methods page.
     # The one model loader sits here too: a stored form used by one method lives in that method's
     # package, so the loader imports every method's modules before it rebuilds a file's forms
-    # (naming none), which only a layer above the methods may do. The CTranslate2 export reads a
-    # model file through the loader, so it sits beside it.
+    # (naming none), which only a layer above the methods may do. The CTranslate2 export and the
+    # deploy section sit beside it: they read the stored forms of a model their caller loaded.
     ("runner, plan and aggregate", (
         "tcompress.params", "tcompress.grid", "tcompress.chains", "tcompress.plan", "tcompress.preview",
         "tcompress.runner", "tcompress.cellfiles", "tcompress.loader", "tcompress.export_ct2", "tcompress.deploy",

@@ -27,7 +27,7 @@ from tcompress.methods import Cell
 from tcompress.methods.mixed import MixedParams, compress
 from tcompress.methods.mixed import search as mixed_search
 from tcompress.methods.mixed.search import bits_summary, candidate_steps, choose, code_bytes, greedy_path
-from tcompress.methods.mixed.sensitivity import measure
+from tcompress.compress.sensitivity import measure
 from tcompress.model import PAD, Vocab, make_model
 from tcompress.tokenizer import build_tokenizer
 

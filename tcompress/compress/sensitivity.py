@@ -1,5 +1,7 @@
 """Each Linear's (and embedding table's) sensitivity to its bit width, measured once per baseline by
-the ``sensitivity`` stage.
+the ``sensitivity`` stage for the mixed-precision search (``tcompress.methods.mixed``), which reads
+nothing else of it; here, with the calibration statistics it is computed from, so that the stage
+depends on no method's code.
 
 For every Linear of the model and every width b of ``sensitivity.bits``, the Linear alone is
 rounded with GPTQ (``tcompress.compress.gptq``: one step and zero point per output row, its Hessian
