@@ -83,3 +83,12 @@ def test_a_cells_code_hash_changes_with_its_code_only(tmp_path):
     with open(tmp_path / "tcompress/results.py", "a") as f:
         f.write("\n# another edit\n")
     assert digests() == unchanged
+
+
+@pytest.mark.parametrize("name", ["train", "evaluate", "teacher", "calibrate", "sensitivity"])
+def test_no_stage_before_the_cells_runs_a_methods_code(name):
+    # editing a method reruns its cells, never a seed's baseline, its decode, statistics or sensitivities
+    script = _script(PLAIN[name]["cmd"])
+    runs = {str(f) for f in closure([REPO / script], REPO)}
+    assert not {f for f in runs if f.startswith("tcompress/methods/")}
+    assert "tcompress/loader.py" not in runs   # the float baseline's own loader reads it (tcompress.baseline)
