@@ -530,23 +530,24 @@ def record_deploy_section(parts: dict[str, Part]) -> list[str]:
         if not base or not cells:
             continue
         greedy = base["greedy"]
-        rows.append([seed, "baseline, our fp32 PyTorch", f"{greedy['bleu']:.2f}", f"{greedy['sentences_per_second']:.0f}",
-                     f"{base['checkpoint_bytes']:,}"])
+        systems = [("baseline, our fp32 PyTorch", greedy["bleu"], greedy["sentences_per_second"], base["checkpoint_bytes"])]
         if "bleu_deployed" in base:
-            rows.append([seed, "baseline, CTranslate2 float32 export", f"{base['bleu_deployed']:.2f}",
-                         f"{base['sentences_per_second_deployed']:.0f}", f"{base['deployed_bytes']:,}"])
+            systems.append(("baseline, CTranslate2 float32 export", base["bleu_deployed"],
+                            base["sentences_per_second_deployed"], base["deployed_bytes"]))
         for path in cells:
             c = _json(path)
             how = "our PyTorch (codes × steps in float)" if "bits" in c else "our fp32 PyTorch"
-            rows.append([seed, f"`{c['cell']}`, {how}", f"{c['bleu']:.2f}",
-                         f"{c['sentences_per_second']:.0f}", f"{c['file_bytes']:,}"])
+            systems.append((f"`{c['cell']}`, {how}", c["bleu"], c["sentences_per_second"], c["file_bytes"]))
             if "bleu_int8" in c:
-                rows.append([seed, f"`{c['cell']}`, our exact int8 path (`translate --int8`)", f"{c['bleu_int8']:.2f}",
-                             f"{c['sentences_per_second_int8']:.0f}", f"{c['file_bytes']:,}"])
+                systems.append((f"`{c['cell']}`, our exact int8 path (`translate --int8`)", c["bleu_int8"],
+                                c["sentences_per_second_int8"], c["file_bytes"]))
             if "bleu_deployed" in c:
-                rows.append([seed, f"`{c['cell']}`, CTranslate2 {c['deployed_compute_type']} export "
-                             f"({c['deployed_differences']})", f"{c['bleu_deployed']:.2f}",
-                             f"{c['sentences_per_second_deployed']:.0f}", f"{c['deployed_bytes']:,}"])
+                systems.append((f"`{c['cell']}`, CTranslate2 {c['deployed_compute_type']} export "
+                                f"({c['deployed_differences']})", c["bleu_deployed"],
+                                c["sentences_per_second_deployed"], c["deployed_bytes"]))
+        rows += [[seed, label, f"{bleu:.2f}", f"{speed:.0f}",
+                  f"{speed / greedy['sentences_per_second']:.2f}×", f"{size:,}"]
+                 for label, bleu, speed, size in systems]
     if not rows:
         return []
     return ["", "### The record's deploy part: cells shipped by the pipeline", "",
@@ -557,7 +558,7 @@ def record_deploy_section(parts: dict[str, Part]) -> list[str]:
             f"is one greedy pass over the test split in its own stage; CPU {m.get('cpu')}, flags "
             f"{_flags(m.get('cpu_flags'))}, one thread per stage beside the record's other jobs, so the speeds "
             "are not a timing (the tables above are).", "",
-            _table(["seed", "system", "BLEU", "sentences/s", "bytes"], rows)]
+            _table(["seed", "system", "BLEU", "sentences/s", "× the baseline's fp32 PyTorch", "bytes"], rows)]
 
 
 def ctranslate2_section(repo: Path, parts: dict[str, Part]) -> str:
