@@ -60,7 +60,7 @@ def directory_bytes(directory: str | Path) -> int:
 
 def deploy(loaded, model_file: str | Path, tokenized: str | Path, out_dir: str | Path, config: dict[str, Any],
            sources: list[str], references: list[str], opts, int8: bool) -> dict[str, Any]:
-    """Export the model ``loaded`` from ``model_file`` (the loader's (model, payload)) into
+    """Export the model ``loaded`` from ``model_file`` (a (model, payload) pair) into
     ``out_dir/ct2`` (int8 codes, or float32 for the baseline), decode ``sources`` with it under
     ``opts`` (beam size: the section's) and return the flat metrics."""
     from dataclasses import replace
@@ -87,9 +87,9 @@ def deploy(loaded, model_file: str | Path, tokenized: str | Path, out_dir: str |
 
 def deploy_cell(entry: dict[str, Any], loaded, artifact: Path, tokenized: str | Path,
                 test_split: str | Path) -> dict[str, Any]:
-    """A cell's ``artifact`` (``loaded``: the loader's pair) exported as int8 (its codes, or a float model's weights by CTranslate2's
-    rule) into its folder and decoded as the cell was evaluated (the section's beam size): the metrics
-    the cell stage adds."""
+    """A cell's ``artifact`` (``loaded``: the loader's pair) exported as int8 (its codes, or a float
+    model's weights by CTranslate2's rule) into its folder and decoded as the cell was evaluated (the
+    section's beam size): the metrics the cell stage adds."""
     from tcompress.data.corpora import read_split
     from tcompress.decode import DecodeOptions
 
