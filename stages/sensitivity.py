@@ -1,5 +1,5 @@
 """sensitivity: each Linear's validation-loss increase per bit width when it alone is rounded
-(tcompress.compress.sensitivity), or an 'off' marker when no selected cell reads it."""
+(tcompress.sensitivity), or an 'off' marker when no selected cell reads it."""
 
 import sys
 from pathlib import Path
@@ -17,9 +17,11 @@ from tcompress.stage import guarded, read_config, write_json
 @click.option("--tokenized", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--calibration", required=True, type=click.Path(exists=True, file_okay=False),
               help="the calibrate stage's output: each Linear's Gram matrix, for GPTQ")
+@click.option("--resume", required=True, type=click.Path(file_okay=False),
+              help="each module's result so far, kept outside DVC's outputs so an interrupted run continues")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @guarded
-def main(config_file: str, baseline: str, tokenized: str, calibration: str, out: str) -> None:
+def main(config_file: str, baseline: str, tokenized: str, calibration: str, resume: str, out: str) -> None:
     from tcompress.post_config import SENSITIVITY_FILE
 
     config = read_config(config_file)
@@ -29,10 +31,11 @@ def main(config_file: str, baseline: str, tokenized: str, calibration: str, out:
         return
     import time
 
+    from tcompress.baseline import load_baseline
+    from tcompress.closure import file_digest
     from tcompress.compress.calibration import load as load_calibration
     from tcompress.post_config import CALIBRATION_FILE
-    from tcompress.baseline import load_baseline
-    from tcompress.compress.sensitivity import check_widths, measure, save, validation_batches
+    from tcompress.sensitivity import check_widths, measure, save, validation_batches
     from tcompress.stage import runtime, setup_torch
 
     widths = tuple(config["bits"])
@@ -41,8 +44,11 @@ def main(config_file: str, baseline: str, tokenized: str, calibration: str, out:
     device = setup_torch(runtime())
     model, _ = load_baseline(baseline, device)
     batches = validation_batches(tokenized, config["sentences"], device)
-    result = measure(model, load_calibration(Path(calibration) / CALIBRATION_FILE), batches, widths, config["mode"],
-                     config["embeddings"])
+    statistics = Path(calibration) / CALIBRATION_FILE
+    identity = {"baseline": file_digest(Path(baseline)), "calibration": file_digest(statistics),
+                "settings": {k: config[k] for k in ("bits", "mode", "sentences", "embeddings")}}
+    result = measure(model, load_calibration(statistics), batches, widths, config["mode"], config["embeddings"],
+                     resume=Path(resume), identity=identity)
     Path(out).mkdir(parents=True, exist_ok=True)
     save(result, Path(out) / SENSITIVITY_FILE, {"bits": list(widths), "mode": config["mode"],
                                                 "sentences": sum(len(b[0]) for b in batches)})

@@ -72,7 +72,7 @@ class CellContext:
 
     def sensitivity(self) -> dict:
         """Each Linear's validation-loss increase per bit width, as the JSON the sensitivity stage wrote
-        (``tcompress.compress.sensitivity`` reads it): the file whose hash the plan of a
+        (``tcompress.sensitivity`` reads it): the file whose hash the plan of a
         ``sensitivity`` method's cell holds."""
         import json
 

@@ -37,7 +37,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "tcompress.methods_doc", "tcompress.shard", "tcompress.push")),
     # One file, or one package where it brings modules of its own (its stored forms, its wrappers),
     # per compression method, and the registry they register with.
-    ("methods", ("tcompress.methods", "tcompress.methods.*")),
+    # The mixed search's per-Linear sensitivities sit beside them, measured by a stage of their own and
+    # kept out of the methods' package, which the loader imports whole (only a mixed cell runs them).
+    ("methods", ("tcompress.methods", "tcompress.methods.*", "tcompress.sensitivity")),
     # What two or more methods share: the stored forms they share and the artifact's writer and bit
     # counts, packing, linear quantization, codebooks, pruners, the module walker.
     ("shared compression mechanisms", ("tcompress.compress", "tcompress.compress.*")),

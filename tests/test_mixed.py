@@ -27,7 +27,7 @@ from tcompress.methods import Cell
 from tcompress.methods.mixed import MixedParams, compress
 from tcompress.methods.mixed import search as mixed_search
 from tcompress.methods.mixed.search import bits_summary, candidate_steps, choose, code_bytes, greedy_path
-from tcompress.compress.sensitivity import measure
+from tcompress.sensitivity import measure
 from tcompress.model import PAD, Vocab, make_model
 from tcompress.tokenizer import build_tokenizer
 
@@ -89,6 +89,39 @@ def test_each_sensitivity_is_the_loss_with_that_linear_alone_in_its_stored_form(
     assert result["linears"]["generator.proj"]["delta"]["2"] > result["linears"]["generator.proj"]["delta"]["8"]
     assert torch.equal(model.get_submodule(names[0]).weight, tiny_model().get_submodule(names[0]).weight)  # restored
     assert result["embeddings"] == {}   # tables only when asked
+
+
+def test_an_interrupted_measurement_resumes_with_the_next_module_and_ends_as_an_uninterrupted_one(tmp_path,
+                                                                                                     monkeypatch):
+    import tcompress.sensitivity as sensitivity
+
+    model, pairs = tiny_model(), pairs_of(3)
+    stats, batches = collect(model, [batched(pairs)[:2]]), [batched(pairs)]
+    identity = {"baseline": "a", "calibration": "b", "settings": {"bits": list(WIDTHS)}}
+    whole = measure(model, stats, batches, WIDTHS, "asym", embeddings=True)
+    measured, real = [], sensitivity.validation_loss
+
+    def loss_until_interrupted(model, batches):
+        measured.append(1)
+        if len(measured) > 1 + 3 * len(WIDTHS):   # the float loss, three modules, then the process dies
+            raise KeyboardInterrupt
+        return real(model, batches)
+
+    monkeypatch.setattr(sensitivity, "validation_loss", loss_until_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        measure(model, stats, batches, WIDTHS, "asym", embeddings=True, resume=tmp_path / "r", identity=identity)
+    counted = []
+    monkeypatch.setattr(sensitivity, "validation_loss", lambda m, b: counted.append(1) or real(m, b))
+    resumed = measure(model, stats, batches, WIDTHS, "asym", embeddings=True, resume=tmp_path / "r",
+                      identity=identity)
+    modules = len(whole["linears"]) + len(whole["embeddings"])
+    assert len(counted) == (modules - 3) * len(WIDTHS)   # neither the float loss nor the three done again
+    assert resumed == whole
+    # another baseline, calibration or setting: the folder is discarded and everything measured
+    counted.clear()
+    measure(model, stats, batches, WIDTHS, "asym", embeddings=True, resume=tmp_path / "r",
+            identity={**identity, "baseline": "c"})
+    assert len(counted) == 1 + modules * len(WIDTHS)
 
 
 def test_an_embedding_table_s_sensitivity_is_the_loss_with_it_alone_rounded_per_row():

@@ -1,7 +1,7 @@
 """Mixed precision against a BLEU budget: each Linear (and embedding table) at its own width, the
 fewest file bytes whose greedy validation BLEU stays within ``budget`` of the float baseline's.
 
-From the ``sensitivity`` stage's Δ loss per module and width (``tcompress.compress.sensitivity``:
+From the ``sensitivity`` stage's Δ loss per module and width (``tcompress.sensitivity``:
 every Linear, and the embedding tables with ``sensitivity.embeddings``), a greedy path lowers one module one width at a
 time, cheapest sensitivity per byte saved first (``search``). The ``candidates`` steps of it at
 evenly spaced code bytes are built for real (each Linear rounded by GPTQ at its width from the
@@ -60,7 +60,7 @@ def compress(model, cell, params: MixedParams, ctx) -> dict:
     from tcompress.decode import DecodeOptions, translate
     from tcompress.evaluation import score
     from tcompress.methods.mixed.search import bits_summary, candidate_steps, choose, code_bytes, greedy_path
-    from tcompress.compress.sensitivity import embedding_codes, embedding_tables, gptq_codes, parsed
+    from tcompress.sensitivity import embedding_codes, embedding_tables, gptq_codes, parsed
     from tcompress.model import count_parameters
     from tcompress.tokenizer import Tokenizer
 

@@ -1,7 +1,7 @@
 """Each Linear's (and embedding table's) sensitivity to its bit width, measured once per baseline by
-the ``sensitivity`` stage for the mixed-precision search (``tcompress.methods.mixed``), which reads
-nothing else of it; here, with the calibration statistics it is computed from, so that the stage
-depends on no method's code.
+the ``sensitivity`` stage for the mixed-precision search (``tcompress.methods.mixed``). It lives
+outside the methods' package and the shared mechanisms, which the loader imports whole, so that the
+stage depends on no method's code and only a mixed cell depends on this file.
 
 For every Linear of the model and every width b of ``sensitivity.bits``, the Linear alone is
 rounded with GPTQ (``tcompress.compress.gptq``: one step and zero point per output row, its Hessian
@@ -27,15 +27,22 @@ of the codes it would store.
 
 The result is one JSON file (``SENSITIVITY_FILE``): the settings, the float loss, and per Linear
 (``linears``) and per embedding table (``embeddings``) its weight's size and Δ per width.
+
+On Multi30k the measurement takes a quarter of an hour on one CPU thread, so each module's result is
+kept, as soon as it is measured, in a resume folder outside DVC's outputs: an interrupted stage
+continues with the next module. The folder is keyed on the baseline, the calibration statistics and
+the settings (``identity``); a stale one is discarded.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from tcompress.batching import pad
 from tcompress.compress.gptq import gptq_quantize
@@ -91,29 +98,65 @@ def embedding_tables(model: nn.Module) -> dict[str, nn.Embedding]:
     return dict(group_modules(model, "emb"))
 
 
+def _resumed(resume: Path | None, identity: dict | None) -> dict:
+    """What an interrupted measurement with this ``identity`` left in ``resume`` (a stale folder is
+    removed); the folder is then ready for this one's results."""
+    if resume is None:
+        return {}
+    marker = resume / "identity.json"
+    if resume.exists() and not (marker.exists() and json.loads(marker.read_text()) == identity):
+        shutil.rmtree(resume)   # another baseline, calibration or setting
+    resume.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(identity, sort_keys=True))
+    return {p.stem: json.loads(p.read_text()) for p in resume.glob("*.json") if p.name != marker.name}
+
+
+def _keep(resume: Path | None, key: str, value) -> None:
+    if resume is not None:
+        tmp = resume / f"{key}.tmp"
+        tmp.write_text(json.dumps(value))
+        tmp.replace(resume / f"{key}.json")   # on disk whole or not at all
+
+
 @torch.no_grad()
 def measure(model: nn.Module, stats: dict, batches, widths: tuple[int, ...], mode: str,
-            embeddings: bool = False) -> dict:
+            embeddings: bool = False, resume: Path | None = None, identity: dict | None = None) -> dict:
     """Δ(l, b) for every Linear l of ``model`` and width b (see the module docstring), and with
     ``embeddings`` for every embedding table, with the float loss and each weight's size; the model
-    is left as it was."""
-    base = validation_loss(model, batches)
+    is left as it was. With ``resume``, each result is kept there under ``identity`` as it is
+    measured, and a run after an interruption measures only what is missing."""
+    done = _resumed(resume, identity)
+    if "base_loss" not in done:
+        done["base_loss"] = validation_loss(model, batches)
+        _keep(resume, "base_loss", done["base_loss"])
+    base = done["base_loss"]
 
     def deltas_of(module: nn.Module, codes_at) -> dict:
         original = module.weight.detach().clone()
         deltas = {}
-        for bits in widths:
+        for bits in widths:   # each width's codes from the float weight
             codes, scale, zero_point = codes_at(QuantSpec(bits, mode, per_channel=True))
             module.weight.copy_(dequantize(codes, scale, zero_point).reshape(original.shape))
-            deltas[str(bits)] = validation_loss(model, batches) - base
-            module.weight.copy_(original)
+            try:
+                deltas[str(bits)] = validation_loss(model, batches) - base
+            finally:
+                module.weight.copy_(original)   # the model as it was, an interruption included
         return {"numel": original.numel(), "delta": deltas}
 
-    linears = {name: deltas_of(linear, lambda spec, l=linear, n=name: gptq_codes(l, stats[n], spec))
-               for name, linear in group_linears(model, "full").items()}
-    tables = {name: deltas_of(table, lambda spec, t=table: embedding_codes(t, spec))
-              for name, table in (embedding_tables(model).items() if embeddings else ())}
-    return {"base_loss": base, "linears": linears, "embeddings": tables}
+    todo = [("linears", name, linear, lambda spec, l=linear, n=name: gptq_codes(l, stats[n], spec))
+            for name, linear in group_linears(model, "full").items()]
+    todo += [("embeddings", name, table, lambda spec, t=table: embedding_codes(t, spec))
+             for name, table in (embedding_tables(model).items() if embeddings else ())]
+    result: dict = {"base_loss": base, "linears": {}, "embeddings": {}}
+    bar = tqdm(todo, desc="sensitivity", unit="module", mininterval=2.0)
+    for kind, name, module, codes_at in bar:
+        key = f"{kind}--{name}"
+        if key not in done:
+            bar.set_postfix_str(name)
+            done[key] = deltas_of(module, codes_at)
+            _keep(resume, key, done[key])
+        result[kind][name] = done[key]
+    return result
 
 
 def check_widths(widths: tuple[int, ...]) -> None:
