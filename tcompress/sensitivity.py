@@ -37,7 +37,6 @@ the settings (``identity``); a stale one is discarded.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import torch
@@ -50,6 +49,7 @@ from tcompress.compress.linear_quant import QuantSpec, dequantize, quantize_tens
 from tcompress.compress.walker import group_linears, group_modules
 from tcompress.data.corpora import read_ids
 from tcompress.model import PAD
+from tcompress.resume_folder import MARKER, open_folder, write_part
 
 FORMAT = "tcompress.sensitivity/2"
 BATCH_SENTENCES = 64   # how the loss is batched; the sum does not depend on it beyond float rounding
@@ -99,23 +99,17 @@ def embedding_tables(model: nn.Module) -> dict[str, nn.Embedding]:
 
 
 def _resumed(resume: Path | None, identity: dict | None) -> dict:
-    """What an interrupted measurement with this ``identity`` left in ``resume`` (a stale folder is
-    removed); the folder is then ready for this one's results."""
+    """What an interrupted measurement with this ``identity`` left in ``resume``; the folder is then
+    ready for this one's results (``tcompress.resume_folder``)."""
     if resume is None:
         return {}
-    marker = resume / "identity.json"
-    if resume.exists() and not (marker.exists() and json.loads(marker.read_text()) == identity):
-        shutil.rmtree(resume)   # another baseline, calibration or setting
-    resume.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps(identity, sort_keys=True))
-    return {p.stem: json.loads(p.read_text()) for p in resume.glob("*.json") if p.name != marker.name}
+    open_folder(resume, identity)
+    return {p.stem: json.loads(p.read_text()) for p in resume.glob("*.json") if p.name != MARKER}
 
 
 def _keep(resume: Path | None, key: str, value) -> None:
     if resume is not None:
-        tmp = resume / f"{key}.tmp"
-        tmp.write_text(json.dumps(value))
-        tmp.replace(resume / f"{key}.json")   # on disk whole or not at all
+        write_part(resume / f"{key}.json", value)
 
 
 @torch.no_grad()

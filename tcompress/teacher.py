@@ -25,22 +25,13 @@ CHUNK_SENTENCES = 2000
 SPLIT = "train"
 
 
-def _identity_matches(resume: Path, identity: dict) -> bool:
-    marker = resume / "identity.json"
-    return marker.exists() and json.loads(marker.read_text()) == identity
-
-
 def decode_sources(model, src_ids: list[list[int]], opts, device, resume: Path, identity: dict) -> list[list[int]]:
     """The model's output ids (BOS … EOS) for every source, chunk by chunk, resuming from ``resume``."""
-    import shutil
-
     from tcompress.decode import translate_ids
     from tcompress.model import BOS, EOS
+    from tcompress.resume_folder import open_folder, write_part
 
-    if resume.exists() and not _identity_matches(resume, identity):
-        shutil.rmtree(resume)   # written for another model, setting or corpus
-    resume.mkdir(parents=True, exist_ok=True)
-    (resume / "identity.json").write_text(json.dumps(identity, sort_keys=True))
+    open_folder(resume, identity)   # emptied when written for another model, setting or corpus
     out: list[list[int]] = []
     for start in range(0, len(src_ids), CHUNK_SENTENCES):
         part = resume / f"{start:09d}.json"
@@ -49,9 +40,7 @@ def decode_sources(model, src_ids: list[list[int]], opts, device, resume: Path, 
         else:
             hyps = translate_ids(model, src_ids[start:start + CHUNK_SENTENCES], opts, device, progress=True,
                                  desc=f"teacher {start:,}-{min(start + CHUNK_SENTENCES, len(src_ids)):,} of {len(src_ids):,}")
-            tmp = part.with_suffix(".tmp")
-            tmp.write_text(json.dumps(hyps))
-            tmp.replace(part)            # a chunk is on disk whole or not at all
+            write_part(part, hyps)   # a chunk is on disk whole or not at all
         out += hyps
     return [[BOS, *h, EOS] for h in out]
 

@@ -51,7 +51,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "tcompress.batching", "tcompress.tokenizer", "tcompress.data", "tcompress.data.*", "tcompress.decode",
         "tcompress.evaluation", "tcompress.precision", "tcompress.checkpoint", "tcompress.safetensors_file",
         "tcompress.training", "tcompress.closure", "tcompress.translate_ct2", "tcompress.post_config",
-        "tcompress.vocabulary_map", "tcompress.baseline", "tcompress.teacher")),
+        "tcompress.vocabulary_map", "tcompress.baseline", "tcompress.teacher", "tcompress.resume_folder")),
 ]
 
 
