@@ -63,7 +63,7 @@ def project(root: Path, data: str, cache: str | None, threads: int) -> Path:
     params["catalog"]["ptq"] = {**params["catalog"]["ptq"], "bits": [8, 4, 3],
                                 "groups": [*params["catalog"]["ptq"]["groups"], LINEARS]}
     for method in SWEEP:   # the four methods at RTN's three widths (smoothquant's 8/4/3: W8A8, W4A8, W3A8)
-        params[method]["bits"] = params["catalog"][method]["bits"] = list(WIDTHS)
+        params[method]["bits"], params["catalog"][method]["bits"] = list(WIDTHS), list(WIDTHS)   # no YAML alias
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh([sys.executable, "-m", "tcompress.cli", "catalog"], dest)
     sh(["git", "-c", "user.email=b@example.com", "-c", "user.name=bench", "commit", "-qam", "ptq family"], dest)
