@@ -278,3 +278,14 @@ def test_each_claim_gets_the_verdict_its_rule_gives_and_rows_without_data_are_pe
     (float("nan"), 0.0, 0.0, 0.0, False, "pending")])
 def test_verdict_rule(delta, low, high, bound, below, expected):
     assert generate.verdict(delta, low, high, bound, below) == expected
+
+
+def test_all_seeds_turns_each_cell_target_into_that_cell_in_every_seed():
+    seeds = [1234, 2, 3]
+    assert record_run.across_seeds(["seed_cell@agp-*.seed2"], seeds) == [
+        "cell@agp-*", "seed_cell@agp-*.seed2", "seed_cell@agp-*.seed3"]
+    assert record_run.across_seeds(["chain@a_then_b", "seed_train@2"], seeds) == [
+        "chain@a_then_b", "seed_chain@a_then_b.seed2", "seed_chain@a_then_b.seed3", "seed_train@2"]
+    # a cell named twice (in two seeds) is targeted once per seed
+    assert record_run.across_seeds(["cell@x", "seed_cell@x.seed3"], [1234, 3]) == ["cell@x", "seed_cell@x.seed3"]
+    assert record_run.across_seeds(["cell@x"], [1234]) == ["cell@x"]

@@ -8,7 +8,7 @@ existing project is reused as it is), each part of the record in turn: its catal
 applied to params.yaml (the overrides with DVC's own code, as `dvc exp run -S` applies them),
 `tcompress catalog`, then `dvc repro` (with ``--shard I/N``: `dvc repro plan`, then
 `dvc repro $(tcompress shard --of N --index I)`; with ``--target``, `dvc repro --glob` of those stages
-only), then `collect`. ``--collect-only --part P`` collects what the clone already holds as part P
+only; with ``--all-seeds`` as well, each cell target in every seed), then `collect`. ``--collect-only --part P`` collects what the clone already holds as part P
 (the part it last ran). Collecting is additive: a cell already in the record and absent from the
 clone stays, so shards and interrupted runs add up; a row nobody has computed stays pending.
 
@@ -98,6 +98,24 @@ def repro(project: Path, shard: str | None, targets: list[str] = ()) -> None:
                   capture=True).split()
     if targets:
         run([*dvc, "repro", *targets], project)
+
+
+def across_seeds(targets: list[str], seeds: list[int]) -> list[str]:
+    """Each cell or chain target (``cell@X``, ``chain@X``, ``seed_cell@X.seedS``, ``seed_chain@X.seedS``,
+    globs allowed) as that stage in every seed of ``seeds`` (the first seed's stages have no suffix);
+    other targets as they are. A stage another clone already ran is restored from the shared run-cache,
+    so a clone gathers every seed's translations of a row, which a comparison over the seeds reads."""
+    out: list[str] = []
+    for target in targets:
+        kind, _, name = target.partition("@")
+        if kind in ("seed_cell", "seed_chain"):
+            kind, name = kind.removeprefix("seed_"), name.rsplit(".seed", 1)[0]
+        if kind not in ("cell", "chain") or not name:
+            expanded = [target]
+        else:
+            expanded = [f"{kind}@{name}"] + [f"seed_{kind}@{name}.seed{seed}" for seed in seeds[1:]]
+        out += [t for t in expanded if t not in out]
+    return out
 
 
 def machine(project: Path) -> dict:
@@ -342,6 +360,9 @@ def main() -> None:
     parser.add_argument("--shard", help="I/N: run shard I of N of each part's cells (no aggregate until a plain run)")
     parser.add_argument("--target", action="append", default=[], dest="targets",
                         help="dvc repro only these stages (glob patterns, e.g. 'cell@gptq-*'), then collect what there is")
+    parser.add_argument("--all-seeds", action="store_true",
+                        help="each cell or chain --target in every seed of the record (restored from the run-cache "
+                             "where another clone ran it), so the clone's comparisons cover all seeds")
     parser.add_argument("--set", action="append", default=[], dest="extra",
                         help="an extra -S override after each part's (a device: runtime.device=cuda)")
     parser.add_argument("--collect-only", action="store_true")
@@ -366,7 +387,11 @@ def main() -> None:
 
                 apply_overrides(str(project / "params.yaml"), args.extra)
             run([sys.executable, "-m", "tcompress.cli", "catalog"], project)
-            repro(project, args.shard, args.targets)
+            targets = args.targets
+            if args.all_seeds:
+                seeds = yaml.safe_load((project / "params.yaml").read_text())["seeds"]
+                targets = across_seeds(targets, seeds if isinstance(seeds, list) else [seeds])
+            repro(project, args.shard, targets)
         counts = collect(project, args.out / part, pairs)
         print(f"{part}: collected into {args.out / part}: " + ", ".join(f"seed {s} {n} cells" for s, n in counts.items()))
 
