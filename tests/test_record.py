@@ -265,8 +265,9 @@ def test_each_claim_gets_the_verdict_its_rule_gives_and_rows_without_data_are_pe
                 for line in text.splitlines() if line.startswith("| ") and " | p" in line and not line.startswith("| claim ")}
     assert verdicts == {"near": "trend", "better": "reproduced", "no loss": "contradicted", "b beats a": "inconclusive",
                         "large loss": "reproduced", "not run": "pending"}
-    # the cell's file ratio (the baseline's 1,000 bytes over its 200) and its facts, the mean over the seeds
-    assert ("| b beats a | p4 | `ptq-b` | 5.00×; seconds 2 | `ptq-a` | ≥ +0.00 | −0.30 [−0.80, +0.20] | 3 "
+    # the cell's file ratio (the baseline's 1,000 bytes over its 200) and its facts, the mean over the
+    # seeds; both post-training, so no training steps on either side
+    assert ("| b beats a | p4 | `ptq-b` | 5.00×; seconds 2 | `ptq-a` | 0 / 0 | ≥ +0.00 | −0.30 [−0.80, +0.20] | 3 "
             "| inconclusive |") in text
 
 
@@ -289,3 +290,27 @@ def test_all_seeds_turns_each_cell_target_into_that_cell_in_every_seed():
     # a cell named twice (in two seeds) is targeted once per seed
     assert record_run.across_seeds(["cell@x", "seed_cell@x.seed3"], [1234, 3]) == ["cell@x", "seed_cell@x.seed3"]
     assert record_run.across_seeds(["cell@x"], [1234]) == ["cell@x"]
+
+
+def test_a_claim_shows_each_side_s_training_steps_over_the_seeds_that_have_both(tmp_path):
+    """Steps beyond the baseline's: a fine-tuned cell's own, a chain's with its parent's, a shared
+    control's its twin's, a post-training cell's 0; averaged over the seeds where both sides exist."""
+    folder = tmp_path / "main"
+    cells = {1234: {"qat-x": {"method": "qat", "finetune_steps": 70}, "qat-control": {"method": "qat", "finetune_steps": 70},
+                    "kmeans-control": {"method": "kmeans", "same_as": "qat-control"},
+                    "kmeans-y": {"method": "kmeans", "finetune_steps": 70},
+                    "agp-z": {"method": "agp", "finetune_steps": 300},
+                    "agp-z_then_kmeans-y": {"method": "kmeans", "finetune_steps": 70, "parent": "agp-z"},
+                    "ptq-w": {"method": "ptq"}},
+             2: {"qat-x": {"method": "qat", "finetune_steps": 74}, "qat-control": {"method": "qat", "finetune_steps": 74}}}
+    for seed, found in cells.items():
+        (folder / f"seed{seed}/cells").mkdir(parents=True)
+        for cell, metrics in found.items():
+            (folder / f"seed{seed}/cells/{cell}.json").write_text(json.dumps({"cell": cell, **metrics}))
+    part = generate.Part(folder)
+    assert generate.training_steps(part, "qat-x", "reference") == "72 / 72"
+    assert generate.training_steps(part, "kmeans-y", "reference") == "70 / 70"   # seed 1234 alone has kmeans-y
+    assert generate.training_steps(part, "agp-z_then_kmeans-y", "baseline") == "370 / 0"
+    assert generate.training_steps(part, "ptq-w", "qat-x") == "0 / 70"
+    assert generate.training_steps(part, "ptq-w", "reference") == "0 / 0"
+    assert generate.training_steps(part, "lottery-v", "reference") == ""

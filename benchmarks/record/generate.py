@@ -114,6 +114,25 @@ class Part:
                 "n": d["n"], "bleu": sum(bleus) / len(bleus), "sd": sd, "delta": d["delta_mean"],
                 "low": d["ci_low"], "high": d["ci_high"]}
 
+    def steps(self, cell: str, seed: int) -> float | None:
+        """The training steps a cell took in one seed beyond the baseline's: its fine-tuning, a chain's
+        parent's included; 0 for a post-training cell; None while unmeasured."""
+        if cell == "baseline":
+            return 0.0
+        metrics = self.cell(seed, cell)
+        if not metrics:
+            return None
+        if metrics.get("same_as"):   # a shared control: its twin's training
+            return self.steps(metrics["same_as"], seed)
+        parent = self.steps(metrics["parent"], seed) if metrics.get("parent") else 0.0
+        return None if parent is None else (metrics.get("finetune_steps") or 0) + parent
+
+    def reference(self, cell: str) -> str:
+        """A cell's reference: its method's control where the part has one, else the baseline."""
+        metrics = next((m for m in (self.cell(s, cell) for s in self.seeds) if m), {})
+        control = f"{metrics.get('method')}-control"
+        return control if any(self.cell(s, control) for s in self.seeds) else "baseline"
+
     def files(self, cell: str) -> dict | None:
         """Mean file bytes, file ratio (the seed's baseline checkpoint over the cell's file) and greedy
         sentences/s over the seeds that have the cell."""
@@ -348,7 +367,9 @@ def claims_section(repo: Path, parts: dict[str, Part]) -> str:
              "**contradicted**: the whole interval is on the other side; **trend**: the interval holds the "
              "bound and the mean is on the claim's side; **inconclusive**: it holds the bound and the mean is "
              "not; **pending**: the record has no result for the row yet. `reference` is the cell's control "
-             "for a trained method, else the baseline."]
+             "for a trained method, else the baseline. Training steps are those beyond the baseline's own "
+             "(a chain's include its parent's; a post-training cell's are 0): a comparison of unequal "
+             "compute shows it there."]
     for paper in claims["papers"]:
         rows = []
         for row in paper["rows"]:
@@ -359,16 +380,29 @@ def claims_section(repo: Path, parts: dict[str, Part]) -> str:
             part = parts.get(row.get("part", "main"))
             files = part.files(row["cell"]) if part is not None else None
             done = "" if files is None else f"{files['ratio']:.2f}×" + cell_facts(part, row)
+            steps = "" if part is None else training_steps(part, row["cell"], against)
             if m is None:
-                rows.append([row["claim"], row["paper"], cell, done, f"`{against}`", bound, "pending", "", "pending"])
+                rows.append([row["claim"], row["paper"], cell, done, f"`{against}`", steps, bound, "pending", "",
+                             "pending"])
                 continue
-            rows.append([row["claim"], row["paper"], cell, done, f"`{against}`", bound,
+            rows.append([row["claim"], row["paper"], cell, done, f"`{against}`", steps, bound,
                          f"{_signed(m['delta'])} {_interval(m['low'], m['high'])}", m["n"],
                          verdict(m["delta"], m["low"], m["high"], float(row["bound"]), bool(row.get("below")))])
         lines += ["", f"### {paper['id']}: {paper['title']}", "",
-                  _table(["claim", "paper", "cell", "its file ratio", "against", "bound", "Δ, 95 % interval", "n",
-                          "verdict"], rows)]
+                  _table(["claim", "paper", "cell", "its file ratio", "against", "training steps, cell / against",
+                          "bound", "Δ, 95 % interval", "n", "verdict"], rows)]
     return "\n".join(lines)
+
+
+def training_steps(part: Part, cell: str, against: str) -> str:
+    """"cell / against": each side's training steps beyond the baseline's (``Part.steps``), mean over
+    the seeds that have both, so a comparison of unequal compute says so; blank while none has both."""
+    other = part.reference(cell) if against == "reference" else against
+    both = [(a, b) for seed in part.seeds
+            if (a := part.steps(cell, seed)) is not None and (b := part.steps(other, seed)) is not None]
+    if not both:
+        return ""
+    return " / ".join(f"{sum(x) / len(both):,.0f}" for x in zip(*both))
 
 
 def cell_facts(part: Part, row: dict) -> str:
