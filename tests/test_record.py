@@ -314,3 +314,34 @@ def test_a_claim_shows_each_side_s_training_steps_over_the_seeds_that_have_both(
     assert generate.training_steps(part, "ptq-w", "qat-x") == "0 / 70"
     assert generate.training_steps(part, "ptq-w", "reference") == "0 / 0"
     assert generate.training_steps(part, "lottery-v", "reference") == ""
+
+
+def test_gather_takes_the_cells_another_clone_ran_with_this_clone_s_inputs(tmp_path):
+    """A cell whose plan here equals the one the other clone ran it with is gathered (its `dvc repro`
+    restores it from the run-cache); one with another plan, no plan here, or already recorded here is
+    not; a chain comes with its parent, or when this clone holds the parent's folder it read."""
+    project, other = tmp_path / "project", tmp_path / "other"
+    plans = {"a": "plan a", "b": "plan b here", "c": "plan c", "d": "plan d", "a_then_x": "chain plan",
+             "d_then_x": "chain plan d"}
+    for name, text in plans.items():
+        (project / "data/plan/cells").mkdir(parents=True, exist_ok=True)
+        (project / f"data/plan/cells/{name}.json").write_text(text)
+    md5 = {name: hashlib.md5(text.encode()).hexdigest() for name, text in plans.items()}
+
+    def stage(name, plan_md5, extra_deps=()):
+        return {"cmd": "x", "deps": [{"path": f"data/plan/cells/{name}.json", "md5": plan_md5}, *extra_deps],
+                "outs": [{"path": f"data/cells/{name}", "md5": f"{name}-out.dir"}]}
+
+    theirs = {"cell@a": stage("a", md5["a"]), "cell@b": stage("b", hashlib.md5(b"plan b there").hexdigest()),
+              "cell@c": stage("c", md5["c"]), "cell@e": stage("e", "f" * 32), "seed_train@2": stage("t", "0" * 32),
+              "chain@a_then_x": stage("a_then_x", md5["a_then_x"], [{"path": "data/cells/a", "md5": "a-out.dir"}]),
+              "chain@d_then_x": stage("d_then_x", md5["d_then_x"], [{"path": "data/cells/d", "md5": "d-out.dir"}])}
+    ours = {"cell@c": stage("c", md5["c"])}
+    (other / "data").mkdir(parents=True)
+    (other / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": theirs}))
+    (project / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": ours}))
+    assert record_run.gather_targets(project, [other]) == ["cell@a", "chain@a_then_x"]
+    # this clone holds the folder chain d read (its own cell d, run with the same outputs): gathered too
+    ours["cell@d"] = stage("d", md5["d"])
+    (project / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": ours}))
+    assert record_run.gather_targets(project, [other]) == ["cell@a", "chain@a_then_x", "chain@d_then_x"]

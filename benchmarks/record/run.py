@@ -8,7 +8,8 @@ existing project is reused as it is), each part of the record in turn: its catal
 applied to params.yaml (the overrides with DVC's own code, as `dvc exp run -S` applies them),
 `tcompress catalog`, then `dvc repro` (with ``--shard I/N``: `dvc repro plan`, then
 `dvc repro $(tcompress shard --of N --index I)`; with ``--target``, `dvc repro --glob` of those stages
-only; with ``--all-seeds`` as well, each cell target in every seed), then `collect`. ``--collect-only --part P`` collects what the clone already holds as part P
+only; with ``--all-seeds`` as well, each cell target in every seed; ``--gather CLONE``: every cell
+stage CLONE ran with this clone's inputs, restored from the shared run-cache), then `collect`. ``--collect-only --part P`` collects what the clone already holds as part P
 (the part it last ran). Collecting is additive: a cell already in the record and absent from the
 clone stays, so shards and interrupted runs add up; a row nobody has computed stays pending.
 
@@ -33,6 +34,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -116,6 +118,54 @@ def across_seeds(targets: list[str], seeds: list[int]) -> list[str]:
             expanded = [f"{kind}@{name}"] + [f"seed_{kind}@{name}.seed{seed}" for seed in seeds[1:]]
         out += [t for t in expanded if t not in out]
     return out
+
+
+CELL_STAGES = ("cell@", "chain@", "seed_cell@", "seed_chain@")
+
+
+def _lock_stages(project: Path) -> dict[str, dict]:
+    """dvc.lock's stages (read again if a running `dvc repro` was rewriting it)."""
+    for _ in range(5):
+        try:
+            return (yaml.safe_load((project / "dvc.lock").read_text()) or {}).get("stages", {})
+        except FileNotFoundError:
+            return {}
+        except yaml.YAMLError:
+            time.sleep(1)
+    raise SystemExit(f"{project / 'dvc.lock'} could not be read")
+
+
+def _file_md5(path: Path) -> str | None:
+    return hashlib.md5(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def gather_targets(project: Path, sources: list[Path]) -> list[str]:
+    """The cell and chain stages another clone ran with the very inputs this clone holds (its plan
+    file, a chain's parent's folder), so that `dvc repro` of them here restores their outputs from
+    the shared run-cache and computes nothing. A stage this clone's lock already records with those
+    inputs is left out, as is one whose plan here is absent or different. A chain's parent counts as
+    held when this clone's lock records that folder, or when the parent is gathered from the same
+    clone with the outputs the chain read."""
+    ours = _lock_stages(project)
+    held = {o["path"]: o.get("md5") for stage in ours.values() for o in stage.get("outs", [])}
+    wanted: list[str] = []
+    for source in sources:
+        theirs = _lock_stages(source)
+        produced = {o["path"]: (name, o.get("md5")) for name, stage in theirs.items() for o in stage.get("outs", [])}
+        for name, stage in sorted(theirs.items(), key=lambda item: "chain" in item[0]):   # parents first
+            deps = stage.get("deps", [])
+            if not name.startswith(CELL_STAGES) or name in wanted or not deps or ours.get(name, {}).get("deps") == deps:
+                continue
+
+            def have(dep: dict) -> bool:
+                if not str(dep.get("md5", "")).endswith(".dir"):
+                    return _file_md5(project / dep["path"]) == dep.get("md5")
+                parent, md5 = produced.get(dep["path"], (None, None))
+                return held.get(dep["path"]) == dep["md5"] or (parent in wanted and md5 == dep["md5"])
+
+            if all(have(dep) for dep in deps):
+                wanted.append(name)
+    return wanted
 
 
 def machine(project: Path) -> dict:
@@ -363,6 +413,9 @@ def main() -> None:
     parser.add_argument("--all-seeds", action="store_true",
                         help="each cell or chain --target in every seed of the record (restored from the run-cache "
                              "where another clone ran it), so the clone's comparisons cover all seeds")
+    parser.add_argument("--gather", action="append", default=[], type=Path,
+                        help="another clone on the same DVC cache: restore here every cell it ran with this "
+                             "clone's inputs (from the run-cache; nothing computes), then collect")
     parser.add_argument("--set", action="append", default=[], dest="extra",
                         help="an extra -S override after each part's (a device: runtime.device=cuda)")
     parser.add_argument("--collect-only", action="store_true")
@@ -391,7 +444,12 @@ def main() -> None:
             if args.all_seeds:
                 seeds = yaml.safe_load((project / "params.yaml").read_text())["seeds"]
                 targets = across_seeds(targets, seeds if isinstance(seeds, list) else [seeds])
-            repro(project, args.shard, targets)
+            if args.gather:
+                found = gather_targets(project, [g.resolve() for g in args.gather])
+                print(f"gathering {len(found)} cell stages from {', '.join(map(str, args.gather))}", flush=True)
+                targets = [*targets, *found]
+            if targets or not args.gather:   # nothing to gather: no `dvc repro` of the whole grid
+                repro(project, args.shard, targets)
         counts = collect(project, args.out / part, pairs)
         print(f"{part}: collected into {args.out / part}: " + ", ".join(f"seed {s} {n} cells" for s, n in counts.items()))
 
