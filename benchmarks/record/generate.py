@@ -115,8 +115,9 @@ class Part:
                 "low": d["ci_low"], "high": d["ci_high"]}
 
     def steps(self, cell: str, seed: int) -> float | None:
-        """The training steps a cell took in one seed beyond the baseline's: its fine-tuning, a chain's
-        parent's included; 0 for a post-training cell; None while unmeasured."""
+        """The training steps a cell took in one seed, the baseline's not counted: its fine-tuning (a
+        student's or ticket's whole training), a chain's parent's included; 0 for a post-training cell;
+        None while unmeasured."""
         if cell == "baseline":
             return 0.0
         metrics = self.cell(seed, cell)
@@ -367,9 +368,9 @@ def claims_section(repo: Path, parts: dict[str, Part]) -> str:
              "**contradicted**: the whole interval is on the other side; **trend**: the interval holds the "
              "bound and the mean is on the claim's side; **inconclusive**: it holds the bound and the mean is "
              "not; **pending**: the record has no result for the row yet. `reference` is the cell's control "
-             "for a trained method, else the baseline. Training steps are those beyond the baseline's own "
-             "(a chain's include its parent's; a post-training cell's are 0): a comparison of unequal "
-             "compute shows it there."]
+             "for a trained method, else the baseline. Training steps: each side's own, the baseline's not "
+             "counted (a fine-tuning's steps, a student's or ticket's whole training; a chain's include its "
+             "parent's; a post-training cell's are 0), so a comparison at unequal compute shows it."]
     for paper in claims["papers"]:
         rows = []
         for row in paper["rows"]:
@@ -395,7 +396,7 @@ def claims_section(repo: Path, parts: dict[str, Part]) -> str:
 
 
 def training_steps(part: Part, cell: str, against: str) -> str:
-    """"cell / against": each side's training steps beyond the baseline's (``Part.steps``), mean over
+    """"cell / against": each side's training steps (``Part.steps``), mean over
     the seeds that have both, so a comparison of unequal compute says so; blank while none has both."""
     other = part.reference(cell) if against == "reference" else against
     both = [(a, b) for seed in part.seeds
