@@ -293,7 +293,7 @@ def test_all_seeds_turns_each_cell_target_into_that_cell_in_every_seed():
 
 
 def test_a_claim_shows_each_side_s_training_steps_over_the_seeds_that_have_both(tmp_path):
-    """Steps beyond the baseline's: a fine-tuned cell's own, a chain's with its parent's, a shared
+    """Training steps, the baseline's not counted: a fine-tuned cell's own, a chain's with its parent's, a shared
     control's its twin's, a post-training cell's 0; averaged over the seeds where both sides exist."""
     folder = tmp_path / "main"
     cells = {1234: {"qat-x": {"method": "qat", "finetune_steps": 70}, "qat-control": {"method": "qat", "finetune_steps": 70},
