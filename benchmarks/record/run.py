@@ -10,8 +10,9 @@ applied to params.yaml (the overrides with DVC's own code, as `dvc exp run -S` a
 `dvc repro $(tcompress shard --of N --index I)`; with ``--target``, `dvc repro --glob` of those stages
 only; with ``--all-seeds`` as well, each cell target in every seed; ``--gather CLONE``: every cell
 stage CLONE ran with this clone's inputs, restored from the shared run-cache), then `collect`.
-``--collect-only --part P`` collects what the clone already holds as part P (the part it last ran). Collecting is additive: a cell already in the record and absent from the
-clone stays, so shards and interrupted runs add up; a row nobody has computed stays pending.
+``--collect-only --part P`` collects what the clone already holds as part P (the part it last ran).
+Collecting is additive: a cell already in the record and absent from the clone stays, so shards and
+interrupted runs add up; a row nobody has computed stays pending.
 
 What `collect` writes under ``--out`` (default benchmarks/results/record/), per part:
 - ``params.yaml``: the params the clone ran with; ``machine.json``: CPU model and flags, cores,
