@@ -307,6 +307,9 @@ def test_a_claim_shows_each_side_s_training_steps_over_the_seeds_that_have_both(
         (folder / f"seed{seed}/cells").mkdir(parents=True)
         for cell, metrics in found.items():
             (folder / f"seed{seed}/cells/{cell}.json").write_text(json.dumps({"cell": cell, **metrics}))
+    # each cell's reference, as the runner computed its Δ against it
+    references = {"qat-x": "qat-control", "kmeans-y": "kmeans-control", "ptq-w": "baseline"}
+    (folder / "deltas.json").write_text(json.dumps({"deltas": [{"a": a, "b": b} for b, a in references.items()]}))
     part = generate.Part(folder)
     assert generate.training_steps(part, "qat-x", "reference") == "72 / 72"
     assert generate.training_steps(part, "kmeans-y", "reference") == "70 / 70"   # seed 1234 alone has kmeans-y

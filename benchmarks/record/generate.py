@@ -128,11 +128,10 @@ class Part:
         parent = self.steps(metrics["parent"], seed) if metrics.get("parent") else 0.0
         return None if parent is None else (metrics.get("finetune_steps") or 0) + parent
 
-    def reference(self, cell: str) -> str:
-        """A cell's reference: its method's control where the part has one, else the baseline."""
-        metrics = next((m for m in (self.cell(s, cell) for s in self.seeds) if m), {})
-        control = f"{metrics.get('method')}-control"
-        return control if any(self.cell(s, control) for s in self.seeds) else "baseline"
+    def reference(self, cell: str) -> str | None:
+        """The reference the cell's Δ was computed against (its ``deltas.json`` entry's ``a``: its
+        method's control, or the baseline); None while the runner has no Δ for it."""
+        return self.deltas.get(cell, {}).get("a")
 
     def files(self, cell: str) -> dict | None:
         """Mean file bytes, file ratio (the seed's baseline checkpoint over the cell's file) and greedy
@@ -399,6 +398,8 @@ def training_steps(part: Part, cell: str, against: str) -> str:
     """"cell / against": each side's training steps (``Part.steps``), mean over
     the seeds that have both, so a comparison of unequal compute says so; blank while none has both."""
     other = part.reference(cell) if against == "reference" else against
+    if other is None:
+        return ""
     both = [(a, b) for seed in part.seeds
             if (a := part.steps(cell, seed)) is not None and (b := part.steps(other, seed)) is not None]
     if not both:

@@ -205,6 +205,12 @@ def _json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() and path.read_text().strip() else {}
 
 
+def project_seeds(project: Path) -> list[int]:
+    """The seeds a project's params.yaml selects (``seeds``: one or a list), the first seed first."""
+    seeds = yaml.safe_load((project / "params.yaml").read_text())["seeds"]
+    return seeds if isinstance(seeds, list) else [seeds]
+
+
 def seed_sources(project: Path, seeds: list[int]) -> dict[int, dict[str, Path]]:
     """Where each seed's metrics and translations are in a project."""
     out = {}
@@ -228,14 +234,13 @@ def current_outputs(project: Path) -> set[str]:
     """The outputs (paths relative to ``project``) of the stages that are up to date there: stages that
     dvc.lock records and `dvc status` does not list. A metrics file that a clone holds from git, or
     that a stage wrote for an earlier baseline or setting, is not one of them."""
-    lock = yaml.safe_load((project / "dvc.lock").read_text()) if (project / "dvc.lock").exists() else {}
+    stages = _lock_stages(project)
     done = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=project, capture_output=True,
                           text=True, env={**os.environ, "PYTHONPATH": str(project)})
     if done.returncode != 0:
         raise SystemExit(f"dvc status failed in {project}: {done.stderr.strip()[-500:]}")
     changed = set(json.loads(done.stdout or "{}"))
-    return {o["path"] for name, stage in (lock or {}).get("stages", {}).items() if name not in changed
-            for o in stage.get("outs", [])}
+    return {o["path"] for name, stage in stages.items() if name not in changed for o in stage.get("outs", [])}
 
 
 def collect(project: Path, out: Path, pairs: list[tuple[str, str]] = ()) -> dict:
@@ -250,13 +255,12 @@ def collect(project: Path, out: Path, pairs: list[tuple[str, str]] = ()) -> dict
 
 
 def _collect(project: Path, out: Path, pairs: list[tuple[str, str]]) -> dict:
-    params = yaml.safe_load((project / "params.yaml").read_text())
     current = current_outputs(project)
 
     def up_to_date(path: Path) -> bool:
         return str(path.relative_to(project)) in current
 
-    seeds = params["seeds"] if isinstance(params["seeds"], list) else [params["seeds"]]
+    seeds = project_seeds(project)
     shutil.copy(project / "params.yaml", out / "params.yaml")
     (out / "machine.json").write_text(json.dumps(machine(project), indent=1) + "\n")
     counts = {}
@@ -443,8 +447,7 @@ def main() -> None:
             run([sys.executable, "-m", "tcompress.cli", "catalog"], project)
             targets = args.targets
             if args.all_seeds:
-                seeds = yaml.safe_load((project / "params.yaml").read_text())["seeds"]
-                targets = across_seeds(targets, seeds if isinstance(seeds, list) else [seeds])
+                targets = across_seeds(targets, project_seeds(project))
             if args.gather:
                 found = gather_targets(project, [g.resolve() for g in args.gather])
                 print(f"gathering {len(found)} cell stages from {', '.join(map(str, args.gather))}", flush=True)
