@@ -348,3 +348,41 @@ def test_gather_takes_the_cells_another_clone_ran_with_this_clone_s_inputs(tmp_p
     ours["cell@d"] = stage("d", md5["d"])
     (project / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": ours}))
     assert record_run.gather_targets(project, [other]) == ["cell@a", "chain@a_then_x", "chain@d_then_x"]
+
+
+def test_collect_refuses_cells_on_another_baseline_of_a_recorded_seed_and_forget_seed_starts_it_over(tmp_path):
+    """A seed's recorded cells were measured on one baseline (known by its greedy translations' hash):
+    a clone whose baseline of that seed differs (trained again), or cannot be shown, adds nothing to
+    it; the same baseline, or a seed the record has no cells of, passes. ``forget_seed`` drops the
+    seed's folder and every comparison computed over it, and nothing else."""
+    project, out = tmp_path / "project", tmp_path / "record"
+    sources = record_run.seed_sources(project, [1234, 2])
+    for seed, text in ((1234, "ein Hund\n"), (2, "zwei Hunde\n")):
+        sources[seed]["eval"].mkdir(parents=True)
+        (sources[seed]["eval"] / "baseline.greedy.txt").write_text(text)
+        (out / f"seed{seed}/cells").mkdir(parents=True)
+        (out / f"seed{seed}/cells/ptq-sym-8-full.json").write_text("{}")
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        (out / f"seed{seed}/hyps.sha256").write_text(f"{digest}  baseline.greedy\n")
+
+    def everything_current(path):
+        return True
+
+    record_run.check_baselines(out, sources, everything_current)
+    (sources[2]["eval"] / "baseline.greedy.txt").write_text("zwei andere Hunde\n")   # seed 2 trained again
+    with pytest.raises(SystemExit, match="seed 2: this clone's baseline is not the one"):
+        record_run.check_baselines(out, sources, everything_current)
+    with pytest.raises(SystemExit, match=r"seed 1234: .*cannot show.*dvc repro evaluate"):
+        record_run.check_baselines(out, sources, lambda path: False)
+    for f in (out / "seed2/cells").glob("*.json"):    # a seed with no recorded cells takes any baseline
+        f.unlink()
+    record_run.check_baselines(out, sources, everything_current)
+
+    deltas = [{"a": "baseline", "b": "ptq-sym-8-full", "seeds": [1234, 2]},
+              {"a": "baseline", "b": "ptq-sym-4-full", "seeds": [1234]}]
+    (out / "deltas.json").write_text(json.dumps({"deltas": deltas}))
+    (out / "pairs.json").write_text(json.dumps({"pairs": [{"a": "x", "b": "y", "seeds": [2]}]}))
+    assert record_run.forget_seed(out, 2) == 2
+    assert not (out / "seed2").exists() and (out / "seed1234/cells/ptq-sym-8-full.json").exists()
+    assert json.loads((out / "deltas.json").read_text())["deltas"] == deltas[1:]
+    assert json.loads((out / "pairs.json").read_text())["pairs"] == []

@@ -12,7 +12,9 @@ only; with ``--all-seeds`` as well, each cell target in every seed; ``--gather C
 stage CLONE ran with this clone's inputs, restored from the shared run-cache), then `collect`.
 ``--collect-only --part P`` collects what the clone already holds as part P (the part it last ran).
 Collecting is additive: a cell already in the record and absent from the clone stays, so shards and
-interrupted runs add up; a row nobody has computed stays pending.
+interrupted runs add up; a row nobody has computed stays pending. It refuses a clone whose baseline of
+a seed is not the one that seed's recorded cells were measured on (`check_baselines`); ``--forget-seed``
+starts a seed over.
 
 What `collect` writes under ``--out`` (default benchmarks/results/record/), per part:
 - ``params.yaml``: the params the clone ran with; ``machine.json``: CPU model and flags, cores,
@@ -261,10 +263,12 @@ def _collect(project: Path, out: Path, pairs: list[tuple[str, str]]) -> dict:
         return str(path.relative_to(project)) in current
 
     seeds = project_seeds(project)
+    sources = seed_sources(project, seeds)
+    check_baselines(out, sources, up_to_date)
     shutil.copy(project / "params.yaml", out / "params.yaml")
     (out / "machine.json").write_text(json.dumps(machine(project), indent=1) + "\n")
     counts = {}
-    for seed, src in seed_sources(project, seeds).items():
+    for seed, src in sources.items():
         dest = out / f"seed{seed}"
         (dest / "cells").mkdir(parents=True, exist_ok=True)
         for name in ("baseline.json", "train.json"):
@@ -297,6 +301,46 @@ def _collect(project: Path, out: Path, pairs: list[tuple[str, str]]) -> dict:
             merged = merge_comparisons(known, measured)
             (out / name).write_text(json.dumps({key: list(merged.values())}, indent=1) + "\n")
     return counts
+
+
+def check_baselines(out: Path, sources: dict[int, dict[str, Path]], up_to_date) -> None:
+    """Refuse, before anything is written, to add a clone's cells to a seed of the record that was
+    measured on another baseline: each seed's cells are compared with that seed's baseline and control,
+    so they must all come from one. The baseline is known by the hash of its greedy test translations
+    (``hyps.sha256``: ``baseline.greedy``). A baseline trained again (a lost clone, another CPU, another
+    library version) is another baseline even with the same seed and params."""
+    for seed, src in sources.items():
+        recorded = _read_hashes(out / f"seed{seed}" / "hyps.sha256").get("baseline.greedy")
+        if recorded is None or not any((out / f"seed{seed}" / "cells").glob("*.json")):
+            continue
+        hyps = src["eval"] / "baseline.greedy.txt"
+        if not hyps.exists() or not up_to_date(src["eval"]):
+            raise SystemExit(
+                f"seed {seed}: the record's cells were measured on a baseline this clone cannot show it holds "
+                f"(its baseline evaluation is not up to date): run `dvc repro "
+                f"{'evaluate' if src['eval'].parent.name == 'data' else f'seed_evaluate@{seed}'}` in the clone first")
+        if _sha256(hyps) != recorded:
+            raise SystemExit(
+                f"seed {seed}: this clone's baseline is not the one the record's seed-{seed} cells were measured on "
+                f"(greedy test translations {_sha256(hyps)[:12]}, recorded {recorded[:12]}), so its cells cannot be "
+                f"added to them. Restore that baseline (the DVC remote or cache that holds it), or start the seed over: "
+                f"`python benchmarks/record/run.py --forget-seed {seed} --part {out.name} --clone ...`")
+
+
+def forget_seed(out: Path, seed: int) -> int:
+    """Take seed ``seed`` out of a collected part: its folder, and every comparison computed over it
+    (its interval included that seed's translations; a later collect recomputes it over the seeds that
+    are left, where the clone holds them). Returns how many comparisons went."""
+    shutil.rmtree(out / f"seed{seed}", ignore_errors=True)
+    dropped = 0
+    for name, key in (("deltas.json", "deltas"), ("pairs.json", "pairs")):
+        entries = _json(out / name).get(key)
+        if entries is None:
+            continue
+        kept = [e for e in entries if seed not in e.get("seeds", [])]
+        dropped += len(entries) - len(kept)
+        (out / name).write_text(json.dumps({key: kept}, indent=1) + "\n")
+    return dropped
 
 
 def merge_comparisons(known: dict[tuple[str, str], dict], measured: list[dict]) -> dict[tuple[str, str], dict]:
@@ -424,6 +468,9 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], dest="extra",
                         help="an extra -S override after each part's (a device: runtime.device=cuda)")
     parser.add_argument("--collect-only", action="store_true")
+    parser.add_argument("--forget-seed", type=int, action="append", default=[],
+                        help="before anything else, take this seed out of each --part's record (its cells and every "
+                             "comparison over it): to start a seed over on a baseline trained again")
     args = parser.parse_args()
 
     record = load_record(args.record)
@@ -433,6 +480,11 @@ def main() -> None:
         # file one part's cells under the others
         parser.error("--collect-only collects the part the clone last ran: name it with --part "
                      f"(one of {', '.join(parts)})")
+    if args.forget_seed and not args.part:
+        parser.error("--forget-seed takes the seed out of the parts named with --part")
+    for part in parts:
+        for seed in args.forget_seed:
+            print(f"{part}: seed {seed} forgotten, and {forget_seed(args.out / part, seed)} comparisons over it")
     project = args.clone.resolve()
     if not project.exists():
         run(["git", "clone", "-q", str(REPO), str(project)], REPO.parent)
