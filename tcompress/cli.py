@@ -243,7 +243,10 @@ def groups_cmd(checkpoint: str) -> None:
               help="cells' metrics, as the last commit holds them (the workspace's outside git): the cost per method")
 @click.option("--check/--no-check", default=True, show_default=True,
               help="refuse while the shared upstream stages are not up to date")
-def shard_cmd(count: int, index: int, params_file: str, metrics_dir: str, check: bool) -> None:
+@click.option("--seeds-upstream", is_flag=True,
+              help="the other seeds' baselines have run too (dvc repro seed_plan@S): split their cells across "
+                   "the shards like the first seed's, instead of giving each seed to one shard")
+def shard_cmd(count: int, index: int, params_file: str, metrics_dir: str, check: bool, seeds_upstream: bool) -> None:
     """Print the `dvc repro` targets of shard INDEX of COUNT: the selected cells and chains, balanced
     by estimated cost, each chain after the cell it starts from, the baseline's evaluation, and the
     catalog's off cells, chains and seeds (markers, about a second each), so that the collector
@@ -256,7 +259,7 @@ def shard_cmd(count: int, index: int, params_file: str, metrics_dir: str, check:
     from tcompress.params import ConfigError, load_params
     from tcompress.plan import resolve
     from tcompress.preview import measured_seconds, seconds_by_method
-    from tcompress.shard import UPSTREAM, committed_metrics, evaluate_estimate, shards
+    from tcompress.shard import SEED_SHARED, UPSTREAM, committed_metrics, evaluate_estimate, shards
 
     if index >= count:
         raise click.ClickException(f"--index {index} is not a shard of {count} (0 to {count - 1})")
@@ -268,26 +271,29 @@ def shard_cmd(count: int, index: int, params_file: str, metrics_dir: str, check:
         off |= {c.id: {"parent": c.parent_id} for c in catalog_chains(params) if c.id not in cells}
     except ConfigError as err:
         raise click.ClickException(str(err)) from None
+    seeds = params.extra_seeds
     if check:
         from dvc.repo import Repo
 
+        upstream = [*UPSTREAM, *(f"{stage}@{seed}" for seed in seeds if seeds_upstream for stage in SEED_SHARED)]
         with Repo(".") as repo:
-            stale = [name for name in UPSTREAM if repo.status(targets=[name])]
+            stale = [name for name in upstream if repo.status(targets=[name])]
         if stale:
+            first = " ".join(["plan", *(f"seed_plan@{seed}" for seed in seeds if seeds_upstream)])
             raise click.ClickException(f"the shared stages must be up to date before any shard runs ({', '.join(stale)} "
-                                       "not): run `dvc repro plan` once, then the shards")
+                                       f"not): run `dvc repro {first}` once, then the shards")
     committed = committed_metrics(Path(metrics_dir))   # not the workspace's: this worker's own cells change it
     cost = seconds_by_method(committed) if committed is not None else measured_seconds(Path(metrics_dir))
     train = Path(metrics_dir).parent / "train.json"   # the first seed's baseline: another seed's estimate
     baseline_seconds = json.loads(train.read_text()).get("wall_seconds") if train.exists() else None
-    seeds = params.extra_seeds
     off_seeds = tuple(s for s in params.seed_catalog if s not in seeds)
     baseline = Path(metrics_dir).parent / "baseline.json"
     evaluate = evaluate_estimate(json.loads(baseline.read_text()) if baseline.exists() else {})
-    mine = shards(cells, cost, count, seeds, baseline_seconds, off, off_seeds, evaluate)[index]
+    mine = shards(cells, cost, count, seeds, baseline_seconds, off, off_seeds, evaluate, seeds_upstream)[index]
+    how = "their cells split across the shards" if seeds_upstream else "each in one shard"
     click.echo(f"shard {index} of {count}: {len(mine.targets)} stages ({mine.off} of them off: markers, no torch), "
                f"about {mine.seconds / 60:.1f} min "
-               f"(measured costs per method{f'; {len(seeds)} more seeds, each in one shard' if seeds else ''})",
+               f"(measured costs per method{f'; {len(seeds)} more seeds, {how}' if seeds else ''})",
                err=True)
     click.echo(" ".join(mine.targets))
 

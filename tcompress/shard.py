@@ -12,7 +12,10 @@ worker started again after a crash gets its own list back, the cell it was in in
 
 Several seeds: the first seed's baseline is upstream of every shard, as with one seed. Each other
 seed is one unit, its baseline's stages then all its cells (each reads that baseline), costed as
-the first seed's measured training (``metrics/train.json``) plus its cells.
+the first seed's measured training (``metrics/train.json``) plus its cells. With ``--seeds-upstream``
+the other seeds' baselines have run first too (``dvc repro seed_plan@S``, say side by side on three
+machines), and each seed's cells are split across the shards like the first seed's, so that many
+workers share three seeds' grids instead of one worker a seed.
 
 The first seed's baseline evaluation (``evaluate``: no cell reads it, the aggregate does) is a unit
 of its own. The catalog's cells, chains and seeds that are off go into the shards too, about a
@@ -37,6 +40,8 @@ from tcompress.grid import seed_stage_key
 UPSTREAM = ("resolve", "prepare", "tokenize", "train", "teacher", "calibrate", "sensitivity", "plan")
 # A seed's baseline stages besides the first seed's: each seed's run in one shard, before its cells.
 SEED_UPSTREAM = ("seed_train", "seed_evaluate", "seed_teacher", "seed_calibrate", "seed_sensitivity", "seed_plan")
+# Those a seed's cells read: up to date before the shards start, with ``--seeds-upstream``.
+SEED_SHARED = tuple(s for s in SEED_UPSTREAM if s != "seed_evaluate")
 OFF_SECONDS = 1.0   # an off stage: DVC's bookkeeping and a Python start without torch
 
 
@@ -98,13 +103,15 @@ def seed_stage_name(cell_id: str, entry: dict, seed: int) -> str:
 
 def units(cells: dict[str, dict], cost: dict[str, float], seeds: tuple[int, ...] = (),
           baseline_seconds: float | None = None, off: dict[str, dict] | None = None,
-          off_seeds: tuple[int, ...] = (), evaluate_seconds: float | None = None) -> list[Unit]:
+          off_seeds: tuple[int, ...] = (), evaluate_seconds: float | None = None,
+          seeds_upstream: bool = False) -> list[Unit]:
     """Selected cells and chains (``resolve``'s entries, parents before their chains) and the catalog's
     ``off`` ones (id -> ``{"parent": id}`` for a chain, ``{}`` for a cell) grouped by root cell; then,
     per seed besides the first (``seeds``), one unit: that seed's baseline stages and all its cells,
     since each of them reads that baseline (``baseline_seconds``: its estimated cost); and per catalog
     seed that is off (``off_seeds``), one unit of its marker stages; with ``evaluate_seconds``, the
-    ``evaluate`` stage as one more."""
+    ``evaluate`` stage as one more. With ``seeds_upstream`` (the seeds' shared stages have run), a
+    seed's units are the first seed's, in that seed's stages, and its ``seed_evaluate`` one more."""
     known = list(cost.values())
     default = statistics.median(known) if known else 1.0
     everything = {**{c: {**e, "off": True} for c, e in (off or {}).items()}, **cells}
@@ -123,6 +130,16 @@ def units(cells: dict[str, dict], cost: dict[str, float], seeds: tuple[int, ...]
         elif "same_as" not in entry:   # a shared control's stage writes a marker: no cost
             unit.seconds += cost.get(entry["method"], default)
     own_cells = sum(u.seconds for u in grouped.values())
+    if seeds_upstream:
+        first = list(grouped.items())
+        for seed in seeds:
+            for root, unit in first:
+                names = [t.split("@", 1)[1] for t in unit.targets]
+                grouped[f"{root} seed {seed}"] = Unit([seed_stage_name(c, everything[c], seed) for c in names],
+                                                      unit.seconds, unit.off)
+            grouped[f"evaluate seed {seed}"] = Unit([f"seed_evaluate@{seed}"],
+                                                    10.0 if evaluate_seconds is None else evaluate_seconds)
+        seeds = ()
     for seed in seeds:
         unit = Unit([f"{stage}@{seed}" for stage in SEED_UPSTREAM],
                     default * 10 if baseline_seconds is None else baseline_seconds)
@@ -142,13 +159,14 @@ def units(cells: dict[str, dict], cost: dict[str, float], seeds: tuple[int, ...]
 
 def shards(cells: dict[str, dict], cost: dict[str, float], n: int, seeds: tuple[int, ...] = (),
            baseline_seconds: float | None = None, off: dict[str, dict] | None = None,
-           off_seeds: tuple[int, ...] = (), evaluate_seconds: float | None = None) -> list[Unit]:
+           off_seeds: tuple[int, ...] = (), evaluate_seconds: float | None = None,
+           seeds_upstream: bool = False) -> list[Unit]:
     """N shards (``units``' arguments): each unit, most expensive first, to the shard with the least
     work so far; each shard's targets, estimated seconds and off markers add up its units'."""
     if n < 1:
         raise ValueError(f"--of must be at least 1, got {n}")
     found: list[Unit] = [Unit() for _ in range(n)]
-    for unit in sorted(units(cells, cost, seeds, baseline_seconds, off, off_seeds, evaluate_seconds),
+    for unit in sorted(units(cells, cost, seeds, baseline_seconds, off, off_seeds, evaluate_seconds, seeds_upstream),
                        key=lambda u: (-u.seconds, u.targets[0])):
         lightest = min(range(n), key=lambda i: (found[i].seconds, i))
         found[lightest].targets += unit.targets

@@ -120,6 +120,56 @@ def test_the_catalogs_off_stages_go_into_the_shards_too(tmp_path):
     assert {t for t in every if t.endswith(("@6", ".seed6"))} <= set(seed6)   # the off seed in one shard
 
 
+def test_with_seeds_upstream_each_seed_s_cells_are_split_across_the_shards(tmp_path):
+    """When the other seeds' baselines have run first, their cells are split like the first seed's:
+    every stage once, each chain after its root in the same shard, a selected seed's shared baseline
+    stages in no shard (its evaluation in one), an off seed's markers still together, and one seed's
+    cells on several workers."""
+    from click.testing import CliRunner
+
+    from tcompress.cli import main
+    from tcompress.grid import _stage_lists
+    from tcompress.shard import SEED_SHARED
+
+    raw = tiny_params(methods=["ptq", "qat", "agp", "imp", "kmeans", "lottery"], chains=CHAINS,
+                      seeds=[1234, 5], catalog={**CATALOG, "seeds": [5, 6]})
+    raw["lottery"]["inits"] = ["rewind"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    lists = _stage_lists(params_from_dict(raw))
+    every = {"evaluate", *(f"cell@{c}" for c in lists["cells"]), *(f"chain@{c}" for c in lists["chain_stages"]),
+             *(f"seed_cell@{k}" for k in lists["seed_cells"]), *(f"seed_chain@{k}" for k in lists["seed_chains"]),
+             *(f"{stage}@{seed}" for stage in SEED_UPSTREAM for seed in lists["seed_stages"])}
+    upstream = {f"{stage}@5" for stage in SEED_SHARED}
+
+    def shard(i, *flags):
+        result = CliRunner().invoke(main, ["shard", "--of", "4", "--index", str(i), "--params",
+                                           str(tmp_path / "params.yaml"), "--no-check", "--measured",
+                                           str(tmp_path / "none"), *flags])
+        assert result.exit_code == 0, result.output
+        return result.stdout.split(), result.stderr
+
+    shards = [shard(i, "--seeds-upstream")[0] for i in range(4)]
+    flat = list(itertools.chain(*shards))
+    assert len(flat) == len(set(flat)) and set(flat) == every - upstream
+    cells = resolve(params_from_dict(raw))["cells"]["cells"]
+    for seed_shard in shards:
+        for i, target in enumerate(seed_shard):
+            if target.startswith("seed_chain@") and target.endswith(".seed5"):
+                key = target.split("@", 1)[1].removesuffix(".seed5")
+                parent = cells[key]["parent"]
+                parent_stage = ("seed_chain@" if "parent" in cells[parent] else "seed_cell@") + f"{parent}.seed5"
+                assert parent_stage in seed_shard[:i], (target, seed_shard)
+    holding_seed5 = [s for s in shards if any(t.endswith(".seed5") for t in s)]
+    assert len(holding_seed5) > 1
+    seed6 = next(s for s in shards if "seed_train@6" in s)
+    assert {t for t in every if t.endswith(("@6", ".seed6"))} <= set(seed6)
+    assert "their cells split across the shards" in shard(0, "--seeds-upstream")[1]
+    # without the flag, seed 5 is one unit: its baseline stages, then every one of its cells, in one shard
+    plain = [shard(i)[0] for i in range(4)]
+    (whole,) = [s for s in plain if "seed_train@5" in s]
+    assert {t for t in every if t.endswith(("@5", ".seed5"))} <= set(whole)
+
+
 def test_the_split_reads_the_committed_costs_so_a_worker_gets_its_list_back_after_running_cells(tmp_path, monkeypatch):
     """A worker's own cells rewrite metrics/cells in its workspace; the split reads them as the commit
     holds them, so the same command run again (after a crash) prints the same targets."""
@@ -289,3 +339,36 @@ def test_two_machines_on_one_s3_remote_give_what_one_repro_gives(s3_store, tmp_p
         if "same_as" not in got:
             assert (collector / f"data/cells/{cell}/hyps.txt").read_bytes() == \
                 (tiny_pipeline / f"data/cells/{cell}/hyps.txt").read_bytes(), cell
+
+
+@pytest.mark.slow
+def test_seeds_upstream_through_dvc_refuses_before_the_seed_baselines_and_leaves_nothing_to_compute(tiny_pipeline,
+                                                                                                    tmp_path):
+    """On a two-seed copy of the tiny project: `--seeds-upstream` refuses, naming the command, until
+    seed 5's baseline has run; then two shard workers (one after the other, in one clone) run every
+    stage, and a last `dvc repro` computes nothing but the aggregate."""
+    from tcompress.grid import cells_file_text
+
+    project = tmp_path / "project"
+    shutil.copytree(tiny_pipeline, project, symlinks=True)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["catalog"]["seeds"] = [5]
+    params["seeds"] = [params["seeds"][0] if isinstance(params["seeds"], list) else params["seeds"], 5]
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (project / "stages/cells.yaml").write_text(cells_file_text(params_from_dict(params)))   # `tcompress catalog`
+    run(["git", "commit", "-qam", "two seeds"], project)
+
+    def shard(index: int) -> subprocess.CompletedProcess:
+        return run([sys.executable, "-m", "tcompress.cli", "shard", "--of", "2", "--index", str(index),
+                    "--seeds-upstream"], project, check=False)
+
+    run([sys.executable, "-m", "dvc", "repro", "plan"], project)
+    refused = shard(0)
+    assert refused.returncode != 0 and "dvc repro plan seed_plan@5" in refused.stderr, refused.stderr
+    run([sys.executable, "-m", "dvc", "repro", "plan", "seed_plan@5"], project)
+    lists = [shard(i).stdout.split() for i in (0, 1)]
+    assert all(any(t.endswith(".seed5") for t in targets) for targets in lists), lists   # seed 5 on both
+    for targets in lists:
+        run([sys.executable, "-m", "dvc", "repro", *targets], project)
+    last = run([sys.executable, "-m", "dvc", "repro"], project).stdout
+    assert ran_stages(last) <= {"aggregate"}, ran_stages(last)

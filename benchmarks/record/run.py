@@ -6,9 +6,9 @@
 In ``--clone`` (made with `git clone` of this repository's HEAD when the folder does not exist; an
 existing project is reused as it is), each part of the record in turn: its catalog and `-S` list
 applied to params.yaml (the overrides with DVC's own code, as `dvc exp run -S` applies them),
-`tcompress catalog`, then `dvc repro` (with ``--shard I/N``: `dvc repro plan`, then
-`dvc repro $(tcompress shard --of N --index I)`; with ``--target``, `dvc repro --glob` of those stages
-only; with ``--all-seeds`` as well, each cell target in every seed; ``--gather CLONE``: every cell
+`tcompress catalog`, then `dvc repro` (with ``--shard I/N``: `dvc repro plan` and each other seed's
+`seed_plan@S`, then `dvc repro $(tcompress shard --of N --index I --seeds-upstream)`; with
+``--target``, `dvc repro --glob` of those stages only; with ``--all-seeds`` as well, each cell target in every seed; ``--gather CLONE``: every cell
 stage CLONE ran with this clone's inputs, restored from the shared run-cache), then `collect`.
 ``--collect-only --part P`` collects what the clone already holds as part P (the part it last ran).
 Collecting is additive: a cell already in the record and absent from the clone stays, so shards and
@@ -98,9 +98,12 @@ def repro(project: Path, shard: str | None, targets: list[str] = ()) -> None:
         run([*dvc, "repro"], project)
         return
     index, count = shard.split("/")
-    run([*dvc, "repro", "plan"], project)
-    targets = run([sys.executable, "-m", "tcompress.cli", "shard", "--of", count, "--index", index], project,
-                  capture=True).split()
+    # every seed's baseline first (restored where another worker trained it), then the cells of all
+    # seeds split across the shards
+    seeds = project_seeds(project)[1:]
+    run([*dvc, "repro", "plan", *(f"seed_plan@{seed}" for seed in seeds)], project)
+    targets = run([sys.executable, "-m", "tcompress.cli", "shard", "--of", count, "--index", index,
+                   *(["--seeds-upstream"] if seeds else [])], project, capture=True).split()
     if targets:
         run([*dvc, "repro", *targets], project)
 
