@@ -6,6 +6,7 @@ of its own (`benchmarks/record/run.py --clone`), and reads back what it collecte
 checks build a small raw record by hand in tmp_path, so each expected answer is known.
 """
 
+import gzip
 import hashlib
 import json
 import re
@@ -386,3 +387,44 @@ def test_collect_refuses_cells_on_another_baseline_of_a_recorded_seed_and_forget
     assert not (out / "seed2").exists() and (out / "seed1234/cells/ptq-sym-8-full.json").exists()
     assert json.loads((out / "deltas.json").read_text())["deltas"] == deltas[1:]
     assert json.loads((out / "pairs.json").read_text())["pairs"] == []
+
+
+def test_a_comparison_takes_a_seed_the_clone_no_longer_holds_from_the_record_s_own_translations(tmp_path):
+    """The record keeps each seed's translations (gzip'd, the same bytes for the same text), so a clone
+    holding seed 1234 alone computes a comparison over seeds 1234 and 2; a kept file that is not what
+    hyps.sha256 names is not used."""
+    project, collected = tmp_path / "project", tmp_path / "record"
+    references = ["a small dog runs on the grass", "two men ride their bikes down the street",
+                  "a woman is reading a book in the park", "children play football at the beach"]
+    (project / "data/prepared").mkdir(parents=True)
+    pd.DataFrame({"source": references, "target": references}).to_parquet(project / "data/prepared/test.parquet")
+    gone = tmp_path / "gone"   # the clone that ran seed 2, of which only the record is left
+    for seed, root in ((1234, project), (2, gone)):
+        src = record_run.seed_sources(root, [seed])[seed]
+        dest = collected / f"seed{seed}"
+        (dest / "cells").mkdir(parents=True)
+        hashes = []
+        for name, path, text in (("baseline.greedy", src["eval"] / "baseline.greedy.txt", references),
+                                 ("ptq-sym-4-full", src["cells"] / "ptq-sym-4-full/hyps.txt",
+                                  ["a dog runs on grass", *references[1:]])):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("".join(line + "\n" for line in text))
+            record_run.keep_translations(dest, name, path)
+            hashes.append(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {name}\n")
+        (dest / "hyps.sha256").write_text("".join(hashes))
+        (src["metrics"] / "cells").mkdir(parents=True)
+        metrics = json.dumps({"cell": "ptq-sym-4-full", "method": "ptq"})
+        (src["metrics"] / "cells/ptq-sym-4-full.json").write_text(metrics)
+        (dest / "cells/ptq-sym-4-full.json").write_text(metrics)
+    kept = collected / "seed2/hyps/ptq-sym-4-full.txt.gz"
+    packed = kept.read_bytes()
+    record_run.keep_translations(collected / "seed2", "ptq-sym-4-full", gone / "data/cells/ptq-sym-4-full/hyps.txt")
+    assert kept.read_bytes() == packed                      # no time stamp: the same text, the same bytes
+    shutil.rmtree(gone)
+    pair = [("baseline", "ptq-sym-4-full")]
+    (both,) = record_run.compare_pairs(project, [1234], pair, collected)
+    assert both["seeds"] == [1234, 2] and both["delta_mean"] < 0
+    assert both["inputs"]["2"] == [line.split()[0] for line in (collected / "seed2/hyps.sha256").read_text().splitlines()]
+    kept.write_bytes(gzip.compress(b"something else\n", mtime=0))   # not the translations the record names
+    (one,) = record_run.compare_pairs(project, [1234], pair, collected)
+    assert one["seeds"] == [1234]

@@ -21,6 +21,9 @@ What `collect` writes under ``--out`` (default benchmarks/results/record/), per 
   GPU name, torch version, the clone's commit and whether its tree was clean;
 - ``seed<S>/baseline.json``, ``seed<S>/train.json``, ``seed<S>/cells/<cell>.json``: each seed's metrics;
 - ``seed<S>/hyps.sha256``: the SHA-256 of each test translation file (the baseline's and each cell's);
+- ``seed<S>/hyps/<cell>.txt.gz``: the translations themselves (the baseline's greedy ones as
+  ``baseline.greedy``), so that a comparison can be computed again from the record when the clones
+  that ran it are gone;
 - ``aggregate/results.csv``, ``significance.json``, ``summary.json``: the aggregate over the seeds;
 - ``pairs.json``: each comparison between two cells that benchmarks/record/claims.yaml names, Δ mean
   over the seeds with the seeds-and-sentences bootstrap interval (the aggregate's own).
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import gzip
 import hashlib
 import json
 import os
@@ -229,6 +233,11 @@ def seed_sources(project: Path, seeds: list[int]) -> dict[int, dict[str, Path]]:
     return out
 
 
+def recorded_seeds(collected: Path) -> list[int]:
+    """The seeds a collected part has a folder of."""
+    return sorted(int(p.name[4:]) for p in collected.glob("seed*") if p.is_dir() and p.name[4:].isdigit())
+
+
 def _read_hashes(path: Path) -> dict[str, str]:
     if not path.exists():
         return {}
@@ -282,6 +291,8 @@ def _collect(project: Path, out: Path, pairs: list[tuple[str, str]]) -> dict:
             hyps = src["eval"] / f"baseline.{decoding}.txt"
             if hyps.exists() and up_to_date(src["eval"]):
                 hashes[f"baseline.{decoding}"] = _sha256(hyps)
+                if decoding == "greedy":
+                    keep_translations(dest, "baseline.greedy", hyps)
         for metrics in sorted((src["metrics"] / "cells").glob("*.json")):
             if not _json(metrics) or not up_to_date(metrics):      # an 'off' cell (empty metrics), or stale
                 continue
@@ -289,6 +300,7 @@ def _collect(project: Path, out: Path, pairs: list[tuple[str, str]]) -> dict:
             hyps = src["cells"] / metrics.stem / "hyps.txt"
             if hyps.exists():
                 hashes[metrics.stem] = _sha256(hyps)
+                keep_translations(dest, metrics.stem, hyps)
         (dest / "hyps.sha256").write_text("".join(f"{h}  {n}\n" for n, h in sorted(hashes.items())))
         counts[seed] = len(list((dest / "cells").glob("*.json")))
     aggregate = out / "aggregate"
@@ -304,6 +316,37 @@ def _collect(project: Path, out: Path, pairs: list[tuple[str, str]]) -> dict:
             merged = merge_comparisons(known, measured)
             (out / name).write_text(json.dumps({key: list(merged.values())}, indent=1) + "\n")
     return counts
+
+
+def keep_translations(dest: Path, name: str, hyps: Path) -> None:
+    """``dest/hyps/<name>.txt.gz``: a seed's test translations, gzip'd byte for byte the same for the
+    same text (no time stamp), so that the record's comparisons can be computed again from the record
+    alone, by a clone that no longer holds that seed (``compare_pairs``)."""
+    data = hyps.read_bytes()
+    path = dest / "hyps" / f"{name}.txt.gz"
+    packed = gzip.compress(data, compresslevel=9, mtime=0)
+    if not path.exists() or path.read_bytes() != packed:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(packed)
+
+
+def recorded_translations(collected: Path, seed: int, cell: str) -> tuple[Path, str] | None:
+    """A cell's translations in one seed of the record (``baseline``: the baseline's greedy ones) and
+    their SHA-256, where the record keeps them and they are what ``hyps.sha256`` names."""
+    folder = collected / f"seed{seed}"
+    if cell == "baseline":
+        name = "baseline.greedy"
+    else:
+        from tcompress.results import translations_folder
+
+        metrics = _json(folder / "cells" / f"{cell}.json")
+        if not metrics:
+            return None
+        name = translations_folder(cell, metrics.get("same_as"))
+    path, digest = folder / "hyps" / f"{name}.txt.gz", _read_hashes(folder / "hyps.sha256").get(name)
+    if digest is None or not path.exists() or hashlib.sha256(gzip.decompress(path.read_bytes())).hexdigest() != digest:
+        return None
+    return path, digest
 
 
 def check_baselines(out: Path, sources: dict[int, dict[str, Path]], up_to_date) -> None:
@@ -394,17 +437,22 @@ def compare_pairs(project: Path, seeds: list[int], pairs: list[tuple[str, str]],
         return []
     references = [str(t) for t in pd.read_parquet(test)["target"]]
     sources = seed_sources(project, seeds)
+    if collected is not None:   # and the seeds the record keeps translations of, that this clone does not hold
+        seeds = [*seeds, *sorted(s for s in recorded_seeds(collected) if s not in seeds)]
     out = []
     known = known or {}
     for a, b in tqdm(pairs, desc="comparisons", unit="pair", leave=False, disable=None):
         found = []
         for seed in seeds:
-            files = [_translations(sources[seed], cell) for cell in (a, b)]
+            files = [_translations(sources[seed], cell) if seed in sources else None for cell in (a, b)]
             digests = [_sha256(f) if f is not None else None for f in files]
             if collected is not None:   # the translations' folder names their hash (a shared control: its twin)
                 hashes = _read_hashes(collected / f"seed{seed}" / "hyps.sha256")
                 digests = [d if d is not None and hashes.get("baseline.greedy" if c == "baseline" else f.parent.name)
                            == d else None for f, d, c in zip(files, digests, (a, b))]
+                for i, cell in enumerate((a, b)):   # not here, or not what was collected: the record's own copy
+                    if digests[i] is None and (kept := recorded_translations(collected, seed, cell)) is not None:
+                        files[i], digests[i] = kept
             if all(d is not None for d in digests):
                 found.append((seed, files, digests))
         if not found:
