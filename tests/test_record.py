@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, make_project, tiny_params
+from conftest import REPO, make_project, ran_stages, restored_stages, tiny_params
 
 RECORD = REPO / "benchmarks/record"
 sys.path.insert(0, str(RECORD))
@@ -428,3 +428,32 @@ def test_a_comparison_takes_a_seed_the_clone_no_longer_holds_from_the_record_s_o
     kept.write_bytes(gzip.compress(b"something else\n", mtime=0))   # not the translations the record names
     (one,) = record_run.compare_pairs(project, [1234], pair, collected)
     assert one["seeds"] == [1234]
+
+
+@pytest.mark.slow
+def test_workers_run_a_two_seed_record_side_by_side_and_the_clone_gathers_and_collects_it(tmp_path, shared_cache):
+    """`run.py --workers 2` on TINY's grid with seeds 1234 and 5: two clones beside the project on its
+    DVC cache train the two baselines side by side, then split both seeds' cells between them; the
+    project gathers every cell from the run-cache, computing none, and collects both seeds' metrics,
+    translations and the two-seed comparisons."""
+    (tmp_path / "project").mkdir()
+    project = make_project(tmp_path / "project", tiny_params(), shared_cache)
+    (tmp_path / "record.yaml").write_text(yaml.safe_dump({"catalog": {"seeds": [5]}, "set": ["seeds=[1234,5]"]}))
+    out = tmp_path / "record"
+    done = subprocess.run([sys.executable, str(RECORD / "run.py"), "--clone", str(project), "--record",
+                           str(tmp_path / "record.yaml"), "--claims", str(tmp_path / "none.yaml"), "--out", str(out),
+                           "--part", "main", "--workers", "2"], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    logs = {i: (tmp_path / f"project.logs/project.{i}.log").read_text() for i in (0, 1)}
+    for i, log in logs.items():   # each worker had cells of both seeds (run here or restored)
+        stages = ran_stages(log) | restored_stages(log)
+        assert any(s.startswith("seed_cell@") for s in stages) and any(s.startswith("cell@") for s in stages), i
+    assert not {s for s in ran_stages(done.stdout) if "cell@" in s or "train" in s}   # the project computed none
+    expected = {"ptq-sym-8-full", "qat-control", "qat-sym-4-full", "agp-10-70-1-full", "imp-full"}
+    for seed in (1234, 5):
+        assert expected <= {p.stem for p in (out / f"main/seed{seed}/cells").glob("*.json")}, seed
+        assert json.loads((out / f"main/seed{seed}/baseline.json").read_text())["checkpoint_bytes"] > 0
+        assert (out / f"main/seed{seed}/hyps/baseline.greedy.txt.gz").exists()
+    deltas = {(d["a"], d["b"]): d for d in json.loads((out / "main/deltas.json").read_text())["deltas"]}
+    assert deltas[("baseline", "ptq-sym-8-full")]["seeds"] == [1234, 5]
+    assert deltas[("qat-control", "qat-sym-4-full")]["n"] == 2

@@ -8,9 +8,14 @@ existing project is reused as it is), each part of the record in turn: its catal
 applied to params.yaml (the overrides with DVC's own code, as `dvc exp run -S` applies them),
 `tcompress catalog`, then `dvc repro` (with ``--shard I/N``: `dvc repro plan` and each other seed's
 `seed_plan@S`, then `dvc repro $(tcompress shard --of N --index I --seeds-upstream)`; with
-``--target``, `dvc repro --glob` of those stages only; with ``--all-seeds`` as well, each cell target in every seed; ``--gather CLONE``: every cell
-stage CLONE ran with this clone's inputs, restored from the shared run-cache), then `collect`.
+``--target``, `dvc repro --glob` of those stages only; with ``--all-seeds`` as well, each cell
+target in every seed; ``--gather CLONE``: every cell stage CLONE ran with this clone's inputs,
+restored from the shared run-cache), then `collect`.
 ``--collect-only --part P`` collects what the clone already holds as part P (the part it last ran).
+``--workers N``: each part on N clones beside ``--clone`` on its DVC cache, side by side (a machine
+with many cores, or one GPU shared by several processes: `--set runtime.device=cuda`): the seeds'
+baselines one clone each, then N shards with every seed's cells split across them; then ``--clone``
+gathers their cells from the run-cache and collects (the workers' output in ``<clone>.logs/``).
 Collecting is additive: a cell already in the record and absent from the clone stays, so shards and
 interrupted runs add up; a row nobody has computed stays pending. It refuses a clone whose baseline of
 a seed is not the one that seed's recorded cells were measured on (`check_baselines`); ``--forget-seed``
@@ -110,6 +115,57 @@ def repro(project: Path, shard: str | None, targets: list[str] = ()) -> None:
                    *(["--seeds-upstream"] if seeds else [])], project, capture=True).split()
     if targets:
         run([*dvc, "repro", *targets], project)
+
+
+def worker_clones(project: Path, count: int) -> list[Path]:
+    """``count`` clones of ``project``'s commit beside it (``<project>.0``, ``.1``, …), each on
+    ``project``'s DVC cache, so that what one computes the others restore from the run-cache."""
+    cache = run([sys.executable, "-m", "dvc", "cache", "dir"], project, capture=True).strip()
+    clones = [project.with_name(f"{project.name}.{i}") for i in range(count)]
+    for clone in clones:
+        if not clone.exists():
+            run(["git", "clone", "-q", str(project), str(clone)], project.parent)
+            run([sys.executable, "-m", "dvc", "cache", "dir", "--local", cache], clone)
+    return clones
+
+
+def side_by_side(jobs: list[tuple[Path, list[str]]], logs: Path) -> list[str]:
+    """Run ``run.py ARGS --clone CLONE`` for each job at once (each one's output in ``logs``); the
+    clones whose run failed."""
+    logs.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    procs = []
+    for clone, extra in jobs:
+        log = open(logs / f"{clone.name}.log", "a")
+        procs.append((clone, log, subprocess.Popen([sys.executable, __file__, "--clone", str(clone), *extra],
+                                                   stdout=log, stderr=subprocess.STDOUT)))
+    failed = []
+    for clone, log, proc in procs:
+        if proc.wait() != 0:
+            failed.append(clone.name)
+        log.close()
+    print(f"[{time.time() - started:.0f} s] {len(jobs) - len(failed)} of {len(jobs)} done"
+          + (f"; failed: {', '.join(failed)} (logs in {logs})" if failed else ""), flush=True)
+    return failed
+
+
+def run_workers(project: Path, count: int, part: str, common: list[str]) -> tuple[list[Path], list[str]]:
+    """One part of the record on ``count`` worker clones of ``project`` on one DVC cache (a machine
+    with many cores, or one GPU shared by several processes): every seed's baseline and plans side by
+    side, one clone each; then the ``count`` shards side by side, each seed's cells split across them
+    (``--seeds-upstream``). ``common``: each worker's arguments besides its clone and job. Returns
+    the clones, for ``project`` to gather from, and the ones that failed."""
+    seeds = project_seeds(project)   # the part is applied to ``project`` already
+    clones = worker_clones(project, max(count, len(seeds)))
+    logs = project.with_name(f"{project.name}.logs")
+    uploads = ["plan", *(f"seed_plan@{seed}" for seed in seeds[1:])]
+    print(f"{part}: {len(seeds)} baselines side by side, then {count} shards", flush=True)
+    failed = side_by_side([(clone, [*common, "--target", target, "--no-collect"])
+                           for clone, target in zip(clones, uploads)], logs)
+    if failed:   # no shard could start, and the collecting clone would train the baselines itself
+        raise SystemExit(f"{part}: a baseline failed ({', '.join(failed)}; logs in {logs})")
+    return clones, side_by_side([(clone, [*common, "--shard", f"{i}/{count}", "--no-collect"])
+                                 for i, clone in enumerate(clones[:count])], logs)
 
 
 def across_seeds(targets: list[str], seeds: list[int]) -> list[str]:
@@ -519,6 +575,10 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], dest="extra",
                         help="an extra -S override after each part's (a device: runtime.device=cuda)")
     parser.add_argument("--collect-only", action="store_true")
+    parser.add_argument("--no-collect", action="store_true", help="run, do not collect (a worker of --workers)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="run each part on this many clones of --clone side by side (one DVC cache), then "
+                             "gather their cells into --clone and collect there")
     parser.add_argument("--forget-seed", type=int, action="append", default=[],
                         help="before anything else, take this seed out of each --part's record (its cells and every "
                              "comparison over it): to start a seed over on a baseline trained again")
@@ -540,6 +600,7 @@ def main() -> None:
     if not project.exists():
         run(["git", "clone", "-q", str(REPO), str(project)], REPO.parent)
     pairs = claim_pairs(args.claims) if args.claims.exists() else []
+    failures: list[str] = []
     for part in parts:
         if not args.collect_only:
             apply_part(project / "params.yaml", record, part, args.data)
@@ -549,6 +610,16 @@ def main() -> None:
                 apply_overrides(str(project / "params.yaml"), args.extra)
             run([sys.executable, "-m", "tcompress.cli", "catalog"], project)
             targets = args.targets
+            if args.workers:
+                common = ["--part", part, "--record", str(args.record), "--claims", str(args.claims),
+                          "--out", str(args.out), *(["--data", args.data] if args.data else []),
+                          *(f"--set={o}" for o in args.extra)]
+                clones, failed = run_workers(project, args.workers, part, common)
+                args.gather, failures = clones, [*failures, *(f"{part}: {c}" for c in failed)]
+                # here, from the run-cache: the plans (which the gathered cells must find) and the evaluations
+                seeds = project_seeds(project)
+                run([sys.executable, "-m", "dvc", "repro", "plan", "evaluate",
+                     *(f"seed_{stage}@{seed}" for seed in seeds[1:] for stage in ("plan", "evaluate"))], project)
             if args.all_seeds:
                 targets = across_seeds(targets, project_seeds(project))
             if args.gather:
@@ -557,8 +628,12 @@ def main() -> None:
                 targets = [*targets, *found]
             if targets or not args.gather:   # nothing to gather: no `dvc repro` of the whole grid
                 repro(project, args.shard, targets)
+        if args.no_collect:
+            continue
         counts = collect(project, args.out / part, pairs)
         print(f"{part}: collected into {args.out / part}: " + ", ".join(f"seed {s} {n} cells" for s, n in counts.items()))
+    if failures:
+        raise SystemExit(f"workers failed (what they finished is collected): {'; '.join(failures)}")
 
 
 if __name__ == "__main__":
