@@ -9,10 +9,14 @@ checks build a small raw record by hand in tmp_path, so each expected answer is 
 import gzip
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -430,30 +434,64 @@ def test_a_comparison_takes_a_seed_the_clone_no_longer_holds_from_the_record_s_o
     assert one["seeds"] == [1234]
 
 
+def test_side_by_side_stops_what_runs_past_the_deadline_with_every_process_it_started(tmp_path):
+    """The workers' runner: each job's output in its log, the failed ones named, and at the deadline
+    a job still running is stopped together with the processes it started (a worker's `dvc repro`
+    and its stage)."""
+    child = tmp_path / "child.pid"
+    slow = (f"import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); "
+            f"open({str(child)!r}, 'w').write(str(p.pid)); print('started', flush=True); time.sleep(120)")
+    jobs = [("quick", [sys.executable, "-c", "print('done')"]), ("fails", [sys.executable, "-c", "raise SystemExit(3)"]),
+            ("slow", [sys.executable, "-c", slow])]
+    started = time.time()
+    failed = record_run.side_by_side(jobs, tmp_path / "logs", deadline=time.time() + 3)
+    assert failed == ["fails", "slow (stopped at the deadline)"]
+    assert time.time() - started < 60
+    assert (tmp_path / "logs/quick.log").read_text() == "done\n"
+    assert "started" in (tmp_path / "logs/slow.log").read_text()
+    pid = int(child.read_text())
+    for _ in range(50):   # the grandchild went with its group
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"process {pid}, started by the stopped job, still runs")
+
+
 @pytest.mark.slow
-def test_workers_run_a_two_seed_record_side_by_side_and_the_clone_gathers_and_collects_it(tmp_path, shared_cache):
-    """`run.py --workers 2` on TINY's grid with seeds 1234 and 5: two clones beside the project on its
-    DVC cache train the two baselines side by side, then split both seeds' cells between them; the
-    project gathers every cell from the run-cache, computing none, and collects both seeds' metrics,
-    translations and the two-seed comparisons."""
-    (tmp_path / "project").mkdir()
-    project = make_project(tmp_path / "project", tiny_params(), shared_cache)
+def test_the_device_script_runs_a_two_seed_record_on_workers_and_packs_what_the_clone_collected(tmp_path, shared_cache):
+    """`benchmarks/record/device.sh` (here on the CPU, TINY's grid, seeds 1234 and 5, two workers):
+    two clones beside the project on its DVC cache train the two baselines side by side, then split
+    both seeds' cells between them; the project gathers every cell from the run-cache, computing
+    none, collects both seeds' metrics, translations and two-seed comparisons, and the script packs
+    them and the workers' logs."""
+    work = tmp_path / "work"
+    (work / "record").mkdir(parents=True)
+    make_project(work / "record", tiny_params(), shared_cache)
     (tmp_path / "record.yaml").write_text(yaml.safe_dump({"catalog": {"seeds": [5]}, "set": ["seeds=[1234,5]"]}))
-    out = tmp_path / "record"
-    done = subprocess.run([sys.executable, str(RECORD / "run.py"), "--clone", str(project), "--record",
-                           str(tmp_path / "record.yaml"), "--claims", str(tmp_path / "none.yaml"), "--out", str(out),
-                           "--part", "main", "--workers", "2"], capture_output=True, text=True, cwd=REPO)
+    (tmp_path / "data").mkdir()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "WORK": str(work),
+           "OUT": str(tmp_path / "out"), "DEVICE": "cpu", "WORKERS": "2", "PARTS": "main", "DATA": str(tmp_path / "data"),
+           "WHEELS": str(tmp_path / "none"), "RECORD": str(tmp_path / "record.yaml"), "CLAIMS": str(tmp_path / "none.yaml")}
+    done = subprocess.run(["bash", str(RECORD / "device.sh")], cwd=REPO, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    logs = {i: (tmp_path / f"project.logs/project.{i}.log").read_text() for i in (0, 1)}
-    for i, log in logs.items():   # each worker had cells of both seeds (run here or restored)
+    for i in (0, 1):   # each worker had cells of both seeds (run there or restored)
+        log = (work / f"record.logs/record.{i}.log").read_text()
         stages = ran_stages(log) | restored_stages(log)
         assert any(s.startswith("seed_cell@") for s in stages) and any(s.startswith("cell@") for s in stages), i
-    assert not {s for s in ran_stages(done.stdout) if "cell@" in s or "train" in s}   # the project computed none
+    collecting = done.stdout.split("== main", 1)[1]
+    assert not {s for s in ran_stages(collecting) if "cell@" in s or "train" in s}   # the project computed none
+    with tarfile.open(tmp_path / "out/record.tgz") as tar:
+        tar.extractall(tmp_path / "unpacked")
+    out = tmp_path / "unpacked/results/main"
     expected = {"ptq-sym-8-full", "qat-control", "qat-sym-4-full", "agp-10-70-1-full", "imp-full"}
     for seed in (1234, 5):
-        assert expected <= {p.stem for p in (out / f"main/seed{seed}/cells").glob("*.json")}, seed
-        assert json.loads((out / f"main/seed{seed}/baseline.json").read_text())["checkpoint_bytes"] > 0
-        assert (out / f"main/seed{seed}/hyps/baseline.greedy.txt.gz").exists()
-    deltas = {(d["a"], d["b"]): d for d in json.loads((out / "main/deltas.json").read_text())["deltas"]}
+        assert expected <= {p.stem for p in (out / f"seed{seed}/cells").glob("*.json")}, seed
+        assert json.loads((out / f"seed{seed}/baseline.json").read_text())["checkpoint_bytes"] > 0
+        assert (out / f"seed{seed}/hyps/baseline.greedy.txt.gz").exists()
+    deltas = {(d["a"], d["b"]): d for d in json.loads((out / "deltas.json").read_text())["deltas"]}
     assert deltas[("baseline", "ptq-sym-8-full")]["seeds"] == [1234, 5]
     assert deltas[("qat-control", "qat-sym-4-full")]["n"] == 2
+    assert (tmp_path / "out/logs.tgz").exists() and "== main" in (tmp_path / "out/record.log").read_text()

@@ -44,6 +44,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -54,6 +55,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 DATA_PLACEHOLDER = "MULTI30K"
+STARTED = time.time()
 
 
 def load_record(path: Path) -> dict:
@@ -129,43 +131,57 @@ def worker_clones(project: Path, count: int) -> list[Path]:
     return clones
 
 
-def side_by_side(jobs: list[tuple[Path, list[str]]], logs: Path) -> list[str]:
-    """Run ``run.py ARGS --clone CLONE`` for each job at once (each one's output in ``logs``); the
-    clones whose run failed."""
+def side_by_side(jobs: list[tuple[str, list[str]]], logs: Path, deadline: float | None = None) -> list[str]:
+    """Run each job's command at once (its output in ``logs/<name>.log``); the names of those that
+    failed. At ``deadline`` (a ``time.time()``), the ones still going are stopped, each with every
+    process it started (a trained cell resumes from its last checkpoint next time)."""
     logs.mkdir(parents=True, exist_ok=True)
     started = time.time()
     procs = []
-    for clone, extra in jobs:
-        log = open(logs / f"{clone.name}.log", "a")
-        procs.append((clone, log, subprocess.Popen([sys.executable, __file__, "--clone", str(clone), *extra],
-                                                   stdout=log, stderr=subprocess.STDOUT)))
+    for name, cmd in jobs:
+        log = open(logs / f"{name}.log", "a")
+        procs.append((name, log, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)))
     failed = []
-    for clone, log, proc in procs:
-        if proc.wait() != 0:
-            failed.append(clone.name)
+    for name, log, proc in procs:
+        try:
+            code = proc.wait(timeout=None if deadline is None else max(deadline - time.time(), 0.1))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            code = "stopped at the deadline"
+        if code != 0:
+            failed.append(name if code != "stopped at the deadline" else f"{name} ({code})")
         log.close()
     print(f"[{time.time() - started:.0f} s] {len(jobs) - len(failed)} of {len(jobs)} done"
           + (f"; failed: {', '.join(failed)} (logs in {logs})" if failed else ""), flush=True)
     return failed
 
 
-def run_workers(project: Path, count: int, part: str, common: list[str]) -> tuple[list[Path], list[str]]:
+def run_workers(project: Path, count: int, part: str, common: list[str],
+                deadline: float | None = None) -> tuple[list[Path], list[str]]:
     """One part of the record on ``count`` worker clones of ``project`` on one DVC cache (a machine
     with many cores, or one GPU shared by several processes): every seed's baseline and plans side by
     side, one clone each; then the ``count`` shards side by side, each seed's cells split across them
     (``--seeds-upstream``). ``common``: each worker's arguments besides its clone and job. Returns
-    the clones, for ``project`` to gather from, and the ones that failed."""
+    the clones, for ``project`` to gather from, and the ones that failed or were stopped at
+    ``deadline``."""
     seeds = project_seeds(project)   # the part is applied to ``project`` already
     clones = worker_clones(project, max(count, len(seeds)))
     logs = project.with_name(f"{project.name}.logs")
     uploads = ["plan", *(f"seed_plan@{seed}" for seed in seeds[1:])]
     print(f"{part}: {len(seeds)} baselines side by side, then {count} shards", flush=True)
-    failed = side_by_side([(clone, [*common, "--target", target, "--no-collect"])
-                           for clone, target in zip(clones, uploads)], logs)
+    def job(clone: Path, *extra: str) -> tuple[str, list[str]]:
+        return clone.name, [sys.executable, __file__, "--clone", str(clone), *common, *extra, "--no-collect"]
+
+    failed = side_by_side([job(clone, "--target", target) for clone, target in zip(clones, uploads)], logs, deadline)
     if failed:   # no shard could start, and the collecting clone would train the baselines itself
         raise SystemExit(f"{part}: a baseline failed ({', '.join(failed)}; logs in {logs})")
-    return clones, side_by_side([(clone, [*common, "--shard", f"{i}/{count}", "--no-collect"])
-                                 for i, clone in enumerate(clones[:count])], logs)
+    return clones, side_by_side([job(clone, "--shard", f"{i}/{count}") for i, clone in enumerate(clones[:count])],
+                                logs, deadline)
 
 
 def across_seeds(targets: list[str], seeds: list[int]) -> list[str]:
@@ -579,6 +595,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0,
                         help="run each part on this many clones of --clone side by side (one DVC cache), then "
                              "gather their cells into --clone and collect there")
+    parser.add_argument("--deadline", type=float,
+                        help="with --workers: stop the workers this many seconds after the start, then gather and "
+                             "collect what they finished (a time limit on the machine; run again to go on)")
     parser.add_argument("--forget-seed", type=int, action="append", default=[],
                         help="before anything else, take this seed out of each --part's record (its cells and every "
                              "comparison over it): to start a seed over on a baseline trained again")
@@ -601,6 +620,7 @@ def main() -> None:
         run(["git", "clone", "-q", str(REPO), str(project)], REPO.parent)
     pairs = claim_pairs(args.claims) if args.claims.exists() else []
     failures: list[str] = []
+    deadline = None if args.deadline is None else STARTED + args.deadline
     for part in parts:
         if not args.collect_only:
             apply_part(project / "params.yaml", record, part, args.data)
@@ -614,7 +634,7 @@ def main() -> None:
                 common = ["--part", part, "--record", str(args.record), "--claims", str(args.claims),
                           "--out", str(args.out), *(["--data", args.data] if args.data else []),
                           *(f"--set={o}" for o in args.extra)]
-                clones, failed = run_workers(project, args.workers, part, common)
+                clones, failed = run_workers(project, args.workers, part, common, deadline)
                 args.gather, failures = clones, [*failures, *(f"{part}: {c}" for c in failed)]
                 # here, from the run-cache: the plans (which the gathered cells must find) and the evaluations
                 seeds = project_seeds(project)
