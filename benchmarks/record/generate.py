@@ -257,8 +257,8 @@ def record_section(repo: Path, parts: dict[str, Part]) -> str:
              "averaged over the seeds; its 95 % interval is the aggregate's bootstrap over seeds and test "
              "sentences together. File ratio = the baseline checkpoint's bytes / the cell's file's bytes.",
              "", "```bash",
-             "python benchmarks/record/run.py --clone ../record --data ../shared/data/multi30k "
-             "--set runtime.device=cuda",
+             "python benchmarks/record/run.py --clone ../record --data ../shared/data/multi30k --workers 12 "
+             "--set runtime.device=cuda --set runtime.threads=1   # one GPU, 12 workers; docs/scale-out.md",
              "python benchmarks/record/generate.py", "```", ""]
     rows = []
     for part, cells in expected.items():
