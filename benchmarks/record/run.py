@@ -172,12 +172,13 @@ def run_workers(project: Path, count: int, part: str, common: list[str],
     seeds = project_seeds(project)   # the part is applied to ``project`` already
     clones = worker_clones(project, max(count, len(seeds)))
     logs = project.with_name(f"{project.name}.logs")
-    uploads = ["plan", *(f"seed_plan@{seed}" for seed in seeds[1:])]
+    baselines = ["plan", *(f"seed_plan@{seed}" for seed in seeds[1:])]   # each seed's baseline and its plans
     print(f"{part}: {len(seeds)} baselines side by side, then {count} shards", flush=True)
+
     def job(clone: Path, *extra: str) -> tuple[str, list[str]]:
         return clone.name, [sys.executable, __file__, "--clone", str(clone), *common, *extra, "--no-collect"]
 
-    failed = side_by_side([job(clone, "--target", target) for clone, target in zip(clones, uploads)], logs, deadline)
+    failed = side_by_side([job(clone, "--target", target) for clone, target in zip(clones, baselines)], logs, deadline)
     if failed:   # no shard could start, and the collecting clone would train the baselines itself
         raise SystemExit(f"{part}: a baseline failed ({', '.join(failed)}; logs in {logs})")
     return clones, side_by_side([job(clone, "--shard", f"{i}/{count}") for i, clone in enumerate(clones[:count])],
