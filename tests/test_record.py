@@ -358,8 +358,9 @@ def test_gather_takes_the_cells_another_clone_ran_with_this_clone_s_inputs(tmp_p
 def test_collect_refuses_cells_on_another_baseline_of_a_recorded_seed_and_forget_seed_starts_it_over(tmp_path):
     """A seed's recorded cells were measured on one baseline (known by its greedy translations' hash):
     a clone whose baseline of that seed differs (trained again), or cannot be shown, adds nothing to
-    it; the same baseline, or a seed the record has no cells of, passes. ``forget_seed`` drops the
-    seed's folder and every comparison computed over it, and nothing else."""
+    it; the same baseline, or a seed the record has no cells of, passes; clones collected together
+    must hold one model of each seed. ``forget_seed`` drops the seed's folder and every comparison
+    computed over it, and nothing else."""
     project, out = tmp_path / "project", tmp_path / "record"
     sources = record_run.seed_sources(project, [1234, 2])
     for seed, text in ((1234, "ein Hund\n"), (2, "zwei Hunde\n")):
@@ -370,18 +371,29 @@ def test_collect_refuses_cells_on_another_baseline_of_a_recorded_seed_and_forget
         digest = hashlib.sha256(text.encode()).hexdigest()
         (out / f"seed{seed}/hyps.sha256").write_text(f"{digest}  baseline.greedy\n")
 
-    def everything_current(path):
+    def everything_current(clone, path):
         return True
 
-    record_run.check_baselines(out, sources, everything_current)
+    def check(*clones, up_to_date=everything_current):
+        record_run.check_baselines(out, list(clones or [project]), [1234, 2], up_to_date)
+
+    check()
     (sources[2]["eval"] / "baseline.greedy.txt").write_text("zwei andere Hunde\n")   # seed 2 trained again
     with pytest.raises(SystemExit, match="seed 2: this clone's baseline is not the one"):
-        record_run.check_baselines(out, sources, everything_current)
+        check()
     with pytest.raises(SystemExit, match=r"seed 1234: .*cannot show.*dvc repro evaluate"):
-        record_run.check_baselines(out, sources, lambda path: False)
+        check(up_to_date=lambda clone, path: False)
     for f in (out / "seed2/cells").glob("*.json"):    # a seed with no recorded cells takes any baseline
         f.unlink()
-    record_run.check_baselines(out, sources, everything_current)
+    check()
+    # two clones whose locks record different models of seed 2 are not collected together
+    for clone, md5 in ((project, "a" * 32 + ".dir"), (tmp_path / "other", "b" * 32 + ".dir")):
+        clone.mkdir(exist_ok=True)
+        (clone / "dvc.lock").write_text(yaml.safe_dump({"stages": {"seed_train@2": {
+            "outs": [{"path": "data/seeds/2/model", "md5": md5}]}}}))
+    check(project)
+    with pytest.raises(SystemExit, match="seed 2: the clones hold 2 different baselines"):
+        check(project, tmp_path / "other")
 
     deltas = [{"a": "baseline", "b": "ptq-sym-8-full", "seeds": [1234, 2]},
               {"a": "baseline", "b": "ptq-sym-4-full", "seeds": [1234]}]
@@ -464,9 +476,9 @@ def test_side_by_side_stops_what_runs_past_the_deadline_with_every_process_it_st
 def test_the_device_script_runs_a_two_seed_record_on_workers_and_packs_what_the_clone_collected(tmp_path, shared_cache):
     """`benchmarks/record/device.sh` (here on the CPU, TINY's grid, seeds 1234 and 5, two workers):
     two clones beside the project on its DVC cache train the two baselines side by side, then split
-    both seeds' cells between them; the project gathers every cell from the run-cache, computing
-    none, collects both seeds' metrics, translations and two-seed comparisons, and the script packs
-    them and the workers' logs."""
+    both seeds' cells between them; their outputs are collected together (the project computes
+    nothing): both seeds' metrics, translations and two-seed comparisons, which the script packs
+    with the workers' logs."""
     work = tmp_path / "work"
     (work / "record").mkdir(parents=True)
     make_project(work / "record", tiny_params(), shared_cache)

@@ -8,7 +8,7 @@
 # WHEELS (.whl) installed into /tmp/site first, if that folder is there; DATA (.devdata/multi30k):
 # the six Multi30k .gz files; PARTS ("main fullyqt_scratch"; the deploy part needs CTranslate2's wheel
 # too, 43 MB more); WORKERS (12); DEVICE (cuda); DEADLINE (seconds from this script's start: the workers
-# stop then, and what they finished is gathered and collected; run again, it goes on from there, on the
+# stop then, and what they finished is collected; run again, it goes on from there, on the
 # same machine's WORK folder, /tmp/record_work); RECORD, CLAIMS: run.py's --record and --claims; OUT
 # ($OUT, else /tmp/record_out).
 # After each part, $OUT/record.tgz holds the collected record (results/<part>/, the folder layout of

@@ -14,8 +14,8 @@ restored from the shared run-cache), then `collect`.
 ``--collect-only --part P`` collects what the clone already holds as part P (the part it last ran).
 ``--workers N``: each part on N clones beside ``--clone`` on its DVC cache, side by side (a machine
 with many cores, or one GPU shared by several processes: `--set runtime.device=cuda`): the seeds'
-baselines one clone each, then N shards with every seed's cells split across them; then ``--clone``
-gathers their cells from the run-cache and collects (the workers' output in ``<clone>.logs/``).
+baselines one clone each, then N shards with every seed's cells split across them; then the workers'
+outputs are collected together (the workers' output in ``<clone>.logs/``).
 Collecting is additive: a cell already in the record and absent from the clone stays, so shards and
 interrupted runs add up; a row nobody has computed stays pending. It refuses a clone whose baseline of
 a seed is not the one that seed's recorded cells were measured on (`check_baselines`); ``--forget-seed``
@@ -48,6 +48,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
@@ -330,65 +331,68 @@ def current_outputs(project: Path) -> set[str]:
     return {o["path"] for name, stage in stages.items() if name not in changed for o in stage.get("outs", [])}
 
 
-def collect(project: Path, out: Path, pairs: list[tuple[str, str]] = ()) -> dict:
-    """Copy one part's raw outputs from ``project`` into ``out``, adding to what is there: the outputs
-    of the stages that are up to date in ``project`` (``current_outputs``), and for each cell its Δ
-    against its reference with the seeds-and-sentences interval (``deltas.json``, for the cells the
-    aggregate has not reached yet)."""
+def collect(projects: Path | list[Path], out: Path, pairs: list[tuple[str, str]] = ()) -> dict:
+    """Copy one part's raw outputs from a clone, or from several clones of one commit on one DVC cache
+    (the workers of ``--workers``), into ``out``, adding to what is there: the outputs of the stages
+    that are up to date in each (``current_outputs``), and for each cell its Δ against its reference
+    with the seeds-and-sentences interval (``deltas.json``, for the cells the aggregate has not reached
+    yet), computed once, from the translations the record then keeps."""
+    projects = [projects] if isinstance(projects, Path) else list(projects)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / ".collect.lock", "w") as lock:   # clones collecting into one folder take turns
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _collect(project, out, pairs)
+        return _collect(projects, out, pairs)
 
 
-def _collect(project: Path, out: Path, pairs: list[tuple[str, str]]) -> dict:
-    current = current_outputs(project)
+def _collect(projects: list[Path], out: Path, pairs: list[tuple[str, str]]) -> dict:
+    with ThreadPoolExecutor(len(projects)) as pool:     # each clone's `dvc status`, side by side
+        currents = dict(zip(projects, pool.map(current_outputs, projects)))
 
-    def up_to_date(path: Path) -> bool:
-        return str(path.relative_to(project)) in current
+    def up_to_date(project: Path, path: Path) -> bool:
+        return str(path.relative_to(project)) in currents[project]
 
-    seeds = project_seeds(project)
-    sources = seed_sources(project, seeds)
-    check_baselines(out, sources, up_to_date)
-    shutil.copy(project / "params.yaml", out / "params.yaml")
-    (out / "machine.json").write_text(json.dumps(machine(project), indent=1) + "\n")
-    counts = {}
-    for seed, src in sources.items():
-        dest = out / f"seed{seed}"
-        (dest / "cells").mkdir(parents=True, exist_ok=True)
-        for name in ("baseline.json", "train.json"):
-            if _json(src["metrics"] / name) and up_to_date(src["metrics"] / name):
-                shutil.copy(src["metrics"] / name, dest / name)
-        hashes = _read_hashes(dest / "hyps.sha256")
-        for decoding in ("greedy", "beam"):
-            hyps = src["eval"] / f"baseline.{decoding}.txt"
-            if hyps.exists() and up_to_date(src["eval"]):
-                hashes[f"baseline.{decoding}"] = _sha256(hyps)
-                if decoding == "greedy":
-                    keep_translations(dest, "baseline.greedy", hyps)
-        for metrics in sorted((src["metrics"] / "cells").glob("*.json")):
-            if not _json(metrics) or not up_to_date(metrics):      # an 'off' cell (empty metrics), or stale
-                continue
-            shutil.copy(metrics, dest / "cells" / metrics.name)
-            hyps = src["cells"] / metrics.stem / "hyps.txt"
-            if hyps.exists():
-                hashes[metrics.stem] = _sha256(hyps)
-                keep_translations(dest, metrics.stem, hyps)
-        (dest / "hyps.sha256").write_text("".join(f"{h}  {n}\n" for n, h in sorted(hashes.items())))
-        counts[seed] = len(list((dest / "cells").glob("*.json")))
-    aggregate = out / "aggregate"
-    aggregate.mkdir(exist_ok=True)
-    for name in ("results.csv", "significance.json", "summary.json"):
-        if (project / "metrics" / name).exists() and up_to_date(project / "metrics" / name):
-            shutil.copy(project / "metrics" / name, aggregate / name)
+    first = projects[0]
+    seeds = project_seeds(first)
+    check_baselines(out, projects, seeds, up_to_date)
+    shutil.copy(first / "params.yaml", out / "params.yaml")
+    (out / "machine.json").write_text(json.dumps(machine(first), indent=1) + "\n")
+    for project in projects:
+        for seed, src in seed_sources(project, seeds).items():
+            dest = out / f"seed{seed}"
+            (dest / "cells").mkdir(parents=True, exist_ok=True)
+            for name in ("baseline.json", "train.json"):
+                if _json(src["metrics"] / name) and up_to_date(project, src["metrics"] / name):
+                    shutil.copy(src["metrics"] / name, dest / name)
+            hashes = _read_hashes(dest / "hyps.sha256")
+            for decoding in ("greedy", "beam"):
+                hyps = src["eval"] / f"baseline.{decoding}.txt"
+                if hyps.exists() and up_to_date(project, src["eval"]):
+                    hashes[f"baseline.{decoding}"] = _sha256(hyps)
+                    if decoding == "greedy":
+                        keep_translations(dest, "baseline.greedy", hyps)
+            for metrics in sorted((src["metrics"] / "cells").glob("*.json")):
+                if not _json(metrics) or not up_to_date(project, metrics):   # an 'off' cell (empty metrics), or stale
+                    continue
+                shutil.copy(metrics, dest / "cells" / metrics.name)
+                hyps = src["cells"] / metrics.stem / "hyps.txt"
+                if hyps.exists():
+                    hashes[metrics.stem] = _sha256(hyps)
+                    keep_translations(dest, metrics.stem, hyps)
+            (dest / "hyps.sha256").write_text("".join(f"{h}  {n}\n" for n, h in sorted(hashes.items())))
+        aggregate = out / "aggregate"
+        aggregate.mkdir(exist_ok=True)
+        for name in ("results.csv", "significance.json", "summary.json"):
+            if (project / "metrics" / name).exists() and up_to_date(project, project / "metrics" / name):
+                shutil.copy(project / "metrics" / name, aggregate / name)
+    # each comparison once, over every seed: translations another clone collected come from the record
     comparisons = (("pairs.json", "pairs", list(pairs)), ("deltas.json", "deltas", reference_pairs(out, seeds)))
     for name, key, wanted in comparisons:
         if wanted:
             known = {(p["a"], p["b"]): p for p in _json(out / name).get(key, [])}
-            measured = compare_pairs(project, seeds, wanted, out, known)
+            measured = compare_pairs(first, seeds, wanted, out, known)
             merged = merge_comparisons(known, measured)
             (out / name).write_text(json.dumps({key: list(merged.values())}, indent=1) + "\n")
-    return counts
+    return {seed: len(list((out / f"seed{seed}" / "cells").glob("*.json"))) for seed in seeds}
 
 
 def keep_translations(dest: Path, name: str, hyps: Path) -> None:
@@ -422,26 +426,47 @@ def recorded_translations(collected: Path, seed: int, cell: str) -> tuple[Path, 
     return path, digest
 
 
-def check_baselines(out: Path, sources: dict[int, dict[str, Path]], up_to_date) -> None:
-    """Refuse, before anything is written, to add a clone's cells to a seed of the record that was
+def _baseline_models(project: Path, seeds: list[int]) -> dict[int, str | None]:
+    """Each seed's baseline model as ``project``'s dvc.lock records it (the train stage's output hash)."""
+    stages = _lock_stages(project)
+    found = {}
+    for i, seed in enumerate(seeds):
+        stage, path = ("train", "data/model") if i == 0 else (f"seed_train@{seed}", f"data/seeds/{seed}/model")
+        found[seed] = next((o.get("md5") for o in stages.get(stage, {}).get("outs", []) if o["path"] == path), None)
+    return found
+
+
+def check_baselines(out: Path, projects: list[Path], seeds: list[int], up_to_date) -> None:
+    """Refuse, before anything is written, to add clones' cells to a seed of the record that was
     measured on another baseline: each seed's cells are compared with that seed's baseline and control,
     so they must all come from one. The baseline is known by the hash of its greedy test translations
-    (``hyps.sha256``: ``baseline.greedy``). A baseline trained again (a lost clone, another CPU, another
-    library version) is another baseline even with the same seed and params."""
-    for seed, src in sources.items():
+    (``hyps.sha256``: ``baseline.greedy``), which one of the clones must show (its evaluation up to
+    date); clones collected together must hold one model of each seed. A baseline trained again (a
+    lost clone, another CPU, another library version) is another baseline even with the same seed and
+    params. ``up_to_date(project, path)``: whether a stage up to date in ``project`` wrote ``path``."""
+    models = [_baseline_models(project, seeds) for project in projects]
+    for seed in seeds:
+        held = {m[seed] for m in models if m[seed] is not None}
+        if len(held) > 1:
+            raise SystemExit(f"seed {seed}: the clones hold {len(held)} different baselines of it "
+                             f"({', '.join(sorted(h[:12] for h in held))}); collect them apart")
+    for seed in seeds:
         recorded = _read_hashes(out / f"seed{seed}" / "hyps.sha256").get("baseline.greedy")
         if recorded is None or not any((out / f"seed{seed}" / "cells").glob("*.json")):
             continue
-        hyps = src["eval"] / "baseline.greedy.txt"
-        if not hyps.exists() or not up_to_date(src["eval"]):
+        shown = [hyps for project in projects
+                 if (hyps := seed_sources(project, seeds)[seed]["eval"] / "baseline.greedy.txt").exists()
+                 and up_to_date(project, hyps.parent)]
+        if not shown:
+            first_seed = seed == seeds[0]
             raise SystemExit(
                 f"seed {seed}: the record's cells were measured on a baseline this clone cannot show it holds "
                 f"(its baseline evaluation is not up to date): run `dvc repro "
-                f"{'evaluate' if src['eval'].parent.name == 'data' else f'seed_evaluate@{seed}'}` in the clone first")
-        if _sha256(hyps) != recorded:
+                f"{'evaluate' if first_seed else f'seed_evaluate@{seed}'}` in the clone first")
+        if _sha256(shown[0]) != recorded:
             raise SystemExit(
                 f"seed {seed}: this clone's baseline is not the one the record's seed-{seed} cells were measured on "
-                f"(greedy test translations {_sha256(hyps)[:12]}, recorded {recorded[:12]}), so its cells cannot be "
+                f"(greedy test translations {_sha256(shown[0])[:12]}, recorded {recorded[:12]}), so its cells cannot be "
                 f"added to them. Restore that baseline (the DVC remote or cache that holds it), or start the seed over: "
                 f"`python benchmarks/record/run.py --forget-seed {seed} --part {out.name} --clone ...`")
 
@@ -595,10 +620,10 @@ def main() -> None:
     parser.add_argument("--no-collect", action="store_true", help="run, do not collect (a worker of --workers)")
     parser.add_argument("--workers", type=int, default=0,
                         help="run each part on this many clones of --clone side by side (one DVC cache), then "
-                             "gather their cells into --clone and collect there")
+                             "collect from all of them")
     parser.add_argument("--deadline", type=float,
-                        help="with --workers: stop the workers this many seconds after the start, then gather and "
-                             "collect what they finished (a time limit on the machine; run again to go on)")
+                        help="with --workers: stop the workers this many seconds after the start, then collect "
+                             "what they finished (a time limit on the machine; run again to go on)")
     parser.add_argument("--forget-seed", type=int, action="append", default=[],
                         help="before anything else, take this seed out of each --part's record (its cells and every "
                              "comparison over it): to start a seed over on a baseline trained again")
@@ -635,23 +660,21 @@ def main() -> None:
                 common = ["--part", part, "--record", str(args.record), "--claims", str(args.claims),
                           "--out", str(args.out), *(["--data", args.data] if args.data else []),
                           *(f"--set={o}" for o in args.extra)]
-                clones, failed = run_workers(project, args.workers, part, common, deadline)
-                args.gather, failures = clones, [*failures, *(f"{part}: {c}" for c in failed)]
-                # here, from the run-cache: the plans (which the gathered cells must find) and the evaluations
-                seeds = project_seeds(project)
-                run([sys.executable, "-m", "dvc", "repro", "plan", "evaluate",
-                     *(f"seed_{stage}@{seed}" for seed in seeds[1:] for stage in ("plan", "evaluate"))], project)
+                collected, failed = run_workers(project, args.workers, part, common, deadline)
+                failures += [f"{part}: {c}" for c in failed]
             if args.all_seeds:
                 targets = across_seeds(targets, project_seeds(project))
             if args.gather:
                 found = gather_targets(project, [g.resolve() for g in args.gather])
                 print(f"gathering {len(found)} cell stages from {', '.join(map(str, args.gather))}", flush=True)
                 targets = [*targets, *found]
-            if targets or not args.gather:   # nothing to gather: no `dvc repro` of the whole grid
+            if not args.workers and (targets or not args.gather):   # nothing to gather: no `dvc repro` of the grid
                 repro(project, args.shard, targets)
         if args.no_collect:
             continue
-        counts = collect(project, args.out / part, pairs)
+        if args.workers and args.collect_only:   # the workers an earlier run made
+            collected = sorted(project.parent.glob(f"{project.name}.[0-9]*"), key=lambda c: int(c.suffix[1:]))
+        counts = collect(collected if args.workers else project, args.out / part, pairs)
         print(f"{part}: collected into {args.out / part}: " + ", ".join(f"seed {s} {n} cells" for s, n in counts.items()))
     if failures:
         raise SystemExit(f"workers failed (what they finished is collected): {'; '.join(failures)}")
