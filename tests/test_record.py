@@ -381,8 +381,15 @@ def test_collect_refuses_cells_on_another_baseline_of_a_recorded_seed_and_forget
     (sources[2]["eval"] / "baseline.greedy.txt").write_text("zwei andere Hunde\n")   # seed 2 trained again
     with pytest.raises(SystemExit, match="seed 2: this clone's baseline is not the one"):
         check()
+    def cells_only(clone, path):   # the cells up to date, the baseline's evaluation not
+        return "cells" in path.parts
+
+    for seed in (1234, 2):
+        (sources[seed]["metrics"] / "cells").mkdir(parents=True)
+        (sources[seed]["metrics"] / "cells/ptq-sym-8-full.json").write_text('{"bleu": 1.0}')
     with pytest.raises(SystemExit, match=r"seed 1234: .*cannot show.*dvc repro evaluate"):
-        check(up_to_date=lambda clone, path: False)
+        check(up_to_date=cells_only)
+    check(up_to_date=lambda clone, path: False)   # nothing to add: nothing to check
     for f in (out / "seed2/cells").glob("*.json"):    # a seed with no recorded cells takes any baseline
         f.unlink()
     check()

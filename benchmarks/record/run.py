@@ -441,7 +441,8 @@ def check_baselines(out: Path, projects: list[Path], seeds: list[int], up_to_dat
     measured on another baseline: each seed's cells are compared with that seed's baseline and control,
     so they must all come from one. The baseline is known by the hash of its greedy test translations
     (``hyps.sha256``: ``baseline.greedy``), which one of the clones must show (its evaluation up to
-    date); clones collected together must hold one model of each seed. A baseline trained again (a
+    date) where they add anything to that seed; clones collected together must hold one model of each
+    seed. A baseline trained again (a
     lost clone, another CPU, another library version) is another baseline even with the same seed and
     params. ``up_to_date(project, path)``: whether a stage up to date in ``project`` wrote ``path``."""
     models = [_baseline_models(project, seeds) for project in projects]
@@ -450,9 +451,16 @@ def check_baselines(out: Path, projects: list[Path], seeds: list[int], up_to_dat
         if len(held) > 1:
             raise SystemExit(f"seed {seed}: the clones hold {len(held)} different baselines of it "
                              f"({', '.join(sorted(h[:12] for h in held))}); collect them apart")
+    def touches(project: Path, seed: int) -> bool:   # has anything up to date to add to the seed
+        src = seed_sources(project, seeds)[seed]
+        files = [src["metrics"] / "baseline.json", src["metrics"] / "train.json",
+                 *(src["metrics"] / "cells").glob("*.json")]
+        return up_to_date(project, src["eval"]) or any(_json(f) and up_to_date(project, f) for f in files)
+
     for seed in seeds:
         recorded = _read_hashes(out / f"seed{seed}" / "hyps.sha256").get("baseline.greedy")
-        if recorded is None or not any((out / f"seed{seed}" / "cells").glob("*.json")):
+        if (recorded is None or not any((out / f"seed{seed}" / "cells").glob("*.json"))
+                or not any(touches(project, seed) for project in projects)):
             continue
         shown = [hyps for project in projects
                  if (hyps := seed_sources(project, seeds)[seed]["eval"] / "baseline.greedy.txt").exists()
