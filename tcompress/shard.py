@@ -116,13 +116,16 @@ def units(cells: dict[str, dict], cost: dict[str, float], seeds: tuple[int, ...]
     default = statistics.median(known) if known else 1.0
     everything = {**{c: {**e, "off": True} for c, e in (off or {}).items()}, **cells}
     grouped: dict[str, Unit] = {}
+    members: dict[str, list[str]] = {}   # each root's cells and chains, in run order
     ancestry = {c: _ancestry(c, everything) for c in everything}
     # A chain after every chain it continues (fewer links first); ids break ties, so the order of
     # ``cells`` does not matter.
     in_order = sorted(everything, key=lambda c: (len(ancestry[c]), c))
     for cell_id in in_order:
         entry = everything[cell_id]
-        unit = grouped.setdefault(ancestry[cell_id][-1], Unit())
+        root = ancestry[cell_id][-1]
+        unit = grouped.setdefault(root, Unit())
+        members.setdefault(root, []).append(cell_id)
         unit.targets.append(stage_name(cell_id, entry))
         if entry.get("off"):
             unit.seconds += OFF_SECONDS
@@ -134,8 +137,7 @@ def units(cells: dict[str, dict], cost: dict[str, float], seeds: tuple[int, ...]
         first = list(grouped.items())
         for seed in seeds:
             for root, unit in first:
-                names = [t.split("@", 1)[1] for t in unit.targets]
-                grouped[f"{root} seed {seed}"] = Unit([seed_stage_name(c, everything[c], seed) for c in names],
+                grouped[f"{root} seed {seed}"] = Unit([seed_stage_name(c, everything[c], seed) for c in members[root]],
                                                       unit.seconds, unit.off)
             grouped[f"evaluate seed {seed}"] = Unit([f"seed_evaluate@{seed}"],
                                                     10.0 if evaluate_seconds is None else evaluate_seconds)

@@ -430,8 +430,8 @@ def _baseline_models(project: Path, seeds: list[int]) -> dict[int, str | None]:
     """Each seed's baseline model as ``project``'s dvc.lock records it (the train stage's output hash)."""
     stages = _lock_stages(project)
     found = {}
-    for i, seed in enumerate(seeds):
-        stage, path = ("train", "data/model") if i == 0 else (f"seed_train@{seed}", f"data/seeds/{seed}/model")
+    for i, (seed, src) in enumerate(seed_sources(project, seeds).items()):
+        stage, path = "train" if i == 0 else f"seed_train@{seed}", str((src["eval"].parent / "model").relative_to(project))
         found[seed] = next((o.get("md5") for o in stages.get(stage, {}).get("outs", []) if o["path"] == path), None)
     return found
 
@@ -442,17 +442,19 @@ def check_baselines(out: Path, projects: list[Path], seeds: list[int], up_to_dat
     so they must all come from one. The baseline is known by the hash of its greedy test translations
     (``hyps.sha256``: ``baseline.greedy``), which one of the clones must show (its evaluation up to
     date) where they add anything to that seed; clones collected together must hold one model of each
-    seed. A baseline trained again (a
-    lost clone, another CPU, another library version) is another baseline even with the same seed and
-    params. ``up_to_date(project, path)``: whether a stage up to date in ``project`` wrote ``path``."""
+    seed. A baseline trained again (a lost clone, another CPU, another library version) is another
+    baseline even with the same seed and params. ``up_to_date(project, path)``: whether a stage up to
+    date in ``project`` wrote ``path``."""
     models = [_baseline_models(project, seeds) for project in projects]
     for seed in seeds:
         held = {m[seed] for m in models if m[seed] is not None}
         if len(held) > 1:
             raise SystemExit(f"seed {seed}: the clones hold {len(held)} different baselines of it "
                              f"({', '.join(sorted(h[:12] for h in held))}); collect them apart")
+    sources = {project: seed_sources(project, seeds) for project in projects}
+
     def touches(project: Path, seed: int) -> bool:   # has anything up to date to add to the seed
-        src = seed_sources(project, seeds)[seed]
+        src = sources[project][seed]
         files = [src["metrics"] / "baseline.json", src["metrics"] / "train.json",
                  *(src["metrics"] / "cells").glob("*.json")]
         return up_to_date(project, src["eval"]) or any(_json(f) and up_to_date(project, f) for f in files)
@@ -463,18 +465,17 @@ def check_baselines(out: Path, projects: list[Path], seeds: list[int], up_to_dat
                 or not any(touches(project, seed) for project in projects)):
             continue
         shown = [hyps for project in projects
-                 if (hyps := seed_sources(project, seeds)[seed]["eval"] / "baseline.greedy.txt").exists()
+                 if (hyps := sources[project][seed]["eval"] / "baseline.greedy.txt").exists()
                  and up_to_date(project, hyps.parent)]
         if not shown:
-            first_seed = seed == seeds[0]
             raise SystemExit(
                 f"seed {seed}: the record's cells were measured on a baseline this clone cannot show it holds "
                 f"(its baseline evaluation is not up to date): run `dvc repro "
-                f"{'evaluate' if first_seed else f'seed_evaluate@{seed}'}` in the clone first")
-        if _sha256(shown[0]) != recorded:
+                f"{'evaluate' if seed == seeds[0] else f'seed_evaluate@{seed}'}` in the clone first")
+        if (digest := _sha256(shown[0])) != recorded:
             raise SystemExit(
                 f"seed {seed}: this clone's baseline is not the one the record's seed-{seed} cells were measured on "
-                f"(greedy test translations {_sha256(shown[0])[:12]}, recorded {recorded[:12]}), so its cells cannot be "
+                f"(greedy test translations {digest[:12]}, recorded {recorded[:12]}), so its cells cannot be "
                 f"added to them. Restore that baseline (the DVC remote or cache that holds it), or start the seed over: "
                 f"`python benchmarks/record/run.py --forget-seed {seed} --part {out.name} --clone ...`")
 
